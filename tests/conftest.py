@@ -1,0 +1,186 @@
+"""Fixtures are factories: real databases (SQLite, PostgreSQL), a real upstream and real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.support.servers import serve_in_thread
+from tests.support.upstream import Upstream
+from widget_server.app import create_app
+from widget_server.backends.storage import open_storage
+from widget_server.domain import tenants
+from widget_server.settings import Settings
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+ORIGIN = "https://shop.example"
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    import asyncpg
+
+    name = f"widget_test_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_ADMIN)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except OSError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} ({exc}); .ci/run starts it")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'widget.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[tuple[Upstream, str]]:
+    fake = Upstream()
+    with serve_in_thread(fake.app()) as url:
+        yield fake, url + "/v1"
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, upstream: tuple[Upstream, str]) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'widget.db'}", "provider": "openai",
+            "openai_base_url": upstream[1], "openai_model": "echo", "provider_timeout_s": 5,
+            "provider_stall_s": 2, "hello_timeout_s": 1, "secret_key": "test-secret", "coalesce_ms": 20,
+        }
+        return Settings(**{**values, **overrides})
+    return make
+
+
+async def _tenant(url: str, origins: list[str]) -> dict[str, str]:
+    storage = await open_storage(url)
+    try:
+        tenant_id, sk = await tenants.create_tenant(storage, "Test " + secrets.token_hex(3))
+        pk, _ = await tenants.create_publishable_key(storage, tenant_id, origins)
+    finally:
+        await storage.close()
+    return {"tenant_id": tenant_id, "sk": sk, "pk": pk}
+
+
+@dataclass
+class Stack:
+    """A running server with one tenant; helpers speak its REST API and widget protocol."""
+
+    url: str
+    settings: Settings
+    tenant_id: str
+    sk: str
+    pk: str
+    exits: contextlib.ExitStack
+    origin: str = ORIGIN
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.sk}"}
+
+    def tenant(self, origins: list[str] | None = None) -> dict[str, str]:
+        """Another tenant on the same server."""
+        return asyncio.run(_tenant(self.settings.resolved_database_url, origins or [self.origin]))
+
+    def persona(self, model: str = "echo", **fields: Any) -> str:
+        body = {"name": "Tester", "slug": f"p-{secrets.token_hex(4)}", "system_prompt": "You test.",
+                "greeting": "Hi!", "provider": {"kind": "openai", "model": model}, **fields}
+        r = httpx.post(f"{self.url}/v1/personas", json=body, headers=self.auth)
+        assert r.status_code == 201, r.text
+        return str(r.json()["slug"])
+
+    def session(self, persona: str, origin: str | None = None, **extra: Any) -> httpx.Response:
+        return httpx.post(f"{self.url}/v1/widget/sessions", json={"key": self.pk, "persona": persona, **extra},
+                          headers={"Origin": origin or self.origin})
+
+    def token(self, persona: str, **extra: Any) -> tuple[str, str]:
+        r = self.session(persona, **extra)
+        assert r.status_code == 201, r.text
+        return r.json()["token"], r.json()["visitor_id"]
+
+    def connect(self, origin: str | None = None) -> WS:
+        headers = {"Origin": origin} if origin else {}
+        conn = connect(self.url.replace("http", "ws") + "/v1/widget/ws", additional_headers=headers,
+                       max_size=1 << 20, open_timeout=10)
+        return WS(self.exits.enter_context(conn))
+
+    def open(self, persona: str, resume: dict[str, Any] | None = None, token: str | None = None) -> WS:
+        ws = self.connect(self.origin)
+        hello: dict[str, Any] = {"type": "hello", "token": token or self.token(persona)[0]}
+        if resume:
+            hello["resume"] = resume
+        ws.send(hello)
+        return ws
+
+
+class WS:
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.frames: list[dict[str, Any]] = []
+
+    def send(self, frame: dict[str, Any] | str) -> None:
+        self.conn.send(frame if isinstance(frame, str) else json.dumps(frame))
+
+    def recv(self, timeout: float = 10) -> dict[str, Any]:
+        frame = json.loads(self.conn.recv(timeout=timeout))
+        self.frames.append(frame)
+        return frame  # type: ignore[no-any-return]
+
+    def until(self, type_: str, timeout: float = 15) -> list[dict[str, Any]]:
+        """Frames up to and including the first of `type_`."""
+        got = []
+        while True:
+            frame = self.recv(timeout)
+            got.append(frame)
+            if frame["type"] == type_:
+                return got
+
+    def close_code(self, timeout: float = 10) -> int | None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            while True:
+                self.recv(timeout)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def stack_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callable[..., Stack]]:
+    with contextlib.ExitStack() as stack:
+        def make(**overrides: Any) -> Stack:
+            settings = settings_factory(**overrides)
+            keys = asyncio.run(_tenant(settings.resolved_database_url, [ORIGIN]))
+            url = stack.enter_context(serve_in_thread(create_app(settings)))
+            return Stack(url, settings, keys["tenant_id"], keys["sk"], keys["pk"], stack)
+        yield make
+
+
+@pytest.fixture
+def stack(stack_factory: Callable[..., Stack]) -> Stack:
+    return stack_factory()

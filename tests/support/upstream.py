@@ -1,0 +1,87 @@
+"""A scriptable OpenAI-compatible upstream for tests and benchmarks: `POST /v1/chat/completions` streams
+chunks the way OpenAI does. The `model` name picks the behaviour, so one upstream serves every case:
+
+- `echo`           the last user message back, one word per chunk
+- `words-N`        N numbered words (`w1 w2 …`), one per chunk
+- `pace-MS-N`      N numbered words, one every MS milliseconds
+- `fail`           HTTP 500 every time
+- `fail-then-ok`   HTTP 500 on odd requests, a normal reply on even ones
+- `stall`          three words, then nothing: the stream stays open
+- `spell:TEXT`     TEXT one character per chunk
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def _chunk(model: str, content: str | None, finish: str | None = None, usage: dict[str, int] | None = None) -> str:
+    choices = [] if usage else [{"index": 0, "delta": {"content": content} if content is not None else {},
+                                 "finish_reason": finish}]
+    body: dict[str, Any] = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
+                            "model": model, "choices": choices}
+    if usage:
+        body["usage"] = usage
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
+    """The pieces to stream and the pause between them."""
+    if model == "echo":
+        words = str(messages[-1]["content"]).split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)], 0.0
+    if model.startswith("spell:"):
+        return list(model[6:]), 0.0
+    if model.startswith("pace-"):
+        _, ms, n = model.split("-")
+        return [f"w{i} " for i in range(1, int(n) + 1)], int(ms) / 1000
+    if model.startswith("words-"):
+        return [f"w{i} " for i in range(1, int(model.split("-")[1]) + 1)], 0.0
+    return ["Hello", " from", " the", " test", " upstream", "."], 0.005
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.closed_early = 0  # streams the client closed before the end (cancellation reached us)
+
+    async def completions(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        model = body.get("model", "")
+        if model == "fail" or (model == "fail-then-ok" and len(self.requests) % 2 == 1):
+            return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500)
+        return StreamingResponse(self.stream(model, body["messages"]), media_type="text/event-stream")
+
+    async def stream(self, model: str, messages: list[dict[str, Any]]) -> AsyncIterator[str]:
+        pieces, pause = plan(model, messages)
+        if model == "stall":
+            pieces, pause = ["one", " two", " three"], 0.0
+        finished = False
+        try:
+            for piece in pieces:
+                yield _chunk(model, piece)
+                if pause:
+                    await asyncio.sleep(pause)
+            if model == "stall":
+                await asyncio.sleep(3600)
+            yield _chunk(model, None, "stop")
+            yield _chunk(model, None, usage={"prompt_tokens": 11, "completion_tokens": len(pieces),
+                                             "total_tokens": 11 + len(pieces)})
+            yield "data: [DONE]\n\n"
+            finished = True
+        finally:
+            if not finished:
+                self.closed_early += 1
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])

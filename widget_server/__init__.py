@@ -1,0 +1,3 @@
+"""widget_server: an embeddable persona chat widget and the ASGI backend behind it."""
+
+__version__ = "0.1.0"

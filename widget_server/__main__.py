@@ -1,0 +1,5 @@
+"""`python -m widget_server` is the same as the `widget-server` command."""
+
+from widget_server.cli import main
+
+raise SystemExit(main())

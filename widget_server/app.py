@@ -1,0 +1,79 @@
+"""The one factory that builds the app: routes, lifespan (the state endpoints read), the error handler."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from widget_server.backends.providers import Providers
+from widget_server.backends.ratelimit import MemoryRateLimiter
+from widget_server.backends.storage import open_storage
+from widget_server.domain.channels import Hub
+from widget_server.domain.chat import Deps
+from widget_server.domain.events import EventSink, MemorySink
+from widget_server.domain.guard import AllowAll, Guard
+from widget_server.domain.tenants import SessionSigner
+from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
+from widget_server.edges.routes import routes
+from widget_server.errors import WidgetError
+from widget_server.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_BODY = 1024 * 1024
+
+
+def signing_secret(settings: Settings) -> str:
+    """The configured secret, or one made once and kept in the data dir (set it when running several nodes)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    path = Path(settings.data_dir) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def create_app(
+    settings: Settings | None = None, *, guard: Guard | None = None, events: EventSink | None = None
+) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        storage = await open_storage(settings.resolved_database_url)
+        providers = Providers(settings)
+        sink = events or MemorySink()
+        deps = Deps(
+            settings=settings, storage=storage, providers=providers, guard=guard or AllowAll(), events=sink,
+            hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
+            limiter=MemoryRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s),
+        )
+        signer = SessionSigner(signing_secret(settings), settings.session_ttl_s)
+        log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
+        try:
+            yield {"deps": deps, "signer": signer, "settings": settings}
+        finally:
+            tasks = deps.hub.cancel_all()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task  # each cancelled reply stores what was sent
+            await providers.aclose()
+            await sink.aclose()
+            await storage.close()
+
+    return Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers={WidgetError: on_error, HTTPException: on_http_exception, Exception: on_unexpected},
+        lifespan=lifespan,
+        max_body_size=MAX_BODY,
+    )

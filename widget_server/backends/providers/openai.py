@@ -1,0 +1,108 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server) through `openai.AsyncOpenAI`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from widget_server.backends.providers.base import Finish, ProviderRequest, Usage
+from widget_server.errors import ProviderError
+
+log = logging.getLogger(__name__)
+ROLES = {"visitor": "user", "persona": "assistant", "agent": "assistant"}
+
+
+def chat_messages(request: ProviderRequest) -> list[dict[str, str]]:
+    out = [{"role": "system", "content": request.system_prompt}]
+    out += [{"role": ROLES.get(t.role, "user"), "content": t.text} for t in request.history]
+    out.append({"role": "user", "content": request.message})
+    return out
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+
+class OpenAIProvider:
+    kind = "openai"
+
+    def __init__(
+        self, *, base_url: str | None, api_key: str, model: str, timeout_s: float = 30.0, retries: int = 1
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._model = model
+        self._timeout = timeout_s
+        self._retries = retries
+        self._clients: dict[str | None, openai.AsyncOpenAI] = {}
+
+    def client(self, base_url: str | None) -> openai.AsyncOpenAI:
+        url = base_url or self._base_url
+        if url not in self._clients:
+            # Our own retry loop decides what is retried (only before the first token), so the SDK's is off.
+            self._clients[url] = openai.AsyncOpenAI(
+                base_url=url, api_key=self._api_key, timeout=self._timeout, max_retries=0
+            )
+        return self._clients[url]
+
+    async def _open(self, request: ProviderRequest) -> Any:
+        client = self.client(request.base_url)
+        for attempt in range(self._retries + 1):
+            try:
+                return await client.chat.completions.create(
+                    model=request.model or self._model,
+                    messages=chat_messages(request),  # type: ignore[arg-type]
+                    temperature=request.temperature,
+                    max_tokens=request.max_tokens,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            except Exception as exc:
+                if attempt >= self._retries or not _retryable(exc):
+                    raise ProviderError(f"upstream refused the request: {_describe(exc)}") from exc
+                log.warning("provider retry", extra={"attempt": attempt + 1, "error": _describe(exc)})
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | Finish]:
+        upstream = await self._open(request)
+        reason, usage, n_out, model = "stop", None, 0, request.model or self._model
+        try:
+            async for chunk in upstream:
+                model = chunk.model or model
+                if chunk.usage:
+                    usage = Usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                if choice.delta and choice.delta.content:
+                    n_out += 1
+                    yield choice.delta.content
+                if choice.finish_reason:
+                    reason = "length" if choice.finish_reason == "length" else "stop"
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(f"upstream stream failed: {_describe(exc)}") from exc
+        finally:
+            await upstream.close()  # stops the upstream generation when the visitor cancels or leaves
+        yield Finish(reason, usage or Usage(0, n_out), model)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "kind": self.kind, "base_url": self._base_url, "model": self._model}
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"HTTP {exc.status_code}"
+    return type(exc).__name__

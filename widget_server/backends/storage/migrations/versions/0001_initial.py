@@ -1,0 +1,88 @@
+"""Tenants, keys, personas, conversations, messages and feedback.
+
+Revision ID: 0001
+Revises:
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "tenants",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("identity_secret", sa.String(100)),
+        sa.Column("require_identity", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", TS, nullable=False),
+    )
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("kind", sa.String(12), nullable=False),
+        sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("hint", sa.String(16), nullable=False),
+        sa.Column("origins", sa.JSON, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("revoked_at", TS),
+    )
+    op.create_table(
+        "personas",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("slug", sa.String(64), nullable=False),
+        sa.Column("doc", sa.JSON, nullable=False),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+        sa.UniqueConstraint("tenant_id", "slug", name="uq_personas_tenant_slug"),
+    )
+    op.create_table(
+        "conversations",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("persona_id", sa.String(40), nullable=False),
+        sa.Column("visitor_id", sa.String(80), nullable=False),
+        sa.Column("channel", sa.String(12), nullable=False),
+        sa.Column("status", sa.String(12), nullable=False),
+        sa.Column("origin", sa.String(300)),
+        sa.Column("created_at", TS, nullable=False),
+        sa.Column("updated_at", TS, nullable=False),
+    )
+    op.create_index("ix_conversations_tenant_id", "conversations", ["tenant_id", "id"])
+    op.create_table(
+        "messages",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.String(40), nullable=False),
+        sa.Column(
+            "conversation_id", sa.String(40), sa.ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("role", sa.String(10), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("client_id", sa.String(80)),
+        sa.Column("finish_reason", sa.String(12)),
+        sa.Column("guardrail", sa.JSON),
+        sa.Column("usage", sa.JSON),
+        sa.Column("timing", sa.JSON),
+        sa.Column("created_at", TS, nullable=False),
+    )
+    op.create_index("ix_messages_conversation", "messages", ["conversation_id", "id"])
+    op.create_table(
+        "feedback",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant_id", sa.String(40), nullable=False),
+        sa.Column("conversation_id", sa.String(40), nullable=False),
+        sa.Column("message_id", sa.String(40), sa.ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("rating", sa.String(4), nullable=False),
+        sa.Column("comment", sa.Text),
+        sa.Column("created_at", TS, nullable=False),
+        sa.UniqueConstraint("message_id", name="uq_feedback_message"),
+    )

@@ -1,0 +1,158 @@
+"""Personas: strict validation of what tenants send, and the stored shape."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from widget_server.backends.storage import Storage
+from widget_server.backends.storage.engine import DuplicateError, now
+from widget_server.errors import InvalidRequest, PersonaNotFound, SlugTaken
+from widget_server.ids import new_id
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ProviderSettings(Strict):
+    kind: Literal["local", "openai"] | None = None
+    model: str | None = Field(None, max_length=200)
+    base_url: str | None = Field(None, max_length=500)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+
+
+class TopicRule(Strict):
+    id: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+    refusal: str | None = None
+
+
+class Topics(Strict):
+    allowed: list[TopicRule] = Field(default_factory=list)
+    denied: list[TopicRule] = Field(default_factory=list)
+    off_topic: Literal["refuse", "allow", "escalate"] = "refuse"
+
+
+class PersonaBody(Strict):
+    """A full persona as a tenant writes it (POST and PUT)."""
+
+    name: str = Field(min_length=1, max_length=100)
+    slug: str | None = None
+    description: str = Field("", max_length=2000)
+    system_prompt: str = Field("", max_length=20000)
+    greeting: str = Field("", max_length=2000)
+    starters: list[str] = Field(default_factory=list, max_length=8)
+    avatar_url: str | None = Field(None, max_length=500)
+    language: str = Field("en", max_length=16)
+    provider: ProviderSettings = Field(default_factory=ProviderSettings)
+    topics: Topics = Field(default_factory=Topics)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and not SLUG.match(value):
+            raise ValueError("lowercase letters, digits and inner dashes, at most 64 characters")
+        return value
+
+    @field_validator("avatar_url")
+    @classmethod
+    def _avatar(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://", value):
+            raise ValueError("must be an http or https URL")
+        return value or None
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-")
+    return slug or "persona"
+
+
+def _errors(exc: ValidationError) -> dict[str, Any]:
+    fields = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "message": err["msg"], "type": err["type"]}
+        for err in exc.errors()
+    ]
+    return {"errors": fields}
+
+
+def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody:
+    """Validate a POST/PUT body, or a PATCH body merged onto the current persona."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    if partial_of is not None:
+        unknown = sorted(set(body) - set(PersonaBody.model_fields))
+        if unknown:
+            raise InvalidRequest(f"unknown field: {unknown[0]}", details={"errors": [
+                {"field": f, "message": "Extra inputs are not permitted", "type": "extra_forbidden"} for f in unknown
+            ]})
+        body = {**partial_of, **body}
+    try:
+        return PersonaBody.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        label = "missing field" if first["type"] == "missing" else (
+            "unknown field" if first["type"] == "extra_forbidden" else "invalid field")
+        raise InvalidRequest(f"{label}: {where}", details=_errors(exc)) from exc
+
+
+def to_public(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "slug": row["slug"], **row["doc"],
+        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def _doc(body: PersonaBody) -> dict[str, Any]:
+    return body.model_dump(exclude={"slug"}, mode="json")
+
+
+async def create(storage: Storage, tenant_id: str, body: Any) -> dict[str, Any]:
+    persona = parse(body)
+    slug = persona.slug or slugify(persona.name)
+    stamp = now()
+    row = {"id": new_id("per"), "tenant_id": tenant_id, "slug": slug, "doc": _doc(persona),
+           "created_at": stamp, "updated_at": stamp}
+    try:
+        await storage.insert_persona(row)
+    except DuplicateError as exc:
+        raise SlugTaken(f"slug {slug!r} is taken", details={"slug": slug}) from exc
+    return to_public(row)
+
+
+async def get(storage: Storage, tenant_id: str, ref: str) -> dict[str, Any]:
+    row = await storage.get_persona(tenant_id, ref)
+    if row is None:
+        raise PersonaNotFound(f"no persona {ref!r}")
+    return row
+
+
+async def replace(storage: Storage, tenant_id: str, ref: str, body: Any, *, partial: bool) -> dict[str, Any]:
+    row = await get(storage, tenant_id, ref)
+    current = {**row["doc"], "slug": row["slug"]}
+    persona = parse(body, partial_of=current if partial else None)
+    slug = persona.slug or (row["slug"] if partial else slugify(persona.name))
+    try:
+        await storage.update_persona(tenant_id, row["id"], slug, _doc(persona))
+    except DuplicateError as exc:
+        raise SlugTaken(f"slug {slug!r} is taken", details={"slug": slug}) from exc
+    return to_public(await get(storage, tenant_id, row["id"]))
+
+
+async def delete(storage: Storage, tenant_id: str, ref: str) -> None:
+    row = await get(storage, tenant_id, ref)
+    await storage.delete_persona(tenant_id, row["id"])
+
+
+def widget_view(row: dict[str, Any]) -> dict[str, Any]:
+    """What a site visitor may see of a persona: never the system prompt."""
+    doc = row["doc"]
+    return {"name": doc["name"], "avatar_url": doc.get("avatar_url"), "greeting": doc.get("greeting", ""),
+            "starters": doc.get("starters", [])}

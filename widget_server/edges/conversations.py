@@ -1,0 +1,54 @@
+"""`/v1/conversations`: a keyset-paginated list, and one conversation with its messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from widget_server.edges.http import deps, tenant_of
+from widget_server.errors import ConversationNotFound, InvalidRequest
+
+
+def _conversation(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "persona_id": row["persona_id"], "visitor_id": row["visitor_id"], "channel": row["channel"],
+        "status": row["status"], "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
+def _message(row: dict[str, Any], rating: dict[str, Any] | None) -> dict[str, Any]:
+    out = {k: row[k] for k in ("id", "role", "text", "finish_reason", "guardrail", "usage", "timing")}
+    out["created_at"] = row["created_at"].isoformat()
+    out["feedback"] = {"rating": rating["rating"], "comment": rating["comment"]} if rating else None
+    return out
+
+
+async def list_conversations(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    try:
+        limit = int(request.query_params.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 200:
+        raise InvalidRequest("limit must be an integer from 1 to 200")
+    cursor = request.query_params.get("cursor") or None
+    rows = await deps(request).storage.list_conversations(
+        tenant_id, limit=limit + 1, before=cursor, persona_id=request.query_params.get("persona")
+    )
+    page = rows[:limit]
+    next_cursor = page[-1]["id"] if len(rows) > limit else None
+    return JSONResponse({"data": [_conversation(r) for r in page], "next_cursor": next_cursor})
+
+
+async def get_conversation(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    storage = deps(request).storage
+    row = await storage.get_conversation(tenant_id, request.path_params["id"])
+    if row is None:
+        raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
+    messages = await storage.list_messages(tenant_id, row["id"])
+    ratings = {f["message_id"]: f for f in await storage.get_feedback(tenant_id, [m["id"] for m in messages])}
+    return JSONResponse({**_conversation(row), "messages": [_message(m, ratings.get(m["id"])) for m in messages]})

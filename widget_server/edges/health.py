@@ -1,0 +1,28 @@
+"""`GET /health`: storage and provider status; 503 when storage is down."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from widget_server import __version__
+from widget_server.edges.http import deps
+
+
+async def health(request: Request) -> Response:
+    d = deps(request)
+    storage: dict[str, Any] = {"status": "ok", "dialect": d.storage.dialect}
+    try:
+        await d.storage.ping()
+    except Exception as exc:  # report it, do not raise: this is the endpoint that says what is broken
+        storage = {"status": "error", "dialect": d.storage.dialect, "error": type(exc).__name__}
+    try:
+        provider = await d.providers.health()
+    except Exception as exc:
+        provider = {"status": "error", "error": str(exc)}
+    ok = storage["status"] == "ok"
+    status = "ok" if ok and provider.get("status") == "ok" else ("degraded" if ok else "error")
+    body = {"status": status, "version": __version__, "storage": storage, "provider": provider}
+    return JSONResponse(body, status_code=200 if ok else 503)

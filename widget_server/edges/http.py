@@ -1,0 +1,100 @@
+"""Shared HTTP plumbing: request ids, the error body, authentication and JSON bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from widget_server.domain import tenants
+from widget_server.domain.chat import Deps
+from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, WidgetError
+
+log = logging.getLogger(__name__)
+HTTP_CODES = {404: ("route.not_found", "not_found"), 405: ("method.not_allowed", "invalid_request"),
+              413: ("request.too_large", "invalid_request")}
+
+
+class RequestIdMiddleware:
+    """Every response carries `X-Request-Id`; the error body repeats it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        request_id = "req_" + secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "req_unknown"))
+
+
+def error_response(request: Request, exc: WidgetError) -> JSONResponse:
+    return JSONResponse(exc.body(request_id(request)), status_code=exc.status_code)
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WidgetError)
+    return error_response(request, exc)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, type_ = HTTP_CODES.get(exc.status_code, ("request.invalid", "invalid_request"))
+    err = (NotFound if exc.status_code == 404 else PayloadTooLarge if exc.status_code == 413 else InvalidRequest)(
+        str(exc.detail), code=code)
+    body = err.body(request_id(request))
+    body["error"]["type"] = type_
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"request_id": request_id(request), "path": request.url.path})
+    err = WidgetError("internal server error")
+    return JSONResponse(err.body(request_id(request)), status_code=500)
+
+
+def deps(request: Request) -> Deps:
+    return request.state.deps  # type: ignore[no-any-return]
+
+
+async def tenant_of(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+    return await tenants.authenticate_secret(deps(request).storage, key)
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("the body is not valid JSON", code="request.invalid_json") from exc
+
+
+def only_fields(body: Any, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+    """A JSON object with no unknown and no missing fields, or a 400 naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    for name in sorted(set(body) - allowed):
+        raise InvalidRequest(f"unknown field: {name}", details={"errors": [{"field": name, "message": "not allowed"}]})
+    for name in sorted(required - set(body)):
+        raise InvalidRequest(f"missing field: {name}", details={"errors": [{"field": name, "message": "required"}]})
+    return body

@@ -1,0 +1,127 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 description of every endpoint, persona schemas from the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from widget_server import __version__
+from widget_server.domain.personas import PersonaBody
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {code: {"$ref": "#/components/responses/Error"} for code in ("400", "401", "404")}
+OBJ: dict[str, Any] = {"type": "object"}
+ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "id or slug"}]
+
+
+def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {**responses, **ERRORS}, **extra}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _prompt_body() -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["message"], "properties": {
+        "message": {"type": "string"}, "conversation_id": {"type": "string"}, "visitor_id": {"type": "string"}}}
+
+
+def _paths() -> dict[str, Any]:
+    persona = _json(_ref("Persona"))
+    sse = {"description": "Server-Sent Events: reply.start, reply.delta, reply.end, guardrail, error",
+           "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return {
+        "/health": {"get": {"summary": "Storage and provider status", "security": [],
+                            "responses": {"200": _json(OBJ), "503": _json(OBJ, "Storage unavailable")}}},
+        "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json(OBJ)}}},
+        "/v1/personas": {
+            "get": _op("List personas", {"200": _json({"type": "object", "properties": {
+                "data": {"type": "array", "items": _ref("Persona")}}})}),
+            "post": _op("Create a persona", {"201": persona, "409": {"$ref": "#/components/responses/Error"}},
+                        _ref("PersonaBody")),
+        },
+        "/v1/personas/{id}": {
+            "parameters": ID,
+            "get": _op("Get a persona", {"200": persona}),
+            "put": _op("Replace a persona", {"200": persona}, _ref("PersonaBody")),
+            "patch": _op("Change some fields of a persona", {"200": persona}, OBJ),
+            "delete": _op("Delete a persona", {"204": {"description": "Deleted"}}),
+        },
+        "/v1/personas/{id}/prompt": {"parameters": ID, "post": _op(
+            "One reply as JSON", {"200": _json(_ref("PromptAnswer")), "502": {"$ref": "#/components/responses/Error"}},
+            _prompt_body())},
+        "/v1/personas/{id}/prompt/stream": {"parameters": ID, "post": _op(
+            "One reply as Server-Sent Events", {"200": sse}, _prompt_body())},
+        "/v1/conversations": {"get": _op("List conversations, newest first", {"200": _json(OBJ)}, parameters=[
+            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+            {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+            {"name": "persona", "in": "query", "schema": {"type": "string"}}])},
+        "/v1/conversations/{id}": {"parameters": [{"name": "id", "in": "path", "required": True,
+                                                   "schema": {"type": "string"}}],
+                                   "get": _op("A conversation with its messages", {"200": _json(OBJ)})},
+        "/v1/widget/sessions": {"post": {
+            "summary": "Start a widget session (browser, publishable key, checked Origin)", "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["key", "persona"], "additionalProperties": False,
+                "properties": {"key": {"type": "string"}, "persona": {"type": "string"},
+                               "visitor_id": {"type": "string"}, "user": OBJ}}}}},
+            "responses": {"201": _json(_ref("WidgetSession")), "400": {"$ref": "#/components/responses/Error"},
+                          "401": {"$ref": "#/components/responses/Error"},
+                          "403": {"$ref": "#/components/responses/Error"}}}},
+        "/v1/widget/ws": {"get": {
+            "summary": "WebSocket of the widget protocol v1 (see DESIGN.md); first frame: hello with the token",
+            "security": [], "responses": {"101": {"description": "Switching protocols"}}}},
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    body = PersonaBody.model_json_schema(ref_template=REF)
+    defs = body.pop("$defs", {})
+    persona = {"allOf": [_ref("PersonaBody"), {"type": "object", "required": ["id", "slug"], "properties": {
+        "id": {"type": "string"}, "slug": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {"type": "string", "format": "date-time"}}}]}
+    error = {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "type", "request_id", "details"], "properties": {
+            "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"},
+            "type": {"enum": ["invalid_request", "auth", "not_found", "conflict", "policy", "rate_limit",
+                              "provider", "internal"]}, "details": OBJ}}}}
+    answer = {"type": "object", "required": ["conversation_id", "message_id", "text", "usage", "timing"],
+              "properties": {"conversation_id": {"type": "string"}, "message_id": {"type": "string"},
+                             "text": {"type": "string"}, "finish_reason": {"type": "string"}, "guardrail": OBJ,
+                             "usage": OBJ, "timing": OBJ}}
+    session = {"type": "object", "required": ["token", "expires_at", "ws_url", "visitor_id", "persona"],
+               "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
+                              "ws_url": {"type": "string"}, "visitor_id": {"type": "string"}, "persona": OBJ}}
+    return {**defs, "PersonaBody": body, "Persona": persona, "Error": error, "PromptAnswer": answer,
+            "WidgetSession": session}
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "widget_server", "version": __version__},
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "responses": {"Error": _json(_ref("Error"), "An error in the shape of DESIGN.md")},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "sk_… secret key"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(document())

