@@ -18,10 +18,18 @@ def _b32(value: int, length: int) -> str:
     return "".join(reversed(out))
 
 
+_last = [0, 0]  # the previous id's milliseconds and random part
+
+
 def new_id(prefix: str) -> str:
-    """`prefix_` + 26 characters that sort by creation time."""
+    """`prefix_` + 26 characters that sort by creation time, strictly increasing within this process
+    (like a monotonic ULID: within one millisecond the random part counts up)."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    if ms <= _last[0]:
+        ms, rand = _last[0], _last[1] + 1
+    else:
+        rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
+    _last[0], _last[1] = ms, rand
     return f"{prefix}_{_b32(ms, 10)}{_b32(rand, 16)}"
 
 

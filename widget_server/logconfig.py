@@ -19,7 +19,9 @@ def setup_logging(level: str = "INFO") -> None:
     logging.config.dictConfig({
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"default": {"()": ContextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": {
+            "default": {"()": ContextFormatter, "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+        },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "default"}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {"uvicorn.access": {"level": "WARNING"}},

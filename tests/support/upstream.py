@@ -4,9 +4,10 @@ chunks the way OpenAI does. The `model` name picks the behaviour, so one upstrea
 - `echo`           the last user message back, one word per chunk
 - `words-N`        N numbered words (`w1 w2 …`), one per chunk
 - `pace-MS-N`      N numbered words, one every MS milliseconds
-- `fail`           HTTP 500 every time
-- `fail-then-ok`   HTTP 500 on odd requests, a normal reply on even ones
+- `fail…`          HTTP 500 every time (`fail-x`, `fail-y`: separate counters in `hits`)
+- `fail-then-ok`   HTTP 500 on odd requests of this model, a normal reply on even ones
 - `stall`          three words, then nothing: the stream stays open
+- `late-MS`        the default reply, after a pause of MS milliseconds before the first word
 - `spell:TEXT`     TEXT one character per chunk
 """
 
@@ -52,13 +53,15 @@ def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
 class Upstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.hits: dict[str, int] = {}
         self.closed_early = 0  # streams the client closed before the end (cancellation reached us)
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
         model = body.get("model", "")
-        if model == "fail" or (model == "fail-then-ok" and len(self.requests) % 2 == 1):
+        self.hits[model] = self.hits.get(model, 0) + 1
+        if model.startswith("fail") and (model != "fail-then-ok" or self.hits[model] % 2 == 1):
             return JSONResponse({"error": {"message": "upstream exploded", "type": "server_error"}}, status_code=500)
         return StreamingResponse(self.stream(model, body["messages"]), media_type="text/event-stream")
 
@@ -68,6 +71,8 @@ class Upstream:
             pieces, pause = ["one", " two", " three"], 0.0
         finished = False
         try:
+            if model.startswith("late-"):
+                await asyncio.sleep(int(model.split("-")[1]) / 1000)
             for piece in pieces:
                 yield _chunk(model, piece)
                 if pause:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,7 +116,9 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str) -> tup
     )[-deps.settings.history_turns or len(rows):]
 
 
-def provider_request(deps: Deps, conv: Conversation, text: str, turns: tuple[Turn, ...]) -> tuple[Provider, ProviderRequest]:
+def provider_request(
+    deps: Deps, conv: Conversation, text: str, turns: tuple[Turn, ...]
+) -> tuple[Provider, ProviderRequest]:
     doc = conv.persona["doc"]
     conf = doc.get("provider") or {}
     base_url = conf.get("base_url") if deps.settings.allow_persona_base_url else None
@@ -130,11 +132,14 @@ def provider_request(deps: Deps, conv: Conversation, text: str, turns: tuple[Tur
 
 
 async def run_turn(
-    deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit, *, reply_id: str | None = None
+    deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
+    on_start: Callable[[str], None] | None = None,
 ) -> Reply:
     """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled`, stored."""
     message_id, decision, arrived = await accept(deps, conv, text, client_id, emit)
-    reply = Reply(reply_id or new_id("msg"))
+    reply = Reply(new_id("msg"))
+    if on_start is not None:
+        on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
     if decision.action != "allow":
         deps.events.emit(conv.event("guardrail.triggered", rule=decision.reason, action=decision.action,
@@ -157,7 +162,7 @@ def _refuse(reply: Reply, decision: Decision, source: str, emit: Emit) -> None:
           "reason": decision.reason, "text": decision.text})
 
 
-async def _next(items: AsyncIterator[str | Finish], timeout_s: float) -> str | Finish:
+async def _next(items: AsyncGenerator[str | Finish, None], timeout_s: float) -> str | Finish:
     async with asyncio.timeout(timeout_s):
         return await anext(items)
 
@@ -212,15 +217,18 @@ async def stream_reply(
 
 
 async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, arrived: float) -> None:
-    """Close the reply for the client, store it, record it. Runs even when the turn was cancelled."""
+    """Store the reply, then close it for the client (so `reply.end` means stored), then record it.
+    Runs even when the turn was cancelled."""
     reply.timing["total_ms"] = round((time.monotonic() - arrived) * 1000)
-    emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
-          "usage": reply.usage, "timing": reply.timing})
-    await asyncio.shield(deps.storage.add_message({
-        "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
-        "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
-        "usage": reply.usage, "timing": reply.timing, "created_at": now(),
-    }))
+    try:
+        await asyncio.shield(deps.storage.add_message({
+            "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
+            "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
+            "usage": reply.usage, "timing": reply.timing, "created_at": now(),
+        }))
+    finally:
+        emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
+              "usage": reply.usage, "timing": reply.timing})
     deps.events.emit(conv.event(
         "reply.completed", message_id=reply.message_id, finish_reason=reply.finish_reason,
         ttft_ms=reply.timing["ttft_ms"], total_ms=reply.timing["total_ms"],
@@ -234,13 +242,18 @@ async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, arriv
 
 def spawn_turn(deps: Deps, conv: Conversation, channel: Channel, text: Any, client_id: Any) -> asyncio.Task[None]:
     """Run a turn in the background of a conversation's channel: it outlives a dropped socket (resume),
-    replies run one after another, and `cancel` finds it by the reply's message id."""
-    reply_id = new_id("msg")
+    replies run one after another, and `cancel` finds it by the reply's message id once it started."""
+    key = new_id("turn")
+
+    def started(reply_id: str) -> None:
+        nonlocal key
+        channel.replies[reply_id] = channel.replies.pop(key)
+        key = reply_id
 
     async def turn() -> None:
         try:
             async with channel.turn_lock:
-                await run_turn(deps, conv, text, client_id, channel.emit, reply_id=reply_id)
+                await run_turn(deps, conv, text, client_id, channel.emit, started)
         except WidgetError as exc:
             channel.emit({"type": "error", "code": exc.code, "message": exc.message, "retryable": exc.retryable,
                           "client_id": client_id if isinstance(client_id, str) else None})
@@ -250,8 +263,8 @@ def spawn_turn(deps: Deps, conv: Conversation, channel: Channel, text: Any, clie
             log.exception("turn failed", extra={"conversation_id": conv.id})
             channel.emit({"type": "error", "code": "internal", "message": "server error", "retryable": True})
         finally:
-            channel.replies.pop(reply_id, None)
+            channel.replies.pop(key, None)
 
     task = asyncio.create_task(turn())
-    channel.replies[reply_id] = task
+    channel.replies[key] = task
     return task

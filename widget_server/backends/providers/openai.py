@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import openai
 
 from widget_server.backends.providers.base import Finish, ProviderRequest, Usage
-from widget_server.errors import ProviderError
+from widget_server.errors import ProviderError, ProviderTimeout
 
 log = logging.getLogger(__name__)
 ROLES = {"visitor": "user", "persona": "assistant", "agent": "assistant"}
@@ -57,7 +57,7 @@ class OpenAIProvider:
             try:
                 return await client.chat.completions.create(
                     model=request.model or self._model,
-                    messages=chat_messages(request),  # type: ignore[arg-type]
+                    messages=cast(Any, chat_messages(request)),
                     temperature=request.temperature,
                     max_tokens=request.max_tokens,
                     stream=True,
@@ -65,12 +65,12 @@ class OpenAIProvider:
                 )
             except Exception as exc:
                 if attempt >= self._retries or not _retryable(exc):
-                    raise ProviderError(f"upstream refused the request: {_describe(exc)}") from exc
+                    raise _error(exc, "upstream refused the request") from exc
                 log.warning("provider retry", extra={"attempt": attempt + 1, "error": _describe(exc)})
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")
 
-    async def stream(self, request: ProviderRequest) -> AsyncIterator[str | Finish]:
+    async def stream(self, request: ProviderRequest) -> AsyncGenerator[str | Finish, None]:
         upstream = await self._open(request)
         reason, usage, n_out, model = "stop", None, 0, request.model or self._model
         try:
@@ -89,10 +89,10 @@ class OpenAIProvider:
         except ProviderError:
             raise
         except Exception as exc:
-            raise ProviderError(f"upstream stream failed: {_describe(exc)}") from exc
+            raise _error(exc, "upstream stream failed") from exc
         finally:
             await upstream.close()  # stops the upstream generation when the visitor cancels or leaves
-        yield Finish(reason, usage or Usage(0, n_out), model)
+        yield Finish(reason, usage or Usage(estimate_tokens(request), n_out), model)
 
     async def health(self) -> dict[str, Any]:
         return {"status": "ok", "kind": self.kind, "base_url": self._base_url, "model": self._model}
@@ -100,6 +100,18 @@ class OpenAIProvider:
     async def aclose(self) -> None:
         for client in self._clients.values():
             await client.close()
+
+
+def estimate_tokens(request: ProviderRequest) -> int:
+    """For upstreams that report no usage while streaming (llama.cpp's server): about four characters a token."""
+    chars = sum(len(m["content"]) for m in chat_messages(request))
+    return max(1, -(-chars // 4))
+
+
+def _error(exc: Exception, what: str) -> ProviderError:
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderTimeout(f"{what}: no answer in time")
+    return ProviderError(f"{what}: {_describe(exc)}")
 
 
 def _describe(exc: Exception) -> str:

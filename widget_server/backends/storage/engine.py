@@ -135,7 +135,9 @@ class Storage:
     async def find_tenant_by_name(self, name: str) -> Row | None:
         return await self._one(sa.select(tenants).where(tenants.c.name == name).order_by(tenants.c.id).limit(1))
 
-    async def add_key(self, key_id: str, tenant_id: str, kind: str, key_hash: str, hint: str, origins: list[str]) -> Row:
+    async def add_key(
+        self, key_id: str, tenant_id: str, kind: str, key_hash: str, hint: str, origins: list[str]
+    ) -> Row:
         row = {
             "id": key_id, "tenant_id": tenant_id, "kind": kind, "key_hash": key_hash,
             "hint": hint, "origins": origins, "created_at": now(),
@@ -244,4 +246,5 @@ class Storage:
 
 
 async def _delete_feedback(conn: AsyncConnection, tenant_id: str, message_id: str) -> None:
-    await conn.execute(sa.delete(feedback).where(feedback.c.tenant_id == tenant_id, feedback.c.message_id == message_id))
+    query = sa.delete(feedback).where(feedback.c.tenant_id == tenant_id, feedback.c.message_id == message_id)
+    await conn.execute(query)

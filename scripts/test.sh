@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The second command: install what the tests need, start the databases they use, lint, run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh test
+
+# PostgreSQL at 127.0.0.1:5432 (trust auth, database "test"): the storage tests run on it as well as on SQLite.
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+  for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+
+.venv/bin/ruff check widget_server tests bench
+.venv/bin/mypy widget_server
+exec .venv/bin/python -m pytest "$@"

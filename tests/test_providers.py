@@ -1,0 +1,157 @@
+"""Providers end to end over the socket: llama.cpp's real OpenAI-compatible server, failures, the local model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+from tests.support.servers import free_port
+from tests.support.upstream import Upstream
+from widget_server.backends.providers.local import bundled_model_path
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's own OpenAI-compatible server, running the bundled model on loopback."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_model_path()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"),  # a pipe would fill up with llama.cpp's logs and block it
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"llama_cpp.server did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield url + "/v1"
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _turn(stack: Stack, persona: str, text: str = "Hello, who are you?") -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+    ws = stack.open(persona)
+    ready = ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": text})
+    return ready, ws.until("reply.end", timeout=60)
+
+
+def _stored_reply(stack: Stack, conversation_id: str) -> dict:  # type: ignore[type-arg]
+    conv = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()
+    return conv["messages"][-1]  # type: ignore[no-any-return]
+
+
+def test_openai_provider_streams_from_llama_cpp_server(stack_factory, llama_server: str) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(openai_base_url=llama_server, max_tokens=24, provider_timeout_s=60)
+    ready, frames = _turn(stack, stack.persona("gemma-3-270m"))
+    deltas = [f for f in frames if f["type"] == "reply.delta"]
+    end = frames[-1]
+    assert end["finish_reason"] in ("stop", "length") and deltas
+    assert end["usage"]["output_tokens"] > 0 and end["usage"]["input_tokens"] > 0
+    text = "".join(d["text"] for d in deltas)
+    assert text.strip() and _stored_reply(stack, ready["conversation_id"])["text"] == text
+
+
+def test_upstream_500_gives_a_retryable_error_after_one_retry(
+    stack: Stack, upstream: tuple[Upstream, str]
+) -> None:
+    fake, _ = upstream
+    ready, frames = _turn(stack, stack.persona("fail-500"))
+    error = next(f for f in frames if f["type"] == "error")
+    assert error["code"] == "provider.error" and error["retryable"] is True
+    assert frames[-1]["finish_reason"] == "error"
+    assert fake.hits["fail-500"] == 2  # the first try and one retry, both before any token
+    assert _stored_reply(stack, ready["conversation_id"])["finish_reason"] == "error"
+
+
+def test_a_failure_before_the_first_token_is_retried(stack: Stack) -> None:
+    _, frames = _turn(stack, stack.persona("fail-then-ok"))
+    assert frames[-1]["finish_reason"] == "stop"
+    assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Hello from the test upstream."
+
+
+def test_upstream_stalling_mid_stream_ends_in_an_error_within_the_timeout(
+    stack_factory, upstream: tuple[Upstream, str]  # type: ignore[no-untyped-def]
+) -> None:
+    fake, _ = upstream
+    closed_before = fake.closed_early
+    stack = stack_factory(provider_stall_s=1)
+    started = time.monotonic()
+    ready, frames = _turn(stack, stack.persona("stall"))
+    assert time.monotonic() - started < 10
+    error = next(f for f in frames if f["type"] == "error")
+    assert error["code"] == "provider.timeout" and error["retryable"] is True
+    assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "one two three"
+    assert _stored_reply(stack, ready["conversation_id"])["text"] == "one two three"
+    deadline = time.monotonic() + 5
+    while fake.closed_early == closed_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.closed_early > closed_before  # the upstream stream was closed, not left running
+
+
+def test_no_first_token_in_time_is_an_error(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(provider_timeout_s=1, provider_retries=0)
+    started = time.monotonic()
+    _, frames = _turn(stack, stack.persona("late-4000"))
+    assert time.monotonic() - started < 3.5
+    assert next(f for f in frames if f["type"] == "error")["code"] == "provider.timeout"
+    assert frames[-1]["finish_reason"] == "error"
+
+
+def test_the_sdk_read_timeout_is_a_timeout_too(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(provider_timeout_s=1, provider_stall_s=5)
+    _, frames = _turn(stack, stack.persona("pace-3000-2"))
+    assert next(f for f in frames if f["type"] == "error")["code"] == "provider.timeout"
+    assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "w1 "
+
+
+def test_a_visitor_who_leaves_stops_the_provider(stack_factory, upstream: tuple[Upstream, str]) -> None:  # type: ignore[no-untyped-def]
+    fake, _ = upstream
+    closed_before = fake.closed_early
+    stack = stack_factory(resume_grace_s=0.2)
+    ws = stack.open(stack.persona("pace-50-200"))
+    conversation_id = ws.recv()["conversation_id"]
+    ws.send({"type": "message", "client_id": "c1", "text": "go"})
+    ws.until("reply.delta")
+    ws.close()
+    deadline = time.monotonic() + 5
+    while fake.closed_early == closed_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert fake.closed_early > closed_before
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stored = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()["messages"]
+        if stored[-1]["role"] == "persona":
+            break
+        time.sleep(0.05)
+    assert stored[-1]["finish_reason"] == "cancelled" and stored[-1]["text"].startswith("w1 ")
+
+
+def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(provider="local", max_tokens=24, provider_timeout_s=120)
+    r = httpx.post(f"{stack.url}/v1/personas", headers=stack.auth, json={
+        "name": "Ada", "slug": "ada", "system_prompt": "Ada is the friendly assistant of a small bakery."})
+    assert r.status_code == 201
+    ready, frames = _turn(stack, "ada", "Hi, what bread do you have?")
+    deltas = [f for f in frames if f["type"] == "reply.delta"]
+    end = frames[-1]
+    assert end["finish_reason"] in ("stop", "length") and end["usage"]["output_tokens"] > 0
+    text = "".join(d["text"] for d in deltas)
+    assert text.strip() and "Visitor:" not in text
+    assert _stored_reply(stack, ready["conversation_id"])["text"] == text
+    health = httpx.get(f"{stack.url}/health").json()
+    assert health["provider"] == {"status": "ok", "kind": "local", "model": "gemma-3-270m-q4_k_m", "loaded": True}
