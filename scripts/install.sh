@@ -12,7 +12,7 @@ WHEELHOUSE="${WIDGET_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/widget_server/w
 
 python=""
 for candidate in python3.13 python3.12 python3.11 python3; do
-  if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
     python="$candidate"; break
   fi
 done

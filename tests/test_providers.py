@@ -155,3 +155,12 @@ def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  
     assert _stored_reply(stack, ready["conversation_id"])["text"] == text
     health = httpx.get(f"{stack.url}/health").json()
     assert health["provider"] == {"status": "ok", "kind": "local", "model": "gemma-3-270m-q4_k_m", "loaded": True}
+
+
+def test_local_trim_never_takes_back_sent_text() -> None:
+    from widget_server.backends.providers.local import Trim
+
+    trim = Trim()
+    pieces = [" ", " Fresh", " rye", " ", "\n", "and", " spelt", " \n", " "]
+    sent = "".join(trim.feed(p) for p in pieces)
+    assert sent == "Fresh rye \nand spelt"

@@ -155,3 +155,17 @@ def test_session_sets_no_cookie_and_answers_cors(stack: Stack) -> None:
     body = r.json()
     assert body["ws_url"].startswith("ws://") and body["persona"]["name"] == "Tester"
     assert "system_prompt" not in body["persona"]
+
+
+def test_a_conversation_is_stored_on_each_database(stack_factory, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(database_url=db_url)
+    ws = stack.open(stack.persona("echo"))
+    conversation_id = ws.recv()["conversation_id"]
+    for text in ("first message", "second message"):
+        ws.send({"type": "message", "client_id": text, "text": text})
+        assert ws.until("reply.end")[-1]["finish_reason"] == "stop"
+    conv = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()
+    assert conv["channel"] == "widget" and conv["status"] == "bot"
+    assert [(m["role"], m["text"]) for m in conv["messages"]] == [
+        ("visitor", "first message"), ("persona", "first message"),
+        ("visitor", "second message"), ("persona", "second message")]

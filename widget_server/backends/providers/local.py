@@ -46,7 +46,25 @@ def transcript(request: ProviderRequest, history: tuple[Turn, ...]) -> str:
 
 
 def stop_sequences(name: str) -> list[str]:
-    return ["\nVisitor:", f"\n{name}:", "Visitor:", "\n\n\n", "<end_of_turn>"]
+    # A base model goes on past its answer: a blank line ends the turn as surely as a new speaker does.
+    return ["\nVisitor:", f"\n{name}:", "Visitor:", "\n\n", "<end_of_turn>"]
+
+
+class Trim:
+    """Drops leading and trailing whitespace of a streamed reply without ever taking back a sent delta:
+    trailing whitespace is held until more text follows it."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.held = ""
+
+    def feed(self, text: str) -> str:
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        body = (self.held + text).rstrip()
+        self.held = (self.held + text)[len(body):]
+        return body
 
 
 class LocalProvider:
@@ -95,7 +113,7 @@ class LocalProvider:
                 return
             try:
                 prompt, n_in = self._fit(llm, request)
-                n_out, reason = 0, "stop"
+                n_out, reason, trim = 0, "stop", Trim()
                 chunks = llm.create_completion(
                     prompt, max_tokens=request.max_tokens, temperature=request.temperature,
                     stop=stop_sequences(request.persona_name), stream=True,
@@ -105,8 +123,8 @@ class LocalProvider:
                         break
                     choice = chunk["choices"][0]
                     n_out += 1
-                    if choice["text"]:
-                        put(choice["text"])
+                    if text := trim.feed(choice["text"]):
+                        put(text)
                     reason = choice.get("finish_reason") or reason
                 put(Finish("length" if reason == "length" else "stop", Usage(n_in, n_out), MODEL_NAME))
             except Exception as exc:
