@@ -27,7 +27,6 @@ from widget_server.errors import WidgetError
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_BODY = 1024 * 1024
 
 
 def signing_secret(settings: Settings) -> str:
@@ -75,5 +74,4 @@ def create_app(
         middleware=[Middleware(RequestIdMiddleware)],
         exception_handlers={WidgetError: on_error, HTTPException: on_http_exception, Exception: on_unexpected},
         lifespan=lifespan,
-        max_body_size=MAX_BODY,
     )

@@ -15,10 +15,10 @@ import yaml
 
 from widget_server.backends.storage import Storage, open_storage
 from widget_server.domain import personas, tenants
-from widget_server.errors import SlugTaken, WidgetError
+from widget_server.errors import SlugTaken, TenantNotFound, WidgetError
 from widget_server.settings import Settings
 
-DEMO_PERSONA = {
+DEMO_PERSONA: dict[str, Any] = {
     "name": "Ada", "slug": "ada",
     "description": "The demo persona: a friendly guide to the Crumb & Co bakery.",
     "system_prompt": "Ada is the friendly assistant of Crumb & Co, a small bakery. Ada answers in one or two short, "
@@ -76,6 +76,11 @@ def _tenant_arg(settings: Settings, given: str | None) -> str:
     return str(demo["tenant_id"])
 
 
+async def _require_tenant(storage: Storage, tenant_id: str) -> None:
+    if await storage.get_tenant(tenant_id) is None:
+        raise TenantNotFound(f"no tenant {tenant_id}")
+
+
 async def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int:
     async def run(storage: Storage) -> int:
         tenant_id, secret = await tenants.create_tenant(storage, args.name)
@@ -90,7 +95,8 @@ async def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int
 async def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
     async def run(storage: Storage) -> int:
         key, origins = await tenants.create_publishable_key(storage, args.tenant, args.origin)
-        print(json.dumps({"key": key, "origins": origins}) if args.json else f"key:     {key}\norigins: {' '.join(origins)}")
+        text = f"key:     {key}\norigins: {' '.join(origins)}"
+        print(json.dumps({"key": key, "origins": origins}) if args.json else text)
         return 0
     return await _with_storage(settings, run)
 
@@ -98,26 +104,38 @@ async def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
 async def cmd_persona_import(settings: Settings, args: argparse.Namespace) -> int:
     try:
         doc = yaml.safe_load(args.file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise WidgetError(f"cannot read {args.file}: {exc}") from exc
+    except OSError as exc:
+        raise WidgetError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise WidgetError(f"cannot read {args.file}: {_yaml_problem(exc)}") from exc
     tenant_id = _tenant_arg(settings, args.tenant)
 
     async def run(storage: Storage) -> int:
+        await _require_tenant(storage, tenant_id)
         try:
             persona = await personas.create(storage, tenant_id, doc)
             verb = "created"
-        except SlugTaken:
-            persona = await personas.replace(storage, tenant_id, doc["slug"], doc, partial=False)
+        except SlugTaken as exc:  # the file names a persona that exists (its slug, or the slug of its name)
+            persona = await personas.replace(storage, tenant_id, exc.details["slug"], doc, partial=False)
             verb = "updated"
         print(f"{verb} persona {persona['slug']} ({persona['id']})")
         return 0
     return await _with_storage(settings, run)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong, and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
+
+
 async def cmd_persona_export(settings: Settings, args: argparse.Namespace) -> int:
     tenant_id = _tenant_arg(settings, args.tenant)
 
     async def run(storage: Storage) -> int:
+        await _require_tenant(storage, tenant_id)
         row = await personas.get(storage, tenant_id, args.slug)
         print(yaml.safe_dump({"slug": row["slug"], **row["doc"]}, sort_keys=False, allow_unicode=True), end="")
         return 0
@@ -202,10 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     except WidgetError as exc:
         detail = exc.details.get("errors", [{}])[0] if exc.details.get("errors") else {}
         extra = f" ({detail.get('message')})" if detail.get("message") else ""
-        print(f"widget-server: error: {exc.message}{extra}", file=sys.stderr)
+        print(" ".join(f"widget-server: error: {exc.message}{extra}".split()), file=sys.stderr)
         return 2 if isinstance(exc.status_code, int) and exc.status_code < 500 else 1
     except (ValueError, OSError) as exc:
-        print(f"widget-server: error: {exc}", file=sys.stderr)
+        print(" ".join(f"widget-server: error: {exc}".split()), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

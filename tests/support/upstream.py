@@ -89,4 +89,8 @@ class Upstream:
                 self.closed_early += 1
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])
+        return Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"]),
+                                 Route("/v1/models", self.models, methods=["GET"])])
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "echo", "object": "model", "owned_by": "test"}]})

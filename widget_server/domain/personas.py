@@ -82,6 +82,19 @@ def _errors(exc: ValidationError) -> dict[str, Any]:
     return {"errors": fields}
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """JSON Merge Patch (RFC 7386): objects merge key by key, `null` removes a key (back to its default)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
 def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody:
     """Validate a POST/PUT body, or a PATCH body merged onto the current persona."""
     if not isinstance(body, dict):
@@ -92,7 +105,7 @@ def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody
             raise InvalidRequest(f"unknown field: {unknown[0]}", details={"errors": [
                 {"field": f, "message": "Extra inputs are not permitted", "type": "extra_forbidden"} for f in unknown
             ]})
-        body = {**partial_of, **body}
+        body = merge_patch(partial_of, body)
     try:
         return PersonaBody.model_validate(body)
     except ValidationError as exc:

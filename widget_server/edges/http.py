@@ -81,8 +81,25 @@ async def tenant_of(request: Request) -> str:
     return await tenants.authenticate_secret(deps(request).storage, key)
 
 
+MAX_BODY = 1024 * 1024
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The body, refused with a JSON 413 past `limit` whether or not Content-Length says so up front."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def json_body(request: Request) -> Any:
-    raw = await request.body()
+    raw = await read_body(request)
     try:
         return json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -43,6 +43,8 @@ def _paths() -> dict[str, Any]:
     sse = {"description": "Server-Sent Events: reply.start, reply.delta, reply.end, guardrail, error",
            "content": {"text/event-stream": {"schema": {"type": "string"}}}}
     return {
+        "/": {"get": {"summary": "The demo page (HTML)", "security": [], "responses": {"200": {
+            "description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
         "/health": {"get": {"summary": "Storage and provider status", "security": [],
                             "responses": {"200": _json(OBJ), "503": _json(OBJ, "Storage unavailable")}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json(OBJ)}}},

@@ -19,11 +19,20 @@ from widget_server.ids import new_id
 FIELDS = {"message", "conversation_id", "visitor_id"}
 
 
+def _check_message(text: Any, max_chars: int) -> None:
+    # Checked again by the turn; checked here first so that a refused message leaves no empty conversation behind.
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("message text must be a non-empty string", code="message.invalid")
+    if len(text) > max_chars:
+        raise InvalidRequest(f"message is longer than {max_chars} characters", code="message.too_long")
+
+
 async def _conversation(request: Request) -> tuple[chat.Conversation, dict[str, Any]]:
     tenant_id = await tenant_of(request)
     d = deps(request)
     body = only_fields(await json_body(request), FIELDS, {"message"})
     persona = await personas.get(d.storage, tenant_id, request.path_params["id"])
+    _check_message(body["message"], d.settings.max_message_chars)
     visitor_id = body.get("visitor_id") or new_id("vis")
     if not isinstance(visitor_id, str) or len(visitor_id) > 80:
         raise InvalidRequest("visitor_id must be a string of at most 80 characters")

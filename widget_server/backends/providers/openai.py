@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 
@@ -41,6 +42,7 @@ class OpenAIProvider:
         self._timeout = timeout_s
         self._retries = retries
         self._clients: dict[str | None, openai.AsyncOpenAI] = {}
+        self._health: tuple[float, dict[str, Any]] | None = None
 
     def client(self, base_url: str | None) -> openai.AsyncOpenAI:
         url = base_url or self._base_url
@@ -95,7 +97,16 @@ class OpenAIProvider:
         yield Finish(reason, usage or Usage(estimate_tokens(request), n_out), model)
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "kind": self.kind, "base_url": self._base_url, "model": self._model}
+        """Whether the upstream answers `GET /models`; checked at most every 10 s, never longer than 2 s."""
+        stamp = time.monotonic()
+        if self._health is None or stamp - self._health[0] > 10:
+            status: dict[str, Any] = {"status": "ok"}
+            try:
+                await self.client(None).models.list(timeout=2.0)
+            except Exception as exc:
+                status = {"status": "error", "error": _describe(exc)}
+            self._health = (stamp, status)
+        return {**self._health[1], "kind": self.kind, "base_url": self._base_url, "model": self._model}
 
     async def aclose(self) -> None:
         for client in self._clients.values():

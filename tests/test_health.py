@@ -1,0 +1,49 @@
+"""`GET /health`: what an operator or a load balancer sees."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from tests.conftest import Stack
+
+
+@pytest.fixture
+def db_stack(stack_factory: Callable[..., Stack], db_url: str) -> Stack:
+    return stack_factory(database_url=db_url)
+
+
+def test_health_reports_storage_and_provider(db_stack: Stack) -> None:
+    r = httpx.get(f"{db_stack.url}/health")  # no key: load balancers call it
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"].startswith("req_")
+    body = r.json()
+    assert body["status"] == "ok" and body["version"]
+    expected_dialect = "postgresql" if db_stack.settings.resolved_database_url.startswith("postgresql") else "sqlite"
+    assert body["storage"] == {"status": "ok", "dialect": expected_dialect}
+    provider = body["provider"]
+    assert provider["status"] == "ok" and provider["kind"] == "openai"
+    assert provider["model"] == db_stack.settings.openai_model
+
+
+def test_health_never_shows_the_provider_api_key(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(openai_api_key="sk-upstream-very-secret")
+    r = httpx.get(f"{stack.url}/health")
+    assert r.status_code == 200
+    assert "very-secret" not in r.text
+
+
+def test_each_health_call_has_its_own_request_id(stack: Stack) -> None:
+    first, second = httpx.get(f"{stack.url}/health"), httpx.get(f"{stack.url}/health")
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+
+
+def test_health_reports_an_unreachable_provider(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.servers import free_port
+
+    stack = stack_factory(openai_base_url=f"http://127.0.0.1:{free_port()}/v1")
+    body = httpx.get(f"{stack.url}/health").json()
+    assert body["status"] == "degraded" and body["storage"]["status"] == "ok"
+    assert body["provider"]["status"] == "error" and body["provider"]["error"] == "APIConnectionError"
