@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any
 
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from widget_server.domain import chat, personas, tenants
 from widget_server.domain.channels import CLOSED, Channel
@@ -213,7 +213,7 @@ async def widget_socket(ws: WebSocket) -> None:
             task.result()
     except Closing as closing:
         await _close(session, closing.code, closing.error)
-    except (_Disconnected, ConnectionError):
+    except (_Disconnected, WebSocketDisconnect, ConnectionError):
         pass
     except Exception:
         log.exception("widget socket failed")
