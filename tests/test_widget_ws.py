@@ -169,3 +169,17 @@ def test_a_conversation_is_stored_on_each_database(stack_factory, db_url: str) -
     assert [(m["role"], m["text"]) for m in conv["messages"]] == [
         ("visitor", "first message"), ("persona", "first message"),
         ("visitor", "second message"), ("persona", "second message")]
+
+
+def test_earlier_turns_reach_the_model_as_context(stack: Stack, upstream) -> None:  # type: ignore[no-untyped-def]
+    fake, _ = upstream
+    persona = stack.persona("echo")
+    ws = stack.open(persona)
+    ws.recv()
+    for text in ("my name is Ann", "what is my name"):
+        ws.send({"type": "message", "client_id": text, "text": text})
+        ws.until("reply.end")
+    sent = fake.requests[-1]["messages"]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("system", "You test."), ("user", "my name is Ann"), ("assistant", "my name is Ann"),
+        ("user", "what is my name")]

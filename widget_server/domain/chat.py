@@ -16,7 +16,7 @@ from widget_server.backends.providers import Finish, Provider, ProviderRequest, 
 from widget_server.backends.ratelimit import MemoryRateLimiter
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.engine import now
-from widget_server.domain.channels import Channel, Hub
+from widget_server.domain.channels import Channel, Hub, Recent
 from widget_server.domain.coalesce import Coalescer
 from widget_server.domain.events import Event, EventSink
 from widget_server.domain.guard import Decision, Guard, GuardContext
@@ -82,8 +82,20 @@ async def start_conversation(
     return conv
 
 
-async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit) -> tuple[str, Decision, float]:
-    """Check and store the visitor's message; returns its id, the input decision and when it arrived."""
+@dataclass
+class Accepted:
+    """A visitor's message past the input check. Its write runs beside the provider call, off the path to the
+    first token; the reply is stored only after it (`finish` awaits `stored`)."""
+
+    message_id: str
+    text: str  # as shown and stored (masked where the guard masked it)
+    decision: Decision
+    arrived: float
+    stored: asyncio.Task[None]
+
+
+async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit) -> Accepted:
+    """Check the visitor's message, start storing it, and tell the client it was accepted."""
     arrived = time.monotonic()
     if not isinstance(text, str) or not text.strip():
         raise InvalidRequest("message text must be a non-empty string", code="message.invalid")
@@ -94,26 +106,36 @@ async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit
     shown = decision.text if decision.action == "mask" else text
     message_id = new_id("msg")
     client_id = client_id if isinstance(client_id, str) else None
-    await deps.storage.add_message({
+    stored = asyncio.create_task(deps.storage.add_message({
         "id": message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "visitor",
         "text": shown, "client_id": client_id, "created_at": now(),
         "guardrail": _annotation(decision, "input") if decision.action != "allow" else None,
-    })
+    }))
     emit({"type": "message.accepted", "client_id": client_id, "message_id": message_id, "text": shown})
     deps.events.emit(conv.event("message.received", message_id=message_id, chars=len(text)))
-    return message_id, decision, arrived
+    return Accepted(message_id, shown, decision, arrived, stored)
 
 
 def _annotation(decision: Decision, source: str) -> dict[str, Any]:
     return {"action": decision.action, "reason": decision.reason, "source": source}
 
 
-async def history(deps: Deps, conv: Conversation, before_message_id: str) -> tuple[Turn, ...]:
-    rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=deps.settings.history_turns + 1)
-    return tuple(
-        Turn(r["role"], r["text"]) for r in rows
-        if r["id"] != before_message_id and r["role"] != "system" and r.get("finish_reason") != "guardrail"
-    )[-deps.settings.history_turns or len(rows):]
+def _context(role: str, finish_reason: str | None) -> bool:
+    """Whether a message goes to the model as context: not system notes, not refusals."""
+    return role != "system" and finish_reason != "guardrail"
+
+
+async def history(deps: Deps, conv: Conversation, before_message_id: str, recent: Recent | None) -> tuple[Turn, ...]:
+    """The turns before this one: from the channel's memory when it has them, else from storage."""
+    if recent is not None and recent.loaded:
+        return tuple(recent.turns)
+    n = deps.settings.history_turns
+    rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=n + 1)
+    turns = [Turn(r["role"], r["text"]) for r in rows if r["id"] != before_message_id
+             and _context(r["role"], r.get("finish_reason"))][-n or len(rows):]
+    if recent is not None:
+        recent.load(turns)
+    return tuple(turns)
 
 
 def provider_request(
@@ -133,24 +155,29 @@ def provider_request(
 
 async def run_turn(
     deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
-    on_start: Callable[[str], None] | None = None,
+    on_start: Callable[[str], None] | None = None, recent: Recent | None = None,
 ) -> Reply:
     """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled`, stored."""
-    message_id, decision, arrived = await accept(deps, conv, text, client_id, emit)
+    acc = await accept(deps, conv, text, client_id, emit)
+    decision = acc.decision
     reply = Reply(new_id("msg"))
     if on_start is not None:
         on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
     if decision.action != "allow":
         deps.events.emit(conv.event("guardrail.triggered", rule=decision.reason, action=decision.action,
-                                    source="input", message_id=message_id))
+                                    source="input", message_id=acc.message_id))
     if decision.stops:
         _refuse(reply, decision, "input", emit)
     else:
-        turns = await history(deps, conv, message_id)
-        provider, request = provider_request(deps, conv, decision.text or text, turns)
-        await stream_reply(deps, conv, provider, request, reply, emit, arrived)
-    await finish(deps, conv, reply, emit, arrived)
+        turns = await history(deps, conv, acc.message_id, recent)
+        provider, request = provider_request(deps, conv, acc.text, turns)
+        await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived)
+    await finish(deps, conv, reply, emit, acc)
+    if recent is not None:
+        recent.add(Turn("visitor", acc.text))
+        if _context("persona", reply.finish_reason):
+            recent.add(Turn("persona", reply.text))
     return reply
 
 
@@ -216,11 +243,12 @@ async def stream_reply(
         reply.model = reply.model or request.model or provider.kind
 
 
-async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, arrived: float) -> None:
-    """Store the reply, then close it for the client (so `reply.end` means stored), then record it.
-    Runs even when the turn was cancelled."""
-    reply.timing["total_ms"] = round((time.monotonic() - arrived) * 1000)
+async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted) -> None:
+    """Store the reply after the visitor's message, then close it for the client (so `reply.end` means
+    stored), then record it. Runs even when the turn was cancelled."""
+    reply.timing["total_ms"] = round((time.monotonic() - acc.arrived) * 1000)
     try:
+        await asyncio.shield(acc.stored)
         await asyncio.shield(deps.storage.add_message({
             "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
             "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
@@ -253,7 +281,8 @@ def spawn_turn(deps: Deps, conv: Conversation, channel: Channel, text: Any, clie
     async def turn() -> None:
         try:
             async with channel.turn_lock:
-                await run_turn(deps, conv, text, client_id, channel.emit, started)
+                channel.recent = channel.recent or Recent(deps.settings.history_turns)
+                await run_turn(deps, conv, text, client_id, channel.emit, started, channel.recent)
         except WidgetError as exc:
             channel.emit({"type": "error", "code": exc.code, "message": exc.message, "retryable": exc.retryable,
                           "client_id": client_id if isinstance(client_id, str) else None})
