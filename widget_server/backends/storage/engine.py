@@ -15,11 +15,13 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.tables import api_keys, conversations, feedback, messages, personas, tenants
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
 MIGRATIONS = Path(__file__).parent / "migrations"
+MESSAGE_COLUMNS = [c.name for c in messages.columns]
 
 
 class DuplicateError(Exception):
@@ -90,6 +92,7 @@ class Storage:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._messages = GroupCommit(self._insert_messages)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:
@@ -99,6 +102,7 @@ class Storage:
             await conn.run_sync(_upgrade)
 
     async def close(self) -> None:
+        await self._messages.aclose()
         await self.engine.dispose()
 
     async def ping(self) -> None:
@@ -214,12 +218,22 @@ class Storage:
         await self._write(query)
 
     async def add_message(self, row: Row) -> None:
-        touch = (
-            sa.update(conversations)
-            .where(conversations.c.tenant_id == row["tenant_id"], conversations.c.id == row["conversation_id"])
-            .values(updated_at=row["created_at"])
-        )
-        await self._write(sa.insert(messages).values(**row), touch)
+        """Returns once the message is committed; concurrent messages share a transaction (group commit)."""
+        await self._messages.add({column: row.get(column) for column in MESSAGE_COLUMNS})
+
+    async def _insert_messages(self, rows: list[Row]) -> None:
+        latest: dict[tuple[str, str], datetime] = {}
+        for row in rows:
+            key = (row["tenant_id"], row["conversation_id"])
+            latest[key] = max(latest.get(key, row["created_at"]), row["created_at"])
+        async with self.engine.begin() as conn:
+            await conn.execute(sa.insert(messages), rows)
+            for (tenant_id, conversation_id), stamp in latest.items():
+                await conn.execute(
+                    sa.update(conversations)
+                    .where(conversations.c.tenant_id == tenant_id, conversations.c.id == conversation_id)
+                    .values(updated_at=stamp)
+                )
 
     async def list_messages(self, tenant_id: str, conversation_id: str, limit: int | None = None) -> list[Row]:
         query = sa.select(messages).where(
