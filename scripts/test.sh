@@ -13,6 +13,18 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   for _ in $(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
 fi
 
+# Redis at 127.0.0.1:6379: the shared rate limits of several nodes are tested against it.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
+# Debian's Chromium for the browser tests (Playwright cannot download its own browsers here).
+[ ! -x scripts/browser.sh ] || scripts/browser.sh
+
 .venv/bin/ruff check widget_server tests bench
 .venv/bin/mypy widget_server
 exec .venv/bin/python -m pytest "$@"

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from widget_server.backends.providers import Providers
-from widget_server.backends.ratelimit import MemoryRateLimiter
+from widget_server.backends.ratelimit import rate_limiter
 from widget_server.backends.storage import open_storage
 from widget_server.domain.channels import Hub
 from widget_server.domain.chat import Deps
@@ -54,7 +54,7 @@ def create_app(
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=guard or AllowAll(), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
-            limiter=MemoryRateLimiter(settings.rate_limit_messages, settings.rate_limit_window_s),
+            limiter=rate_limiter(settings.redis_url, settings.rate_limit_messages, settings.rate_limit_window_s),
         )
         signer = SessionSigner(signing_secret(settings), settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
@@ -66,6 +66,7 @@ def create_app(
                 with contextlib.suppress(BaseException):
                     await task  # each cancelled reply stores what was sent
             await providers.aclose()
+            await deps.limiter.aclose()
             await sink.aclose()
             await storage.close()
 

@@ -1,9 +1,26 @@
-"""Per-key sliding-window rate limits, in process (one machine). A Redis version shares them across nodes."""
+"""Per-key sliding-window rate limits: in process (one machine) or in Redis (several nodes share them).
+
+The backend is chosen by `WIDGET_REDIS_URL`, imported only when used. A limiter whose Redis is unreachable
+lets traffic through and logs it: limiting abuse must not take the chat down with it.
+"""
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from collections import deque
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class RateLimiter(Protocol):
+    async def hit(self, key: str) -> float | None:
+        """Count one hit; `None` when allowed, else the seconds until the next one would be."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class MemoryRateLimiter:
@@ -12,8 +29,7 @@ class MemoryRateLimiter:
         self.window_s = window_s
         self._hits: dict[str, deque[float]] = {}
 
-    def hit(self, key: str) -> float | None:
-        """Count one hit; `None` when allowed, else the seconds until the next one would be."""
+    async def hit(self, key: str) -> float | None:
         stamp = time.monotonic()
         hits = self._hits.setdefault(key, deque())
         while hits and hits[0] <= stamp - self.window_s:
@@ -24,3 +40,50 @@ class MemoryRateLimiter:
         if len(self._hits) > 100_000:  # forget idle visitors
             self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > stamp - self.window_s}
         return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+# Atomic: drop hits older than the window, refuse when full (answering the wait), else record this hit.
+SLIDING_WINDOW = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tostring(tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+return false
+"""
+
+
+class RedisRateLimiter:
+    def __init__(self, url: str, limit: int, window_s: float, prefix: str = "widget:rl:") -> None:
+        import redis.asyncio as redis
+
+        self._redis: Any = redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self._script = self._redis.register_script(SLIDING_WINDOW)
+        self.limit = limit
+        self.window_ms = int(window_s * 1000)
+        self.prefix = prefix
+
+    async def hit(self, key: str) -> float | None:
+        now_ms = time.time() * 1000
+        try:
+            wait = await self._script(keys=[self.prefix + key],
+                                      args=[now_ms, self.window_ms, self.limit, f"{now_ms}:{secrets.token_hex(4)}"])
+        except Exception as exc:
+            log.warning("rate limiter unavailable, letting the message through", extra={"error": repr(exc)})
+            return None
+        return None if wait is None else round(float(wait) / 1000, 3)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def rate_limiter(redis_url: str | None, limit: int, window_s: float) -> RateLimiter:
+    if redis_url:
+        return RedisRateLimiter(redis_url, limit, window_s)
+    return MemoryRateLimiter(limit, window_s)

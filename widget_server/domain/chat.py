@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from widget_server.backends.providers import Finish, Provider, ProviderRequest, Providers, Turn
-from widget_server.backends.ratelimit import MemoryRateLimiter
+from widget_server.backends.ratelimit import RateLimiter
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.engine import now
 from widget_server.domain.channels import Channel, Hub, Recent
@@ -38,7 +38,7 @@ class Deps:
     guard: Guard
     events: EventSink
     hub: Hub
-    limiter: MemoryRateLimiter
+    limiter: RateLimiter
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,10 @@ class Session:
 
     async def send_error(self, err: WidgetError, **extra: Any) -> None:
         seq = self.channel.seq if self.channel else 0
-        await self.send({"type": "error", "code": err.code, "message": err.message, "retryable": err.retryable,
-                         "seq": seq, **extra})
+        frame = {"type": "error", "code": err.code, "message": err.message, "retryable": err.retryable, "seq": seq}
+        if err.details:
+            frame["details"] = err.details
+        await self.send({**frame, **extra})
 
     async def receive(self, timeout: float | None = None) -> Any:
         """The next client frame as JSON; `None` for a malformed one (already answered)."""
@@ -174,7 +176,7 @@ class Session:
 
     async def on_message(self, frame: dict[str, Any]) -> None:
         assert self.conv is not None and self.channel is not None
-        wait = self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
+        wait = await self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
         if wait is not None:
             self.strikes += 1
             if self.strikes > self.settings.rate_limit_messages:

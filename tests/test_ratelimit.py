@@ -1,0 +1,59 @@
+"""Rate limits per visitor, in process and in Redis (shared by several nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from tests.conftest import Stack
+from widget_server.backends.ratelimit import MemoryRateLimiter, RedisRateLimiter
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_redis_limit_is_shared_between_nodes() -> None:
+    async def run() -> None:
+        key = f"test:{secrets.token_hex(4)}"
+        node_a, node_b = RedisRateLimiter(REDIS, 3, 60), RedisRateLimiter(REDIS, 3, 60)
+        assert [await node_a.hit(key), await node_b.hit(key), await node_a.hit(key)] == [None, None, None]
+        wait = await node_b.hit(key)
+        assert wait is not None and 0 < wait <= 60
+        assert await node_a.hit("other:" + key) is None  # another visitor is not affected
+        await node_a.aclose()
+        await node_b.aclose()
+
+    asyncio.run(run())
+
+
+def test_the_window_slides() -> None:
+    async def run() -> None:
+        key = f"test:{secrets.token_hex(4)}"
+        for limiter in (MemoryRateLimiter(2, 0.3), RedisRateLimiter(REDIS, 2, 0.3)):
+            assert await limiter.hit(key) is None and await limiter.hit(key) is None
+            assert await limiter.hit(key) is not None
+            await asyncio.sleep(0.35)
+            assert await limiter.hit(key) is None
+            await limiter.aclose()
+
+    asyncio.run(run())
+
+
+def test_unreachable_redis_lets_messages_through() -> None:
+    async def run() -> None:
+        limiter = RedisRateLimiter("redis://127.0.0.1:1/0", 1, 60)
+        assert await limiter.hit("k") is None and await limiter.hit("k") is None
+        await limiter.aclose()
+
+    asyncio.run(run())
+
+
+def test_widget_rate_limit_through_redis(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    stack: Stack = stack_factory(redis_url=REDIS, rate_limit_messages=2, rate_limit_window_s=60)
+    ws = stack.open(stack.persona("words-1"))
+    ws.recv()
+    for i in range(2):
+        ws.send({"type": "message", "client_id": f"c{i}", "text": "hi"})
+        ws.until("reply.end")
+    ws.send({"type": "message", "client_id": "c3", "text": "hi"})
+    error = ws.until("error")[-1]
+    assert error["code"] == "rate_limited" and error["details"]["retry_after_s"] > 0
