@@ -23,7 +23,7 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 # Debian's Chromium for the browser tests (Playwright cannot download its own browsers here).
-[ ! -x scripts/browser.sh ] || scripts/browser.sh
+[ ! -f scripts/browser.sh ] || bash scripts/browser.sh
 
 .venv/bin/ruff check widget_server tests bench
 .venv/bin/mypy widget_server
