@@ -1,49 +1,22 @@
-// The demo page's test chat: a session, a socket, streamed text as text nodes. The real widget is embed/.
+// The demo page: a button that opens the embedded widget, and a log of the events it sends to the page.
 'use strict';
 (function () {
-  var box = document.getElementById('chat');
-  if (!box) return;
-  var log = document.getElementById('log');
-  var input = document.getElementById('text');
-  var ws = null;
-  var replies = {};
-
-  function line(cls, text) {
-    var li = document.createElement('li');
-    li.className = cls;
-    li.textContent = text;
-    log.appendChild(li);
-    return li;
+  var list = document.getElementById('events');
+  var button = document.getElementById('open-chat');
+  if (button) {
+    button.addEventListener('click', function () {
+      var w = window.PersonaWidget;
+      if (w && w.instances && w.instances[0]) w.instances[0].open();
+    });
   }
-
-  function onFrame(frame) {
-    if (frame.type === 'ready' && frame.persona.greeting) line('persona', frame.persona.greeting);
-    else if (frame.type === 'reply.start') replies[frame.message_id] = line('persona', '…');
-    else if (frame.type === 'reply.delta') {
-      var li = replies[frame.message_id];
-      if (li.textContent === '…') li.textContent = '';
-      li.appendChild(document.createTextNode(frame.text));
-    } else if (frame.type === 'guardrail') replies[frame.message_id].textContent = frame.text;
-    else if (frame.type === 'error') line('error', frame.message);
-  }
-
-  fetch(box.dataset.server + '/v1/widget/sessions', {
-    method: 'POST', headers: {'content-type': 'application/json'},
-    body: JSON.stringify({key: box.dataset.key, persona: box.dataset.persona})
-  }).then(function (r) { return r.json(); }).then(function (s) {
-    if (!s.token) { line('error', s.error ? s.error.message : 'no session'); return; }
-    ws = new WebSocket(s.ws_url);
-    ws.onopen = function () { ws.send(JSON.stringify({type: 'hello', token: s.token})); };
-    ws.onmessage = function (e) { onFrame(JSON.parse(e.data)); };
-    ws.onclose = function (e) { if (e.code !== 1000) line('error', 'connection closed (' + e.code + ')'); };
-  });
-
-  document.getElementById('form').addEventListener('submit', function (e) {
-    e.preventDefault();
-    var text = input.value.trim();
-    if (!text || !ws) return;
-    line('visitor', text);
-    ws.send(JSON.stringify({type: 'message', client_id: String(Date.now()), text: text}));
-    input.value = '';
+  ['ready', 'open', 'close', 'message', 'reply', 'guardrail', 'escalation', 'error'].forEach(function (name) {
+    window.addEventListener('persona-widget:' + name, function (e) {
+      if (!list) return;
+      var d = e.detail, li = document.createElement('li');
+      var extra = d.ttft_ms != null ? ' (first token after ' + d.ttft_ms + ' ms)' : d.text ? ': ' + d.text : '';
+      li.textContent = name + extra;
+      list.insertBefore(li, list.firstChild);
+      while (list.children.length > 12) list.removeChild(list.lastChild);
+    });
   });
 })();

@@ -120,9 +120,9 @@ def _annotation(decision: Decision, source: str) -> dict[str, Any]:
     return {"action": decision.action, "reason": decision.reason, "source": source}
 
 
-def _context(role: str, finish_reason: str | None) -> bool:
-    """Whether a message goes to the model as context: not system notes, not refusals."""
-    return role != "system" and finish_reason != "guardrail"
+def _context(role: str, text: str, finish_reason: str | None) -> bool:
+    """Whether a message goes to the model as context: not system notes, refusals or empty failed replies."""
+    return role != "system" and finish_reason != "guardrail" and bool(text)
 
 
 async def history(deps: Deps, conv: Conversation, before_message_id: str, recent: Recent | None) -> tuple[Turn, ...]:
@@ -131,8 +131,9 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str, recent
         return tuple(recent.turns)
     n = deps.settings.history_turns
     rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=n + 1)
-    turns = [Turn(r["role"], r["text"]) for r in rows if r["id"] != before_message_id
-             and _context(r["role"], r.get("finish_reason"))][-n or len(rows):]
+    turns = [Turn(r["role"], r["text"]) for r in rows
+             if r["id"] != before_message_id and _context(r["role"], r["text"], r.get("finish_reason"))]
+    turns = turns[-n:] if n else []
     if recent is not None:
         recent.load(turns)
     return tuple(turns)
@@ -176,7 +177,7 @@ async def run_turn(
     await finish(deps, conv, reply, emit, acc)
     if recent is not None:
         recent.add(Turn("visitor", acc.text))
-        if _context("persona", reply.finish_reason):
+        if _context("persona", reply.text, reply.finish_reason):
             recent.add(Turn("persona", reply.text))
     return reply
 

@@ -45,6 +45,14 @@ def _paths() -> dict[str, Any]:
     return {
         "/": {"get": {"summary": "The demo page (HTML)", "security": [], "responses": {"200": {
             "description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        "/demo/csp": {"get": {"summary": "The demo page under a strict Content-Security-Policy (HTML)", "security": [],
+                              "responses": {"200": {"description": "OK", "content": {
+                                  "text/html": {"schema": {"type": "string"}}}}}}},
+        "/embed.js": {"get": {"summary": "The embeddable widget script (strong ETag, gzip when accepted)",
+                              "security": [], "responses": {
+                                  "200": {"description": "OK", "content": {
+                                      "text/javascript": {"schema": {"type": "string"}}}},
+                                  "304": {"description": "Not modified (If-None-Match)"}}}},
         "/health": {"get": {"summary": "Storage and provider status", "security": [],
                             "responses": {"200": _json(OBJ), "503": _json(OBJ, "Storage unavailable")}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json(OBJ)}}},

@@ -1,4 +1,8 @@
-"""The demo page: what the snippet looks like, and a live test chat with the demo persona."""
+"""The demo pages: what the snippet looks like, with the real widget embedded for the demo persona.
+
+`/` embeds it as any site would; `/demo/csp` serves the same page under a strict Content-Security-Policy (no
+'unsafe-inline', no 'unsafe-eval'), which the widget works under.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ TEMPLATES = Environment(
     autoescape=select_autoescape(default=True),
 )
 STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+STRICT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+              "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def demo_config(data_dir: Path) -> dict[str, Any] | None:
@@ -22,9 +28,15 @@ def demo_config(data_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-async def home(request: Request) -> Response:
+def _render(request: Request, strict: bool) -> str:
     demo = demo_config(request.state.settings.data_dir)
     origin = str(request.base_url).rstrip("/")
-    html = TEMPLATES.get_template("index.html").render(demo=demo, origin=origin)
-    csp = "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self'; img-src 'self' https: data:"
-    return HTMLResponse(html, headers={"Content-Security-Policy": csp})
+    return TEMPLATES.get_template("index.html").render(demo=demo, origin=origin, strict=strict, csp=STRICT_CSP)
+
+
+async def home(request: Request) -> Response:
+    return HTMLResponse(_render(request, strict=False))
+
+
+async def demo_csp(request: Request) -> Response:
+    return HTMLResponse(_render(request, strict=True), headers={"Content-Security-Policy": STRICT_CSP})

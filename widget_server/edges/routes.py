@@ -6,11 +6,14 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from widget_server.edges import conversations, health, openapi, pages, personas, prompt, widget_session, widget_ws
+from widget_server.edges.embed import embed_js
 
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/", pages.home, methods=["GET"]),
+        Route("/demo/csp", pages.demo_csp, methods=["GET"]),
+        Route("/embed.js", embed_js, methods=["GET"]),
         Route("/health", health.health, methods=["GET"]),
         Route("/openapi.json", openapi.openapi, methods=["GET"]),
         Route("/v1/personas", personas.list_personas, methods=["GET"]),
