@@ -209,3 +209,12 @@ def test_bad_settings_are_a_one_line_error(cli: Cli, name: str, value: str, name
 
 def test_a_blank_tenant_name_is_a_one_line_error(cli: Cli) -> None:
     assert "name" in cli.fails("tenant", "create", "  ")
+
+
+def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path) -> None:
+    for args in (["key", "create", "--tenant", "x"], ["bogus"], ["serve", "--port", "notanumber"]):
+        proc = subprocess.run([sys.executable, "-m", "widget_server", *args], capture_output=True, text=True,
+                              env={**os.environ, "WIDGET_DATA_DIR": str(tmp_path)}, cwd=tmp_path)
+        assert proc.returncode == 2, args
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("widget-server: error:"), proc.stderr

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -28,8 +28,15 @@ DEMO_PERSONA: dict[str, Any] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """Bad arguments get one line on stderr (no usage dump) and exit status 2; subcommands inherit this."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"widget-server: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="widget-server", description=__doc__)
+    p = Parser(prog="widget-server", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server")
     demo = sub.add_parser("demo", help="create the demo tenant, persona and key (idempotent), then serve")
