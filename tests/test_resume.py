@@ -94,3 +94,36 @@ def test_a_newer_socket_takes_the_conversation_over(stack: Stack) -> None:
     assert first.close_code() == 4409
     second.send({"type": "message", "client_id": "c", "text": "still works"})
     assert second.until("reply.end")[-1]["finish_reason"] == "stop"
+
+
+def test_a_node_that_forgot_the_conversation_sends_the_stored_transcript(stack_factory) -> None:  # type: ignore[no-untyped-def]
+    first = stack_factory()
+    persona = first.persona("words-2")
+    token, visitor = first.token(persona)
+    ws = first.open(persona, token=token)
+    conversation_id = ws.recv()["conversation_id"]
+    ws.send({"type": "message", "client_id": "c1", "text": "hello"})
+    ws.until("reply.end")
+    ws.close()
+    # The same database and keys, a new server process: its channels are empty.
+    from tests.support.servers import serve_in_thread
+    from widget_server.app import create_app
+
+    url = first.exits.enter_context(serve_in_thread(create_app(first.settings)))
+    second = Stack(url, first.settings, first.tenant_id, first.sk, first.pk, first.exits)
+    token, _ = second.token(persona, visitor_id=visitor)
+    ws = second.open(persona, token=token, resume={"conversation_id": conversation_id, "last_seq": 0})
+    ready = ws.recv()
+    assert ready["resumed"] is False and ready["conversation_id"] == conversation_id
+    assert [(m["role"], m["text"]) for m in ready["messages"]] == [("visitor", "hello"), ("persona", "w1 w2 ")]
+
+
+def test_a_resent_client_id_is_not_answered_twice(stack: Stack) -> None:
+    ws = stack.open(stack.persona("words-2"))
+    ws.recv()
+    ws.send({"type": "message", "client_id": "same", "text": "once"})
+    ws.send({"type": "message", "client_id": "same", "text": "once"})
+    ws.until("reply.end")
+    ws.send({"type": "ping"})
+    assert ws.until("pong")[-1]["type"] == "pong"
+    assert sum(f["type"] == "message.accepted" for f in ws.frames) == 1

@@ -44,9 +44,17 @@ class Channel:
         self.replies: dict[str, asyncio.Task[Any]] = {}
         self.turn_lock = asyncio.Lock()  # one reply at a time per conversation, in order
         self.recent: Recent | None = None
+        self._client_ids: deque[str] = deque(maxlen=256)
         self.grace_s = grace_s
         self.idle_since = time.monotonic()
         self._grace: asyncio.TimerHandle | None = None
+
+    def first_time(self, client_id: str) -> bool:
+        """Whether this client message id is new: a client that resends after a drop must not double it."""
+        if client_id in self._client_ids:
+            return False
+        self._client_ids.append(client_id)
+        return True
 
     def emit(self, frame: Frame) -> Frame:
         self.seq += 1

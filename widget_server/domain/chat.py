@@ -269,9 +269,14 @@ async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: 
         deps.events.emit(conv.event("error", message_id=reply.message_id, code=reply.error["code"]))
 
 
-def spawn_turn(deps: Deps, conv: Conversation, channel: Channel, text: Any, client_id: Any) -> asyncio.Task[None]:
+def spawn_turn(
+    deps: Deps, conv: Conversation, channel: Channel, text: Any, client_id: Any
+) -> asyncio.Task[None] | None:
     """Run a turn in the background of a conversation's channel: it outlives a dropped socket (resume),
-    replies run one after another, and `cancel` finds it by the reply's message id once it started."""
+    replies run one after another, and `cancel` finds it by the reply's message id once it started.
+    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored."""
+    if isinstance(client_id, str) and client_id and not channel.first_time(client_id):
+        return None
     key = new_id("turn")
 
     def started(reply_id: str) -> None:

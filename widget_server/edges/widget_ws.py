@@ -125,8 +125,11 @@ class Session:
             status = row["status"]
         last_seq = resume.get("last_seq") if row is not None else None
         last_seq = last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None
+        # A channel made just now (this node restarted, or forgot an idle conversation) holds no frames of
+        # the conversation's past, whatever last_seq says: the client rebuilds from the stored transcript.
+        known = d.hub.get(self.conv.id) is not None
         channel = d.hub.open(self.conv.id)
-        resumed = last_seq is not None and channel.covers(last_seq)
+        resumed = known and last_seq is not None and channel.covers(last_seq)
         ready = {"type": "ready", "conversation_id": self.conv.id, "persona": personas.widget_view(persona),
                  "status": status, "resumed": resumed}
         if not resumed and row is not None:
