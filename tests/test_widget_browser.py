@@ -1,0 +1,569 @@
+"""The embeddable widget in a real browser (Debian's Chromium through Playwright), as site visitors meet it.
+
+The server runs on one loopback port; the pages that embed the widget are served by a second tiny server on
+another port, so every embed here is cross-origin, as on a real site.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import html
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect, sync_playwright
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from tests.conftest import Stack
+from tests.support.servers import serve_in_thread
+from widget_server.edges.embed import WIDGET
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+BUDGET = 12 * 1024  # bytes of gzip -9
+HOSTILE = "* { all: unset } div { display: none !important }"
+XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1)) **bold** [ok](https://example.com/)"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="scripts/browser.sh installs Chromium")
+expect.set_options(timeout=15_000)
+
+
+class HostPages:
+    """A second origin: serves whatever HTML (and headers) a test registers under a path."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[str, dict[str, str]]] = {}
+
+    async def serve(self, request: Request) -> Response:
+        found = self.pages.get(request.url.path)
+        if found is None:
+            return Response("not found", status_code=404)
+        return HTMLResponse(found[0], headers=found[1])
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self.serve)])
+
+
+@pytest.fixture(scope="session")
+def host_server() -> Iterator[tuple[HostPages, str]]:
+    pages = HostPages()
+    with serve_in_thread(pages.app()) as url:
+        yield pages, url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Module-scoped: while Playwright's sync API runs, its event loop runs on this thread, which would stop
+    the other modules' fixtures from calling asyncio.run."""
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield ctx
+    ctx.close()
+
+
+def off_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a helper that uses asyncio.run away from Playwright's own loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+@dataclass
+class Site:
+    """A tenant whose publishable key allows the host origin, and helpers to build host pages."""
+
+    stack: Stack
+    host: HostPages
+    origin: str
+    sk: str
+    pk: str
+    made: list[str] = field(default_factory=list)
+
+    def persona(self, model: str = "echo", **fields: Any) -> str:
+        slug = f"p-{secrets.token_hex(4)}"
+        body = {"name": fields.pop("name", "Ada"), "slug": slug, "system_prompt": "You test.",
+                "greeting": "Hi! How can I help?", "provider": {"kind": "openai", "model": model}, **fields}
+        r = httpx.post(f"{self.stack.url}/v1/personas", json=body, headers={"Authorization": f"Bearer {self.sk}"})
+        assert r.status_code == 201, r.text
+        return slug
+
+    def conversation(self, conversation_id: str) -> dict[str, Any]:
+        r = httpx.get(f"{self.stack.url}/v1/conversations/{conversation_id}",
+                      headers={"Authorization": f"Bearer {self.sk}"})
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def tag(self, persona: str, key: str | None = None, **data: str) -> str:
+        attrs = "".join(f' data-{k.replace("_", "-")}="{html.escape(v)}"' for k, v in data.items())
+        return (f'<script src="{self.stack.url}/embed.js" data-key="{html.escape(key or self.pk)}" '
+                f'data-persona="{html.escape(persona)}"{attrs} async></script>')
+
+    def page(self, body: str, head: str = "", headers: dict[str, str] | None = None) -> str:
+        path = f"/page-{secrets.token_hex(4)}"
+        doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+               f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title>{head}'
+               f'</head><body><h1>A shop</h1><p><a href="#top">Skip</a></p><div><p>Products…</p></div>{body}'
+               f'</body></html>')
+        self.host.pages[path] = (doc, headers or {})
+        return self.origin + path
+
+
+@pytest.fixture
+def server(stack_factory: Callable[..., Stack]) -> Stack:
+    """The app under uvicorn (made off this thread: Playwright's sync API keeps an event loop running here)."""
+    return off_thread(stack_factory)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def site(server: Stack, host_server: tuple[HostPages, str]) -> Site:
+    stack = server
+    pages, origin = host_server
+    keys = off_thread(stack.tenant, [origin])
+    return Site(stack, pages, origin, keys["sk"], keys["pk"])
+
+
+def widget(page: Page, index: int = 0) -> Locator:
+    return page.locator("persona-widget").nth(index)
+
+
+def last_reply(w: Locator) -> Locator:
+    return w.locator(".m > .r.a").last
+
+
+def open_and_send(page: Page, text: str, index: int = 0) -> Locator:
+    """Open the panel with the launcher, type, press Enter; returns the widget."""
+    w = widget(page, index)
+    w.locator("button.l").click()
+    expect(w.locator("[role=dialog]")).to_be_visible()
+    w.locator("textarea").fill(text)
+    w.locator("textarea").press("Enter")
+    expect(w.locator(".m > .r.v").last).to_have_text(text)
+    return w
+
+
+def finished(w: Locator) -> Locator:
+    """The last reply once it is complete (its feedback buttons appear with reply.end)."""
+    reply = last_reply(w)
+    expect(reply.locator(".fb button")).to_have_count(2)
+    return reply
+
+
+def stored(page: Page, key: str, persona: str) -> dict[str, Any]:
+    raw = page.evaluate("k => localStorage.getItem(k)", f"persona-widget:{key}:{persona}")
+    return json.loads(raw) if raw else {}
+
+
+RECORD_STATES = """() => {
+  window.__states = [];
+  const root = document.querySelector('persona-widget').shadowRoot;
+  new MutationObserver(() => {
+    const rows = root.querySelectorAll('.m > .r.a');
+    const row = rows[rows.length - 1];
+    if (row && row !== root.querySelector('.m > .r.a')) {
+      window.__states.push({text: row.firstChild.textContent, typing: !!row.querySelector('.d'),
+                            done: !!row.querySelector('.fb')});
+    }
+  }).observe(root, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_a_reply_streams_into_the_panel_and_completes(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("pace-120-8")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    page.evaluate("""() => { window.__events = [];
+      ['ready', 'open', 'message', 'reply'].forEach(n => window.addEventListener('persona-widget:' + n,
+        e => window.__events.push([n, e.detail.text || null, e.detail.instance === PersonaWidget.instances[0]]))); }""")
+    w = widget(page)
+    expect(w.locator(".h .t")).to_have_text("Ada")
+    expect(w.locator("button.l")).to_have_attribute("aria-label", "Open chat")
+    page.evaluate(RECORD_STATES)
+    open_and_send(page, "Tell me about bread")
+    reply = finished(w)
+    final = "w1 w2 w3 w4 w5 w6 w7 w8"
+    expect(reply.locator(".bd")).to_have_text(final)
+
+    states = page.evaluate("window.__states")
+    assert states[0]["typing"] and not states[0]["text"], "a typing indicator before the first token"
+    partial = {s["text"].strip() for s in states if s["text"].strip() and not s["done"]}
+    assert len(partial - {final}) >= 2, f"the reply grew through intermediate states: {partial}"
+    assert all(final.startswith(p) for p in partial), "each state is a prefix of the final text"
+
+    events = page.evaluate("window.__events")
+    assert ["message", "Tell me about bread", True] in events
+    assert ["reply", final + " ", True] in events
+    assert {"ready", "open"} <= {e[0] for e in events}
+
+    thumbs_up = reply.locator(".fb button").first
+    thumbs_up.click()
+    expect(thumbs_up).to_have_attribute("aria-pressed", "true")
+    expect(w.locator(".sr[aria-live=polite]").last).to_have_text(f"Ada: {final} ")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "desktop.png"))
+
+
+def test_no_cookie_is_set_on_either_origin(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "cookies please")
+    expect(finished(w).locator(".bd")).to_have_text("cookies please")
+    assert context.cookies() == []
+    assert page.evaluate("document.cookie") == ""
+    saved = stored(page, site.pk, persona)
+    assert saved["v"].startswith("vis") and saved["c"].startswith("conv"), "ids live in namespaced localStorage"
+    assert "token" not in json.dumps(page.evaluate("Object.assign({}, localStorage)"))
+
+
+def test_works_under_a_strict_csp_without_violations(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("words-5")
+    ws = site.stack.url.replace("http://", "ws://")
+    csp = (f"default-src 'none'; script-src {site.stack.url}; connect-src {site.stack.url} {ws}; "
+           "style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'")
+    assert "unsafe" not in csp
+    page = context.new_page()
+    page.add_init_script("""window.__violations = [];
+      document.addEventListener('securitypolicyviolation',
+        e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));""")
+    page.goto(site.page(site.tag(persona), headers={"Content-Security-Policy": csp}))
+    w = open_and_send(page, "hello under CSP")
+    expect(finished(w).locator(".bd")).to_have_text("w1 w2 w3 w4 w5")
+    launcher = w.locator("button.l")
+    assert launcher.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(29, 78, 216)", "styles applied"
+    assert page.evaluate("window.__violations") == []
+
+
+def test_two_instances_on_one_page_keep_their_own_conversations(site: Site, context: BrowserContext) -> None:
+    first, second = site.persona("echo", name="Ada"), site.persona("words-3", name="Bruno")
+    queued = ("<script>window.PersonaWidget = window.PersonaWidget || {q: []};"
+              f"PersonaWidget.q.push(['init', {{persona: {json.dumps(second)}, position: 'left', lang: 'de'}},"
+              " function (w) { window.__second = !!w; }]);</script>")
+    page = context.new_page()
+    page.goto(site.page(queued + site.tag(first)))
+    expect(page.locator("persona-widget")).to_have_count(2)
+    a, b = widget(page, 0), widget(page, 1)
+    expect(a.locator(".h .t")).to_have_text("Ada")
+    expect(b.locator(".h .t")).to_have_text("Bruno")
+    expect(b.locator("button.l")).to_have_attribute("aria-label", "Chat öffnen")
+    assert page.evaluate("window.__second") is True, "a call queued before the script loaded ran"
+    box_a, box_b = a.locator("button.l").bounding_box(), b.locator("button.l").bounding_box()
+    assert box_a and box_b and box_b["x"] < box_a["x"], "the second one sits on the left"
+
+    open_and_send(page, "alpha", 0)
+    expect(finished(a).locator(".bd")).to_have_text("alpha")
+    a.locator(".x").click()
+    open_and_send(page, "beta", 1)
+    expect(finished(b).locator(".bd")).to_have_text("w1 w2 w3")
+
+    assert a.locator(".m > .r.v").all_inner_texts() == ["alpha"]
+    assert b.locator(".m > .r.v").all_inner_texts() == ["beta"]
+    conv_a, conv_b = stored(page, site.pk, first)["c"], stored(page, site.pk, second)["c"]
+    assert conv_a != conv_b
+    assert [m["text"] for m in site.conversation(conv_a)["messages"]] == ["alpha", "alpha"]
+    assert [m["text"] for m in site.conversation(conv_b)["messages"]] == ["beta", "w1 w2 w3 "]
+
+
+def test_a_reload_continues_the_conversation(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "first message")
+    expect(finished(w).locator(".bd")).to_have_text("first message")
+    conversation = stored(page, site.pk, persona)["c"]
+
+    page.reload()
+    w = widget(page)
+    w.locator("button.l").click()
+    expect(w.locator(".m > .r.v")).to_have_text(["first message"])
+    expect(finished(w).locator(".bd")).to_have_text("first message")
+    w.locator("textarea").fill("second message")
+    w.locator("textarea").press("Enter")
+    expect(w.locator(".m > .r.v")).to_have_text(["first message", "second message"])
+    expect(w.locator(".m > .r.a")).to_have_text(["Hi! How can I help?", "first message", "second message"])
+    assert stored(page, site.pk, persona)["c"] == conversation
+    texts = [m["text"] for m in site.conversation(conversation)["messages"]]
+    assert texts == ["first message", "first message", "second message", "second message"]
+
+
+def test_a_dropped_connection_mid_reply_resumes_with_the_exact_text(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("pace-80-30")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "a long answer please")
+    expect(last_reply(w)).to_contain_text("w3 ")
+    conversation = stored(page, site.pk, persona)["c"]
+
+    context.set_offline(True)
+    page.evaluate("PersonaWidget.instances[0].ws.close()")  # the connection drops mid-reply
+    deadline = time.monotonic() + 20
+    while True:  # the server finishes and stores the reply while the visitor is away
+        messages = site.conversation(conversation)["messages"]
+        if len(messages) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(messages) == 2 and messages[1]["finish_reason"] == "stop"
+    partial = last_reply(w).locator(".bd").text_content() or ""
+    assert messages[1]["text"].startswith(partial) and len(partial) < len(messages[1]["text"]), "text was missed"
+    expect(w.locator(".s")).to_contain_text("Offline")
+    context.set_offline(False)
+
+    reply = finished(w)
+    expect(reply.locator(".bd")).to_have_text(messages[1]["text"])
+    assert reply.locator(".bd").text_content() == messages[1]["text"], "nothing lost, nothing doubled"
+    assert messages[1]["text"] == "".join(f"w{i} " for i in range(1, 31))
+    expect(w.locator(".s")).to_be_hidden()
+
+
+def test_an_untrusted_reply_renders_as_inert_text(site: Site, context: BrowserContext) -> None:
+    persona = site.persona(f"spell:{XSS}")
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "<b>not bold</b>")
+    body = finished(w).locator(".bd")
+    expect(body).to_contain_text("<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1))")
+    expect(body.locator("strong")).to_have_text("bold")
+    expect(body.locator("a")).to_have_count(1)
+    link = body.locator("a")
+    assert link.get_attribute("href") == "https://example.com/"
+    assert link.get_attribute("rel") == "noopener noreferrer"
+    root = w.locator(".m")
+    expect(root.locator("img")).to_have_count(0)
+    expect(root.locator("script")).to_have_count(0)
+    expect(root.locator("b")).to_have_count(0)
+    expect(w.locator(".m > .r.v").last).to_have_text("<b>not bold</b>")
+    assert dialogs == []
+
+
+def test_keyboard_only(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = widget(page)
+    launcher = w.locator("button.l")
+    expect(w.locator(".h .t")).to_have_text("Ada")
+    focused = ("() => { const h = document.activeElement;"
+               " return h && h.shadowRoot ? h.shadowRoot.activeElement.className : '' }")
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        if page.evaluate(focused) == "l":
+            break
+    assert page.evaluate(focused) == "l", "Tab reaches the launcher"
+    page.keyboard.press("Enter")
+    expect(w.locator("[role=dialog]")).to_be_visible()
+    expect(launcher).to_have_attribute("aria-expanded", "true")
+    assert page.evaluate(focused) == "", "focus moved into the panel (the textarea)"
+    assert w.locator("textarea").evaluate("t => t.getRootNode().activeElement === t")
+    page.keyboard.type("line one")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("line two")
+    page.keyboard.press("Enter")
+    expect(w.locator(".m > .r.v").last).to_have_text("line one\nline two")
+    expect(finished(w).locator(".bd")).to_contain_text("line two")
+    page.keyboard.press("Escape")
+    expect(w.locator("[role=dialog]")).to_be_hidden()
+    expect(launcher).to_have_attribute("aria-expanded", "false")
+    assert page.evaluate(focused) == "l", "focus returned to the launcher"
+
+
+def test_an_origin_not_on_the_key_list_gets_a_clear_message(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    other = off_thread(site.stack.tenant, ["https://elsewhere.example"])
+    logs: list[str] = []
+    page = context.new_page()
+
+    def on_console(msg: ConsoleMessage) -> None:
+        logs.append(msg.text)
+    page.on("console", on_console)
+    page.goto(site.page(site.tag(persona, key=other["pk"])))
+    w = widget(page)
+    w.locator("button.l").click()
+    expect(w.locator(".s")).to_have_text("This chat is not enabled for this website.")
+    expect(w.locator("textarea")).to_be_disabled()
+    deadline = time.monotonic() + 10
+    while not any(m.startswith("[widget]") for m in logs) and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert any(m.startswith("[widget]") and site.origin in m and "not allowed" in m for m in logs), logs
+
+
+def test_a_hostile_host_stylesheet_does_not_break_it(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("words-4")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona), head=f"<style>{HOSTILE}</style>"))
+    w = widget(page)
+    launcher = w.locator("button.l")
+    expect(launcher).to_be_visible()
+    box = launcher.bounding_box()
+    assert box and box["width"] == 56 and box["height"] == 56
+    w2 = open_and_send(page, "still there?")
+    panel = w2.locator("[role=dialog]").bounding_box()
+    assert panel and panel["width"] == 380 and panel["height"] == 600
+    expect(finished(w).locator(".bd")).to_have_text("w1 w2 w3 w4")
+    expect(w.locator(".h")).to_have_css("background-color", "rgb(29, 78, 216)")
+
+
+def test_a_phone_viewport_gets_a_full_screen_panel(site: Site, browser: Browser) -> None:
+    persona = site.persona("words-6", starters=["Opening hours?", "Order a cake"])
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                              device_scale_factor=2)
+    try:
+        page = ctx.new_page()
+        page.goto(site.page(site.tag(persona, lang="en")))
+        w = widget(page)
+        expect(w.locator(".c button")).to_have_count(2)
+        w.locator("button.l").click()
+        panel = w.locator("[role=dialog]")
+        expect(panel).to_be_visible()
+        assert panel.bounding_box() == {"x": 0, "y": 0, "width": 390, "height": 844}
+        expect(w.locator("textarea")).to_have_css("font-size", "16px")
+        w.locator(".c button").first.click()  # a starter chip sends its text
+        expect(w.locator(".m > .r.v")).to_have_text(["Opening hours?"])
+        expect(finished(w).locator(".bd")).to_have_text("w1 w2 w3 w4 w5 w6")
+        expect(w.locator(".c")).to_be_hidden()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "mobile.png"))
+    finally:
+        ctx.close()
+
+
+def test_embed_js_is_served_cached_and_within_budget(server: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = server
+    raw = WIDGET.read_bytes()
+    zipped = gzip.compress(raw, 9, mtime=0)
+    if shutil.which("gzip"):
+        import subprocess
+        zipped = subprocess.run(["gzip", "-9c", str(WIDGET)], capture_output=True, check=True).stdout
+    with capsys.disabled():
+        print(f"\nembed/widget.js: {len(raw)} bytes raw, {len(zipped)} bytes gzip -9 (budget {BUDGET})")
+    assert len(zipped) <= BUDGET
+
+    r = httpx.get(f"{stack.url}/embed.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.content == raw
+    assert r.headers["content-encoding"] == "gzip"
+    assert r.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "max-age" in r.headers["cache-control"] and r.headers["cross-origin-resource-policy"] == "cross-origin"
+    etag = r.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = httpx.get(f"{stack.url}/embed.js", headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    plain = httpx.get(f"{stack.url}/embed.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == raw and plain.headers["etag"] != etag
+
+
+def test_the_demo_pages_embed_the_widget(server: Stack, context: BrowserContext) -> None:
+    stack = server
+    demo = off_thread(stack.tenant, [stack.url])
+    r = httpx.post(f"{stack.url}/v1/personas", headers={"Authorization": f"Bearer {demo['sk']}"}, json={
+        "name": "Ada", "slug": "ada", "greeting": "Hi, I'm Ada.", "provider": {"kind": "openai", "model": "echo"}})
+    assert r.status_code == 201, r.text
+    (Path(stack.settings.data_dir) / "demo.json").write_text(json.dumps({
+        "tenant_id": demo["tenant_id"], "publishable_key": demo["pk"], "origins": [stack.url], "persona": "ada",
+        "persona_name": "Ada"}))
+    home = httpx.get(stack.url + "/")
+    assert home.status_code == 200 and f'src="{stack.url}/embed.js" data-key="{demo["pk"]}"' in home.text
+    strict = httpx.get(stack.url + "/demo/csp")
+    csp = strict.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "style-src 'self'" in csp and "unsafe" not in csp
+
+    page = context.new_page()
+    page.add_init_script("""window.__violations = [];
+      document.addEventListener('securitypolicyviolation', e => window.__violations.push(e.violatedDirective));""")
+    page.goto(stack.url + "/demo/csp")
+    page.get_by_role("button", name="Open the chat").click()
+    w = widget(page)
+    expect(w.locator("[role=dialog]")).to_be_visible()
+    expect(w.locator(".m > .r.a").first).to_have_text("Hi, I'm Ada.")
+    w.locator("textarea").fill("demo works")
+    w.locator("textarea").press("Enter")
+    expect(finished(w).locator(".bd")).to_have_text("demo works")
+    expect(page.locator("#events li").first).to_contain_text("reply")
+    assert page.evaluate("window.__violations") == []
+
+
+def test_a_rejected_token_gets_a_new_session_and_a_newer_window_takes_over(site: Site,
+                                                                           context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    url = site.page(site.tag(persona))
+    page = context.new_page()
+    page.goto(url)
+    w = open_and_send(page, "one")
+    expect(finished(w).locator(".bd")).to_have_text("one")
+
+    # The token expired (4401): the widget fetches a new session and carries on in the same conversation.
+    page.evaluate("() => { const i = PersonaWidget.instances[0]; i.tok = 'expired'; i.ws.close(); }")
+    w.locator("textarea").fill("two")
+    w.locator("textarea").press("Enter")
+    expect(w.locator(".m > .r.a .bd")).to_have_text(["one", "two"])
+    assert page.evaluate("PersonaWidget.instances[0].tok") != "expired"
+
+    # The same visitor opens the conversation in a second tab: the first one yields (4409) and stays quiet.
+    other = context.new_page()
+    other.goto(url)
+    expect(widget(page).locator(".s")).to_have_text("This conversation continues in another window.Retry")
+    w2 = widget(other)
+    w2.locator("button.l").click()
+    expect(w2.locator(".m > .r.v")).to_have_text(["one", "two"])
+    expect(widget(page).locator(".s")).to_be_visible()
+
+
+def test_the_js_api_sends_and_a_closed_panel_counts_unread_replies(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona, lang="es")))
+    w = widget(page)
+    launcher = w.locator("button.l")
+    expect(launcher).to_have_attribute("aria-label", "Abrir chat")
+    page.evaluate("""() => { const i = PersonaWidget.instances[0];
+      window.__replies = []; i.on('reply', d => window.__replies.push(d.text)); i.send('hola'); }""")
+    expect(w.locator(".b")).to_have_text("1")
+    expect(launcher).to_have_attribute("aria-label", "Abrir chat (1 sin leer)")
+    assert page.evaluate("window.__replies") == ["hola"]
+    page.evaluate("PersonaWidget.instances[0].open()")
+    expect(w.locator("[role=dialog]")).to_be_visible()
+    expect(w.locator(".b")).to_be_hidden()
+    expect(w.locator(".m > .r.a .bd")).to_have_text(["hola"])
+    page.evaluate("PersonaWidget.instances[0].destroy()")
+    expect(page.locator("persona-widget")).to_have_count(0)
+
+
+def test_the_history_comes_back_from_a_server_that_restarted(site: Site, context: BrowserContext,
+                                                            stack_factory: Callable[..., Stack]) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "before the restart")
+    expect(finished(w).locator(".bd")).to_have_text("before the restart")
+
+    restarted = off_thread(stack_factory)  # same database and secret, no frame log in memory
+    site.stack = restarted
+    page.goto(site.page(site.tag(persona)))
+    w = widget(page)
+    w.locator("button.l").click()
+    expect(w.locator(".m > .r.v")).to_have_text(["before the restart"])
+    expect(w.locator(".m > .r.a .bd")).to_have_text(["before the restart"])
+    w.locator("textarea").fill("after it")
+    w.locator("textarea").press("Enter")
+    expect(w.locator(".m > .r.a .bd")).to_have_text(["before the restart", "after it"])
+    texts = [m["text"] for m in site.conversation(stored(page, site.pk, persona)["c"])["messages"]]
+    assert texts == ["before the restart", "before the restart", "after it", "after it"]
