@@ -226,14 +226,14 @@ class Storage:
         for row in rows:
             key = (row["tenant_id"], row["conversation_id"])
             latest[key] = max(latest.get(key, row["created_at"]), row["created_at"])
-        async with self.engine.begin() as conn:
+        touch = (
+            sa.update(conversations)
+            .where(conversations.c.tenant_id == sa.bindparam("t"), conversations.c.id == sa.bindparam("c"))
+            .values(updated_at=sa.bindparam("stamp"))
+        )
+        async with self.engine.begin() as conn:  # two executemany calls, however many rows and conversations
             await conn.execute(sa.insert(messages), rows)
-            for (tenant_id, conversation_id), stamp in latest.items():
-                await conn.execute(
-                    sa.update(conversations)
-                    .where(conversations.c.tenant_id == tenant_id, conversations.c.id == conversation_id)
-                    .values(updated_at=stamp)
-                )
+            await conn.execute(touch, [{"t": t, "c": c, "stamp": stamp} for (t, c), stamp in latest.items()])
 
     async def list_messages(self, tenant_id: str, conversation_id: str, limit: int | None = None) -> list[Row]:
         query = sa.select(messages).where(

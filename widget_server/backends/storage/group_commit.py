@@ -17,7 +17,7 @@ Rows = list[dict[str, Any]]
 
 
 class GroupCommit:
-    def __init__(self, flush: Callable[[Rows], Awaitable[None]], max_batch: int = 500) -> None:
+    def __init__(self, flush: Callable[[Rows], Awaitable[None]], max_batch: int = 32) -> None:
         self._flush = flush
         self._max = max_batch
         self._queue: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
