@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 extras="${1:-}"
 LLAMA_VERSION="0.3.36"
 # llama.cpp built for portable AVX2, not -march=native: its AMX kernels crash on some VMs (seen here).
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF"
 WHEELHOUSE="${WIDGET_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/widget_server/wheels}"
 
 python=""
