@@ -130,13 +130,14 @@ class Session:
         known = d.hub.get(self.conv.id) is not None
         channel = d.hub.open(self.conv.id)
         resumed = known and last_seq is not None and channel.covers(last_seq)
+        # Taken before reading the transcript: frames a running reply emits meanwhile come as backlog.
+        after = last_seq if resumed and last_seq is not None else channel.seq
         ready = {"type": "ready", "conversation_id": self.conv.id, "persona": personas.widget_view(persona),
-                 "status": status, "resumed": resumed}
+                 "status": status, "resumed": resumed, "seq": after}
         if not resumed and row is not None:
             ready["messages"] = await self._history()
         self.channel = channel
-        self.queue, backlog = channel.attach(last_seq if resumed and last_seq is not None else channel.seq)
-        ready["seq"] = last_seq if resumed else channel.seq
+        self.queue, backlog = channel.attach(after)
         return {"ready": ready, "backlog": backlog}
 
     async def _history(self) -> list[dict[str, Any]]:
