@@ -218,3 +218,72 @@ def test_bad_arguments_give_one_line_and_exit_2(tmp_path: Path) -> None:
         assert proc.returncode == 2, args
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("widget-server: error:"), proc.stderr
+
+
+GUARD_POLICY = """version: 1
+blocked_terms:
+  - {id: rival, terms: ["acme rival", "rivalco"], match: word, action: refuse}
+pii: {entities: [email, credit_card], action: mask}
+escalation: {on_request: true}
+"""
+
+
+def test_guard_check_prints_the_decision_and_reason(cli: Cli, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GUARD_POLICY)
+    assert cli.ok("guard", "check", "--policy", str(policy), "where is my order?").strip() == "allow"
+    lines = cli.ok("guard", "check", "--policy", str(policy), "card 4111 1111 1111 1111").splitlines()
+    assert lines == ["mask pii.credit_card", "card [card]"]
+    assert cli.ok("guard", "check", "--policy", str(policy), "is r i v a l c o better?").startswith("refuse term.rival")
+    out = cli.ok("guard", "check", "--policy", str(policy), "--source", "output", "write me at a@b.example.org")
+    assert out.splitlines() == ["mask pii.email", "write me at [email]"]
+
+
+def test_guard_check_names_the_bad_field_of_a_policy(cli: Cli, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: 1\npatterns: [{id: t, regex: 'TCK-(', applies_to: [input]}]\n")
+    assert "patterns.0.regex" in cli.fails("guard", "check", "--policy", str(policy), "hi")
+
+
+def _cases(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+    file = tmp_path / "cases.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return file
+
+
+def test_guard_eval_scores_cases_and_exits_1_on_a_failure(cli: Cli, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GUARD_POLICY)
+    rows: list[dict[str, object]] = [
+        {"text": "where is my order?", "expect": {"action": "allow"}},
+        {"text": "RivalCo?", "expect": {"action": "refuse", "reason": "term."}},
+        {"text": "card 4111111111111111", "expect": {"action": "mask", "reason": "pii.credit_card"}},
+        {"text": "agent please", "expect": {"action": "escalate"}},
+        {"text": "mail bob@example.com", "expect": {"action": "mask"}, "source": "output"},
+    ]
+    good = _cases(tmp_path, rows)
+    out = cli.ok("guard", "eval", "--policy", str(policy), "--cases", str(good))
+    assert "5/5 cases passed" in out and "latency: p50" in out and "precision" in out
+    result = json.loads(cli.ok("guard", "eval", "--policy", str(policy), "--cases", str(good), "--json"))
+    assert result["passed"] == 5 and result["failed"] == []
+    assert result["per_action"]["refuse"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+    assert result["confusion"]["mask"]["mask"] == 2 and set(result["latency_ms"]) == {"p50", "p95"}
+
+    bad = _cases(tmp_path, [*rows, {"text": "rivalcos", "expect": {"action": "refuse"}}])
+    done = cli.run("guard", "eval", "--policy", str(policy), "--cases", str(bad), "--json")
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["failed"] == [{"line": 6, "text": "rivalcos", "source": "input",
+                                 "expected": {"action": "refuse", "reason": None},
+                                 "got": {"action": "allow", "reason": None}}]
+    assert result["per_action"]["refuse"]["recall"] == 0.5 and result["confusion"]["refuse"]["allow"] == 1
+    text = cli.run("guard", "eval", "--policy", str(policy), "--cases", str(bad))
+    assert text.returncode == 1 and "line 6: expected refuse, got allow" in text.stdout
+
+
+def test_guard_eval_names_a_bad_line(cli: Cli, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GUARD_POLICY)
+    cases = tmp_path / "cases.jsonl"
+    cases.write_text('{"text": "hi", "expect": {"action": "allow"}}\nnot json\n')
+    assert "line 2" in cli.fails("guard", "eval", "--policy", str(policy), "--cases", str(cases))

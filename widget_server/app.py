@@ -19,7 +19,8 @@ from widget_server.backends.storage import open_storage
 from widget_server.domain.channels import Hub
 from widget_server.domain.chat import Deps
 from widget_server.domain.events import EventSink, MemorySink
-from widget_server.domain.guard import AllowAll, Guard
+from widget_server.domain.guard import Guard
+from widget_server.domain.policy_guard import PolicyGuard
 from widget_server.domain.tenants import SessionSigner
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.routes import routes
@@ -52,7 +53,7 @@ def create_app(
         providers = Providers(settings)
         sink = events or MemorySink()
         deps = Deps(
-            settings=settings, storage=storage, providers=providers, guard=guard or AllowAll(), events=sink,
+            settings=settings, storage=storage, providers=providers, guard=guard or PolicyGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
             limiter=rate_limiter(settings.redis_url, settings.rate_limit_messages, settings.rate_limit_window_s),
         )

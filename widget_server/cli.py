@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import yaml
 
+from widget_server import guard_eval
 from widget_server.backends.storage import Storage, open_storage
 from widget_server.domain import personas, tenants
 from widget_server.errors import SlugTaken, TenantNotFound, WidgetError
@@ -63,6 +64,16 @@ def _parser() -> argparse.ArgumentParser:
     pe.add_argument("slug")
     for cmd in (pi, pe):
         cmd.add_argument("--tenant", help="tenant id (default: the demo tenant)")
+
+    guard = sub.add_parser("guard").add_subparsers(dest="action", required=True)
+    gc = guard.add_parser("check", help="print the decision of a policy file on one text")
+    gc.add_argument("text")
+    gc.add_argument("--source", choices=["input", "output"], default="input")
+    ge = guard.add_parser("eval", help="score a policy file on labelled cases (JSON lines); exit 1 on a failure")
+    ge.add_argument("--cases", type=Path, required=True)
+    ge.add_argument("--json", action="store_true")
+    for cmd in (gc, ge):
+        cmd.add_argument("--policy", type=Path, required=True, help="the policy, YAML or JSON")
     return p
 
 
@@ -213,9 +224,25 @@ widget_server demo
     return 0 if args.no_serve else serve(settings, args.host, args.port)
 
 
+def cmd_guard_check(args: argparse.Namespace) -> int:
+    decision = guard_eval.judge(guard_eval.load_policy(args.policy), args.text, args.source)
+    print(f"{decision.action} {decision.reason or ''}".rstrip())
+    if decision.action != "allow":
+        print(decision.text)
+    return 0
+
+
+def cmd_guard_eval(args: argparse.Namespace) -> int:
+    result = guard_eval.evaluate(guard_eval.load_policy(args.policy), guard_eval.read_cases(args.cases))
+    print(json.dumps(result) if args.json else guard_eval.report(result))
+    return 1 if result["failed"] else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "guard":  # needs no settings: a policy file and texts
+            return cmd_guard_check(args) if args.action == "check" else cmd_guard_eval(args)
         settings = Settings()
         if args.command == "serve":
             return serve(settings, args.host, args.port)

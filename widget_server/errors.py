@@ -112,3 +112,7 @@ class PolicyError(WidgetError):
     status_code = 422
     code = "policy.invalid"
     type = "policy"
+
+
+class PolicyNotFound(NotFound):
+    code = "policy.not_found"

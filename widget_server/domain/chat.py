@@ -103,7 +103,7 @@ async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit
         raise InvalidRequest(f"message is longer than {deps.settings.max_message_chars} characters",
                              code="message.too_long")
     decision = await deps.guard.check_input(conv.guard_context, text)
-    shown = decision.text if decision.action == "mask" else text
+    shown = decision.text if decision.action == "mask" else decision.shown or text
     message_id = new_id("msg")
     client_id = client_id if isinstance(client_id, str) else None
     stored = asyncio.create_task(deps.storage.add_message({
@@ -214,12 +214,15 @@ async def stream_reply(
                 reply.usage = {"input_tokens": item.usage.input_tokens, "output_tokens": item.usage.output_tokens}
                 parts.append(tail := out.flush())
                 deltas.add(tail)
-                break
-            if reply.timing["ttft_ms"] is None:
-                reply.timing["ttft_ms"] = round((time.monotonic() - arrived) * 1000)
-            released, decision = out.feed(item)
-            parts.append(released)
-            deltas.add(released)
+                decision = out.stopped  # a filter may stop at the very end
+                if decision is None or not decision.stops:
+                    break
+            else:
+                if reply.timing["ttft_ms"] is None:
+                    reply.timing["ttft_ms"] = round((time.monotonic() - arrived) * 1000)
+                released, decision = out.feed(item)
+                parts.append(released)
+                deltas.add(released)
             if decision is not None and decision.stops:
                 deltas.flush()
                 _refuse(reply, decision, "output", emit)
@@ -242,6 +245,16 @@ async def stream_reply(
         if reply.finish_reason != "guardrail":
             reply.text = "".join(parts)
         reply.model = reply.model or request.model or provider.kind
+        _masked_output(deps, conv, reply, out.masked)
+
+
+def _masked_output(deps: Deps, conv: Conversation, reply: Reply, reasons: list[str]) -> None:
+    """What the output filter masked without stopping: on the stored reply, and one event per rule."""
+    if reasons and reply.guardrail is None:
+        reply.guardrail = {"action": "mask", "reason": reasons[0], "source": "output"}
+    for reason in dict.fromkeys(reasons):
+        deps.events.emit(conv.event("guardrail.triggered", rule=reason, action="mask", source="output",
+                                    message_id=reply.message_id))
 
 
 async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted) -> None:

@@ -15,6 +15,7 @@ class Decision:
     action: str  # allow | refuse | mask | escalate | block
     reason: str | None = None
     text: str = ""  # the text the visitor is shown (masked input, or the refusal)
+    shown: str | None = None  # a refused input as stored and shown back, when it had something to mask
 
     @property
     def stops(self) -> bool:
@@ -33,6 +34,16 @@ class GuardContext:
 
 
 class OutputFilter(Protocol):
+    @property
+    def stopped(self) -> Decision | None:
+        """The decision that ended the stream, also when it came at `flush`."""
+        ...
+
+    @property
+    def masked(self) -> list[str]:
+        """The reasons of what was masked without stopping."""
+        ...
+
     def feed(self, text: str) -> tuple[str, Decision | None]:
         """Take the next provider delta; return the text safe to release now and a decision if it stops."""
         ...
@@ -49,6 +60,10 @@ class Guard(Protocol):
 
 
 class PassThroughFilter:
+    def __init__(self) -> None:
+        self.stopped: Decision | None = None
+        self.masked: list[str] = []
+
     def feed(self, text: str) -> tuple[str, Decision | None]:
         return text, None
 

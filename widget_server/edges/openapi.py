@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server import __version__
+from widget_server.domain.guardrails.policy import Policy
 from widget_server.domain.personas import PersonaBody
 
 REF = "#/components/schemas/{model}"
@@ -40,6 +41,8 @@ def _prompt_body() -> dict[str, Any]:
 
 def _paths() -> dict[str, Any]:
     persona = _json(_ref("Persona"))
+    policy = _json({"type": "object", "required": ["policy", "updated_at"], "properties": {
+        "policy": _ref("Policy"), "updated_at": {"type": "string", "format": "date-time"}}})
     sse = {"description": "Server-Sent Events: reply.start, reply.delta, reply.end, guardrail, error",
            "content": {"text/event-stream": {"schema": {"type": "string"}}}}
     return {
@@ -81,6 +84,14 @@ def _paths() -> dict[str, Any]:
         "/v1/conversations/{id}": {"parameters": [{"name": "id", "in": "path", "required": True,
                                                    "schema": {"type": "string"}}],
                                    "get": _op("A conversation with its messages", {"200": _json(OBJ)})},
+        "/v1/safety-policy": {
+            "get": _op("The tenant's guardrail policy", {"200": policy}),
+            "put": {**_op("Create or replace the guardrail policy (JSON, or YAML with Content-Type application/yaml)",
+                          {"200": policy, "422": {"$ref": "#/components/responses/Error"}}, _ref("Policy")),
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Policy")},
+                                                                  "application/yaml": {"schema": _ref("Policy")}}}},
+            "delete": _op("Delete the guardrail policy", {"204": {"description": "Deleted"}}),
+        },
         "/v1/widget/sessions": {"post": {
             "summary": "Start a widget session (browser, publishable key, checked Origin)", "security": [],
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -114,7 +125,9 @@ def _schemas() -> dict[str, Any]:
     session = {"type": "object", "required": ["token", "expires_at", "ws_url", "visitor_id", "persona"],
                "properties": {"token": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"},
                               "ws_url": {"type": "string"}, "visitor_id": {"type": "string"}, "persona": OBJ}}
-    return {**defs, "PersonaBody": body, "Persona": persona, "Error": error, "PromptAnswer": answer,
+    policy = Policy.model_json_schema(ref_template=REF)
+    defs.update(policy.pop("$defs", {}))
+    return {**defs, "Policy": policy, "PersonaBody": body, "Persona": persona, "Error": error, "PromptAnswer": answer,
             "WidgetSession": session}
 
 

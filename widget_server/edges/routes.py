@@ -5,7 +5,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from widget_server.edges import conversations, health, openapi, pages, personas, prompt, widget_session, widget_ws
+from widget_server.edges import (
+    conversations,
+    health,
+    openapi,
+    pages,
+    personas,
+    prompt,
+    safety_policy,
+    widget_session,
+    widget_ws,
+)
 from widget_server.edges.embed import embed_js
 
 
@@ -25,6 +35,9 @@ def routes() -> list[BaseRoute]:
         Route("/v1/personas/{id}/prompt/stream", prompt.prompt_stream, methods=["POST"]),
         Route("/v1/conversations", conversations.list_conversations, methods=["GET"]),
         Route("/v1/conversations/{id}", conversations.get_conversation, methods=["GET"]),
+        Route("/v1/safety-policy", safety_policy.get_policy, methods=["GET"]),
+        Route("/v1/safety-policy", safety_policy.put_policy, methods=["PUT"]),
+        Route("/v1/safety-policy", safety_policy.delete_policy, methods=["DELETE"]),
         Route("/v1/widget/sessions", widget_session.create_session, methods=["POST"]),
         Route("/v1/widget/sessions", widget_session.preflight, methods=["OPTIONS"]),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),

@@ -16,7 +16,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from widget_server.backends.storage.group_commit import GroupCommit
-from widget_server.backends.storage.tables import api_keys, conversations, feedback, messages, personas, tenants
+from widget_server.backends.storage.tables import (
+    api_keys,
+    conversations,
+    feedback,
+    messages,
+    personas,
+    policies,
+    tenants,
+)
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -257,6 +265,26 @@ class Storage:
     async def get_feedback(self, tenant_id: str, message_ids: Sequence[str]) -> list[Row]:
         query = sa.select(feedback).where(feedback.c.tenant_id == tenant_id, feedback.c.message_id.in_(message_ids))
         return await self._all(query)
+
+    # guardrail policies
+
+    async def get_policy(self, tenant_id: str) -> Row | None:
+        return await self._one(sa.select(policies).where(policies.c.tenant_id == tenant_id))
+
+    async def put_policy(self, tenant_id: str, doc: dict[str, Any]) -> Row:
+        """Create or replace the tenant's policy (delete and insert in one transaction, on either database)."""
+        row = {"tenant_id": tenant_id, "doc": doc, "updated_at": now()}
+        delete = sa.delete(policies).where(policies.c.tenant_id == tenant_id)
+        try:
+            await self._write(delete, sa.insert(policies).values(**row))
+        except DuplicateError:  # a concurrent PUT inserted between our delete and insert: the last one wins
+            await self._write(delete, sa.insert(policies).values(**row))
+        return row
+
+    async def delete_policy(self, tenant_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(sa.delete(policies).where(policies.c.tenant_id == tenant_id))
+        return bool(result.rowcount)
 
 
 async def _delete_feedback(conn: AsyncConnection, tenant_id: str, message_id: str) -> None:

@@ -89,3 +89,11 @@ feedback = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.UniqueConstraint("message_id", name="uq_feedback_message"),
 )
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("doc", sa.JSON, nullable=False),  # the validated guardrail policy
+    sa.Column("updated_at", TS, nullable=False),
+)

@@ -1,0 +1,188 @@
+"""`/v1/safety-policy` over HTTP, and the policy at work on a real widget socket with a real upstream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import Stack
+
+POLICY: dict[str, Any] = {
+    "version": 1,
+    "blocked_terms": [{"id": "rival", "terms": ["acme rival", "rivalco"], "match": "word", "action": "refuse"}],
+    "pii": {"entities": ["email", "credit_card", "iban"], "action": "mask"},
+    "escalation": {"after_refusals": 2},
+    "refusals": {"default": "I can't talk about that."},
+}
+
+
+def put(stack: Stack, doc: Any, sk: str | None = None) -> httpx.Response:
+    return httpx.put(f"{stack.url}/v1/safety-policy", json=doc, headers={"Authorization": f"Bearer {sk or stack.sk}"})
+
+
+def test_put_get_delete(stack: Stack) -> None:
+    url = f"{stack.url}/v1/safety-policy"
+    assert httpx.get(url, headers=stack.auth).json()["error"]["code"] == "policy.not_found"
+    r = put(stack, POLICY)
+    assert r.status_code == 200
+    stored = r.json()["policy"]
+    assert stored["blocked_terms"][0]["terms"] == ["acme rival", "rivalco"]
+    assert stored["output"] == {"mode": "strict"}  # defaults filled in
+    got = httpx.get(url, headers=stack.auth).json()
+    assert got["policy"] == stored and got["updated_at"]
+    assert httpx.delete(url, headers=stack.auth).status_code == 204
+    assert httpx.get(url, headers=stack.auth).status_code == 404
+    assert httpx.delete(url, headers=stack.auth).status_code == 404
+
+
+def test_a_policy_can_be_sent_as_yaml(stack: Stack) -> None:
+    body = yaml.safe_dump(POLICY)
+    r = httpx.put(f"{stack.url}/v1/safety-policy", content=body,
+                  headers={**stack.auth, "Content-Type": "application/yaml"})
+    assert r.status_code == 200 and r.json()["policy"]["refusals"]["default"] == "I can't talk about that."
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"patterns": [{"id": "t", "regex": "TCK-(\\d{6}", "applies_to": ["input"]}]}, "patterns.0.regex"),
+    ({"blocked_terms": [{"id": "rival", "terms": ["x"], "colour": "red"}]}, "blocked_terms.0.colour"),
+    ({"topics": {"denied": [{"id": "medical", "examples": []}]}}, "topics.denied.0.examples"),
+])
+def test_an_invalid_policy_is_a_422_naming_the_field(stack: Stack, change: dict[str, Any], field: str) -> None:
+    r = put(stack, {**POLICY, **change})
+    assert r.status_code == 422
+    error = r.json()["error"]
+    assert error["code"] == "policy.invalid" and error["type"] == "policy"
+    assert error["details"]["errors"][0]["field"] == field and field in error["message"]
+    assert error["request_id"] == r.headers["x-request-id"]
+    assert httpx.get(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 404  # nothing stored
+
+
+def test_policies_are_per_tenant(stack: Stack) -> None:
+    other = stack.tenant()
+    assert put(stack, POLICY).status_code == 200
+    r = httpx.get(f"{stack.url}/v1/safety-policy", headers={"Authorization": f"Bearer {other['sk']}"})
+    assert r.status_code == 404
+    assert httpx.delete(f"{stack.url}/v1/safety-policy",
+                        headers={"Authorization": f"Bearer {other['sk']}"}).status_code == 404
+    assert httpx.get(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 200
+    assert httpx.get(f"{stack.url}/v1/safety-policy").status_code == 401
+
+
+def _conversation(stack: Stack, conversation_id: str) -> dict[str, Any]:
+    return httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()  # type: ignore[no-any-return]
+
+
+def test_a_blocked_term_streamed_one_character_per_chunk_never_reaches_the_client(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("spell:Sure! Compared with RivalCo we are cheaper."))
+    ready = ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "how do you compare?"})
+    frames = ws.until("reply.end")
+    shown = "".join(f["text"] for f in frames if f["type"] == "reply.delta")
+    assert shown == "Sure! Compared with "  # what came before the term, and not one character of it
+    guardrail = next(f for f in frames if f["type"] == "guardrail")
+    assert (guardrail["action"], guardrail["reason"], guardrail["text"]) == (
+        "refuse", "term.rival", "I can't talk about that.")
+    assert frames[-1]["finish_reason"] == "guardrail"
+    reply = _conversation(stack, ready["conversation_id"])["messages"][-1]
+    assert reply["text"] == "I can't talk about that." and "rivalco" not in str(reply).lower()
+
+
+def test_a_blocked_term_that_ends_the_reply_is_caught_when_the_stream_ends(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("spell:Ask acme rival"))  # a word term: only the end of the stream decides
+    ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "who else?"})
+    frames = ws.until("reply.end")
+    assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Ask "
+    assert next(f for f in frames if f["type"] == "guardrail")["reason"] == "term.rival"
+    assert frames[-1]["finish_reason"] == "guardrail"
+
+
+def test_pii_in_the_stream_is_masked_and_the_rest_arrives_whole(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("spell:Write to help@shop.example.com, thanks!"))
+    ready = ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "how do I reach you?"})
+    frames = ws.until("reply.end")
+    assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Write to [email], thanks!"
+    assert frames[-1]["finish_reason"] == "stop"
+    reply = _conversation(stack, ready["conversation_id"])["messages"][-1]
+    assert reply["text"] == "Write to [email], thanks!"
+    assert reply["guardrail"] == {"action": "mask", "reason": "pii.email", "source": "output"}
+
+
+def test_a_refused_message_is_stored_with_its_pii_masked(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("echo"))
+    ready = ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "rivalco took my card 4111111111111111"})
+    frames = ws.until("reply.end")
+    assert frames[0]["text"] == "rivalco took my card [card]"
+    assert next(f for f in frames if f["type"] == "guardrail")["reason"] == "term.rival"
+    assert "4111" not in str(_conversation(stack, ready["conversation_id"])["messages"])
+
+
+def test_a_card_number_in_the_input_is_masked_when_shown_and_stored(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("echo"))
+    ready = ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "my card is 4111 1111 1111 1111 ok"})
+    frames = ws.until("reply.end")
+    assert frames[0]["type"] == "message.accepted" and frames[0]["text"] == "my card is [card] ok"
+    messages = _conversation(stack, ready["conversation_id"])["messages"]
+    assert messages[0]["text"] == "my card is [card] ok"
+    assert messages[0]["guardrail"] == {"action": "mask", "reason": "pii.credit_card", "source": "input"}
+    assert "4111" not in str(messages)
+
+
+def test_asking_for_a_person_and_repeated_refusals_escalate(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    ws = stack.open(stack.persona("echo"))
+    ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "echte Person bitte"})
+    guardrail = next(f for f in ws.until("reply.end") if f["type"] == "guardrail")
+    assert (guardrail["action"], guardrail["reason"]) == ("escalate", "escalation.requested")
+    reasons = []
+    for i in range(3):
+        ws.send({"type": "message", "client_id": f"r{i}", "text": "tell me about rivalco"})
+        reasons.append(next(f for f in ws.until("reply.end") if f["type"] == "guardrail")["reason"])
+    assert reasons == ["term.rival", "term.rival", "escalation.refusals"]
+
+
+def test_deleting_the_policy_lets_everything_through_again(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    assert httpx.delete(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 204
+    ws = stack.open(stack.persona("echo"))
+    ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "rivalco 4111 1111 1111 1111"})
+    frames = ws.until("reply.end")
+    assert frames[0]["text"] == "rivalco 4111 1111 1111 1111" and frames[-1]["finish_reason"] == "stop"
+
+
+def test_the_rest_prompt_applies_the_policy(stack: Stack) -> None:
+    assert put(stack, POLICY).status_code == 200
+    persona = stack.persona("spell:Mail help@shop.example.com today")
+    url = f"{stack.url}/v1/personas/{persona}/prompt"
+    refused = httpx.post(url, json={"message": "RivalCo?"}, headers=stack.auth).json()
+    assert refused["text"] == "I can't talk about that."
+    assert refused["guardrail"] == {"action": "refuse", "reason": "term.rival", "source": "input"}
+    masked = httpx.post(url, json={"message": "how to reach you"}, headers=stack.auth).json()
+    assert masked["text"] == "Mail [email] today"
+    assert masked["guardrail"] == {"action": "mask", "reason": "pii.email", "source": "output"}
+
+
+def test_a_policy_is_stored_on_each_database(stack_factory, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(database_url=db_url)
+    assert put(stack, POLICY).status_code == 200
+    changed = {**POLICY, "refusals": {"default": "No."}}
+    assert put(stack, changed).status_code == 200  # replaces
+    got = httpx.get(f"{stack.url}/v1/safety-policy", headers=stack.auth).json()
+    assert got["policy"]["refusals"]["default"] == "No."
+    ws = stack.open(stack.persona("echo"))
+    ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "rivalco"})
+    assert next(f for f in ws.until("reply.end") if f["type"] == "guardrail")["text"] == "No."

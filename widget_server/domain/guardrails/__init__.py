@@ -1,0 +1,15 @@
+"""Guardrails: pure functions over a compiled tenant policy (no I/O, nothing imported from the floors above).
+
+`policy` validates the document, `compile` builds the matchers once, `check` judges a visitor's message and
+`stream` filters the streamed reply in strict mode.
+"""
+
+from __future__ import annotations
+
+from widget_server.domain.guardrails.check import CheckContext, check_input
+from widget_server.domain.guardrails.compile import CompiledPolicy, compile_policy
+from widget_server.domain.guardrails.policy import Policy, parse_policy
+from widget_server.domain.guardrails.stream import StrictFilter
+
+__all__ = ["CheckContext", "CompiledPolicy", "Policy", "StrictFilter", "check_input", "compile_policy",
+           "parse_policy"]

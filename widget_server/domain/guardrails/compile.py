@@ -1,0 +1,121 @@
+"""Compile a validated policy once into an immutable `CompiledPolicy`: Aho-Corasick automatons over the
+normalized terms (as written, and squeezed for spelled-out variants), RE2 patterns and the PII set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import ahocorasick
+
+from widget_server.domain.guardrails import normalize, pii
+from widget_server.domain.guardrails.policy import Policy, compile_re2
+from widget_server.domain.guardrails.regex_info import first_chars, max_width
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule as the matchers see it: its reason code, action, where it applies and how it masks."""
+
+    reason: str
+    action: str
+    sources: frozenset[str]
+    word: bool = False
+    label: str = "[redacted]"
+
+
+@dataclass(frozen=True)
+class CompiledPattern:
+    rule: Rule
+    regex: Any  # re2._Regexp
+    width: int  # the longest match (bounded for output patterns)
+    first: frozenset[str] | None  # the characters a match can start with, when known
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The blocked terms of one source: an automaton over their keys, one over their squeezed keys, and the
+    prefixes a match still being streamed can have."""
+
+    automaton: Any  # ahocorasick.Automaton, value (key, rule)
+    squeezed: Any  # ahocorasick.Automaton over squeezed keys, value (key, rule)
+    prefixes: frozenset[str]
+    squeezed_prefixes: frozenset[str]
+    longest: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.prefixes
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    policy: Policy
+    input_terms: Terms
+    output_terms: Terms
+    patterns: tuple[CompiledPattern, ...]
+    pii_rule: Rule | None
+    pii_entities: frozenset[str]
+    pii_tail: Any  # re2._Regexp | None
+
+    def terms(self, source: str) -> Terms:
+        return self.input_terms if source == "input" else self.output_terms
+
+    def pii_for(self, source: str) -> bool:
+        return self.pii_rule is not None and source in self.pii_rule.sources
+
+    def patterns_for(self, source: str) -> tuple[CompiledPattern, ...]:
+        return self.input_patterns if source == "input" else self.output_patterns
+
+    @cached_property
+    def input_patterns(self) -> tuple[CompiledPattern, ...]:
+        return tuple(p for p in self.patterns if "input" in p.rule.sources)
+
+    @cached_property
+    def output_patterns(self) -> tuple[CompiledPattern, ...]:
+        return tuple(p for p in self.patterns if "output" in p.rule.sources)
+
+    def refusal(self) -> str:
+        return self.policy.refusals.default
+
+
+def _automaton(entries: dict[str, tuple[str, Rule]]) -> Any:
+    auto = ahocorasick.Automaton()
+    for key, value in entries.items():
+        auto.add_word(key, value)
+    if entries:
+        auto.make_automaton()
+    return auto
+
+
+def _terms(policy: Policy, source: str) -> Terms:
+    plain: dict[str, tuple[str, Rule]] = {}
+    squeezed: dict[str, tuple[str, Rule]] = {}
+    for group in policy.blocked_terms:
+        if source not in group.applies_to:
+            continue
+        rule = Rule(f"term.{group.id}", group.action, frozenset(group.applies_to), group.match == "word")
+        for term in group.terms:
+            key = normalize.term_key(term)
+            plain.setdefault(key, (key, rule))
+            short = normalize.squeeze(key)
+            if len(short) >= 3:  # two spelled-out letters are too common to mean anything
+                squeezed.setdefault(short, (short, rule))
+    prefixes = frozenset(k[:i] for k in plain for i in range(1, len(k) + 1))
+    squeezed_prefixes = frozenset(k[:i] for k in squeezed for i in range(1, len(k) + 1))
+    return Terms(_automaton(plain), _automaton(squeezed), prefixes, squeezed_prefixes,
+                 max((len(k) for k in plain), default=0))
+
+
+def compile_policy(policy: Policy) -> CompiledPolicy:
+    """Everything matching needs, built once when the policy is saved."""
+    patterns = tuple(
+        CompiledPattern(Rule(f"pattern.{p.id}", p.action, frozenset(p.applies_to)), compile_re2(p.regex),
+                        max_width(p.regex), first_chars(p.regex))
+        for p in policy.patterns
+    )
+    entities = frozenset(policy.pii.entities) if policy.pii else frozenset()
+    pii_rule = (Rule("pii", policy.pii.action, frozenset(policy.pii.applies_to)) if policy.pii else None)
+    return CompiledPolicy(policy, _terms(policy, "input"), _terms(policy, "output"), patterns, pii_rule,
+                          entities, pii.tail_pattern(entities))

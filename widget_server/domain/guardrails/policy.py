@@ -1,0 +1,153 @@
+"""The tenant policy document of DESIGN.md as strict pydantic models: an unknown field is an error.
+
+`parse_policy` turns any validation failure (a bad regex included) into a 422 `policy.invalid` whose
+details name the field's path, e.g. `patterns.0.regex`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import re2
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from widget_server.domain.guardrails.regex_info import max_width
+from widget_server.errors import PolicyError
+
+Source = Literal["input", "output"]
+BOTH: list[Source] = ["input", "output"]
+RuleId = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_OUTPUT_PATTERN = 256  # the longest match a pattern applied to the stream may have
+
+
+def compile_re2(regex: str) -> Any:
+    """An RE2 pattern, compiled without RE2 logging its own errors to stderr."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(regex, options)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputRules(Strict):
+    max_chars: int | None = Field(default=None, ge=1)
+
+
+class BlockedTerms(Strict):
+    id: str = RuleId
+    terms: list[str] = Field(min_length=1)
+    match: Literal["exact", "word"] = "word"
+    action: Literal["refuse", "mask", "block", "escalate"] = "refuse"
+    applies_to: list[Source] = Field(default=BOTH, min_length=1)
+
+    @field_validator("terms")
+    @classmethod
+    def _no_blank_terms(cls, terms: list[str]) -> list[str]:
+        if any(not t.strip() for t in terms):
+            raise ValueError("a term must not be blank")
+        return terms
+
+
+class Pattern(Strict):
+    id: str = RuleId
+    regex: str = Field(min_length=1)
+    action: Literal["refuse", "mask", "block", "escalate"] = "refuse"
+    applies_to: list[Source] = Field(default=BOTH, min_length=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, regex: str) -> str:
+        try:
+            compile_re2(regex)
+        except re2.error as exc:
+            why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+            raise ValueError(f"not a valid RE2 regular expression: {why}") from None
+        return regex
+
+    @model_validator(mode="after")
+    def _bounded_on_output(self) -> Pattern:
+        if "output" in self.applies_to and max_width(self.regex) > MAX_OUTPUT_PATTERN:
+            raise ValueError(f"a pattern applied to output must match at most {MAX_OUTPUT_PATTERN} characters "
+                             "(bounded repeats like \\d{6}), so the stream can be checked before it is sent")
+        return self
+
+
+class Pii(Strict):
+    entities: list[Literal["email", "phone", "credit_card", "iban", "us_ssn"]] = Field(min_length=1)
+    action: Literal["mask", "block"] = "mask"
+    applies_to: list[Source] = Field(default=BOTH, min_length=1)
+
+
+class Topic(Strict):
+    id: str = RuleId
+    description: str | None = None
+    examples: list[str] = Field(min_length=1)
+    refusal: str | None = None
+
+
+class Topics(Strict):
+    allowed: list[Topic] = []
+    denied: list[Topic] = []
+    off_topic: Literal["refuse", "allow", "escalate"] = "allow"
+
+
+class Escalation(Strict):
+    on_request: bool = True
+    after_refusals: int | None = Field(default=None, ge=1)
+    topics: list[str] = []
+    message: str = "Connecting you with a person…"
+
+
+class Output(Strict):
+    mode: Literal["strict"] = "strict"
+
+
+class Refusals(Strict):
+    default: str = "Sorry, I can't help with that."
+    off_topic: str = "Sorry, I can only help with questions about this site."
+
+
+class Policy(Strict):
+    version: Literal[1]
+    input: InputRules = InputRules()
+    blocked_terms: list[BlockedTerms] = []
+    patterns: list[Pattern] = []
+    pii: Pii | None = None
+    topics: Topics | None = None
+    escalation: Escalation = Escalation()
+    output: Output = Output()
+    refusals: Refusals = Refusals()
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Policy:
+        for name, rules in (("blocked_terms", self.blocked_terms), ("patterns", self.patterns)):
+            seen: set[str] = set()
+            for rule in rules:
+                if rule.id in seen:
+                    raise ValueError(f"{name}: the id {rule.id!r} is used twice")
+                seen.add(rule.id)
+        return self
+
+
+def errors(exc: ValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"]) or "(policy)"
+        out.append({"field": path, "message": err["msg"].removeprefix("Value error, "), "type": err["type"]})
+    return out
+
+
+def parse_policy(doc: Any) -> Policy:
+    """The validated policy, or a `PolicyError` naming the first bad field."""
+    if not isinstance(doc, dict):
+        raise PolicyError("the policy must be an object", details={"errors": [
+            {"field": "(policy)", "message": "expected an object", "type": "type_error"}]})
+    try:
+        return Policy.model_validate(doc)
+    except ValidationError as exc:
+        found = errors(exc)
+        first = found[0]
+        raise PolicyError(f"invalid policy: {first['field']}",
+                          details={"errors": found}) from None

@@ -1,0 +1,57 @@
+"""`/v1/safety-policy`: the tenant's guardrail policy (JSON, or YAML with `Content-Type: application/yaml`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from widget_server.domain.policy_guard import PolicyGuard, validate
+from widget_server.edges.http import deps, json_body, read_body, tenant_of
+from widget_server.errors import InvalidRequest, PolicyNotFound
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    return {"policy": row["doc"], "updated_at": row["updated_at"].isoformat()}
+
+
+async def _body(request: Request) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() in YAML_TYPES:
+        try:
+            return yaml.safe_load(await read_body(request))
+        except yaml.YAMLError as exc:
+            raise InvalidRequest("the body is not valid YAML", code="request.invalid_yaml") from exc
+    return await json_body(request)
+
+
+async def get_policy(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    row = await deps(request).storage.get_policy(tenant_id)
+    if row is None:
+        raise PolicyNotFound("this tenant has no safety policy")
+    return JSONResponse(_public(row))
+
+
+async def put_policy(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    body = await _body(request)
+    guard = deps(request).guard
+    if isinstance(guard, PolicyGuard):
+        row = await guard.save(tenant_id, body)
+    else:  # another guard is in charge; still store a valid policy
+        row = await deps(request).storage.put_policy(tenant_id, validate(body)[0])
+    return JSONResponse(_public(row))
+
+
+async def delete_policy(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    guard = deps(request).guard
+    if isinstance(guard, PolicyGuard):
+        await guard.delete(tenant_id)
+    elif not await deps(request).storage.delete_policy(tenant_id):
+        raise PolicyNotFound("this tenant has no safety policy")
+    return Response(status_code=204)
