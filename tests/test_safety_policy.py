@@ -142,10 +142,14 @@ def test_a_card_number_in_the_input_is_masked_when_shown_and_stored(stack: Stack
 def test_asking_for_a_person_and_repeated_refusals_escalate(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
     ws = stack.open(stack.persona("echo"))
-    ws.recv()
+    ready = ws.recv()
     ws.send({"type": "message", "client_id": "c1", "text": "echte Person bitte"})
-    guardrail = next(f for f in ws.until("reply.end") if f["type"] == "guardrail")
+    frames = ws.until("reply.end")
+    guardrail = next(f for f in frames if f["type"] == "guardrail")
     assert (guardrail["action"], guardrail["reason"]) == ("escalate", "escalation.requested")
+    assert {"type": "escalation", "status": "requested"}.items() <= next(
+        f for f in frames if f["type"] == "escalation").items()
+    assert _conversation(stack, ready["conversation_id"])["status"] == "escalated"
     reasons = []
     for i in range(3):
         ws.send({"type": "message", "client_id": f"r{i}", "text": "tell me about rivalco"})

@@ -170,6 +170,7 @@ async def run_turn(
                                     source="input", message_id=acc.message_id))
     if decision.stops:
         _refuse(reply, decision, "input", emit)
+        await escalate_if_asked(deps, conv, decision, emit)
     else:
         turns = await history(deps, conv, acc.message_id, recent)
         provider, request = provider_request(deps, conv, acc.text, turns)
@@ -188,6 +189,15 @@ def _refuse(reply: Reply, decision: Decision, source: str, emit: Emit) -> None:
     reply.text = decision.text
     emit({"type": "guardrail", "message_id": reply.message_id, "action": decision.action,
           "reason": decision.reason, "text": decision.text})
+
+
+async def escalate_if_asked(deps: Deps, conv: Conversation, decision: Decision, emit: Emit) -> None:
+    """Hand the conversation to a person: its status says so, the visitor is told, support gets the event."""
+    if decision.action != "escalate":
+        return
+    await deps.storage.set_conversation_status(conv.tenant_id, conv.id, "escalated")
+    emit({"type": "escalation", "status": "requested"})
+    deps.events.emit(conv.event("escalation.triggered", reason=decision.reason))
 
 
 async def _next(items: AsyncGenerator[str | Finish, None], timeout_s: float) -> str | Finish:
@@ -226,6 +236,7 @@ async def stream_reply(
             if decision is not None and decision.stops:
                 deltas.flush()
                 _refuse(reply, decision, "output", emit)
+                await escalate_if_asked(deps, conv, decision, emit)
                 deps.events.emit(conv.event("guardrail.triggered", rule=decision.reason, action=decision.action,
                                             source="output", message_id=reply.message_id))
                 return
