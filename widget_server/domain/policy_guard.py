@@ -7,8 +7,11 @@ policy gets the same pass-through as `AllowAll`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
+
+from pydantic import ValidationError
 
 from widget_server.backends.storage import Storage
 from widget_server.domain.guard import Decision, GuardContext, OutputFilter, PassThroughFilter
@@ -20,6 +23,9 @@ from widget_server.domain.guardrails import (
     compile_policy,
     parse_policy,
 )
+from widget_server.domain.guardrails.embed import embed_cached
+from widget_server.domain.guardrails.policy import Topics
+from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics
 from widget_server.errors import PolicyNotFound
 
 MAX_CONVERSATIONS = 100_000  # refusal counters kept; the oldest are dropped past this
@@ -63,7 +69,10 @@ class PolicyGuard:
         self.storage = storage
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, CompiledPolicy | None]] = {}
+        self._persona_topics: dict[tuple[str, str], tuple[float, str, CompiledTopics | None]] = {}
+        self._bare: CompiledPolicy | None = None  # the empty policy, for persona topics without a tenant policy
         self._refusals: dict[str, int] = {}
+        self._previous: dict[str, str] = {}  # the visitor's last turn let through, the context of a follow-up
 
     async def policy(self, tenant_id: str) -> CompiledPolicy | None:
         cached = self._cache.get(tenant_id)
@@ -95,13 +104,52 @@ class PolicyGuard:
         else:
             self._refusals.pop(conversation_id, None)
 
+    async def persona_topics(self, ctx: GuardContext) -> CompiledTopics | None:
+        """The persona's own topics, compiled (and cached like policies); None when it has no examples.
+        Rules without examples are left out (the persona document allows them)."""
+        key = (ctx.tenant_id, ctx.persona_id)
+        cached = self._persona_topics.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
+            return cached[2]
+        row = await self.storage.get_persona(ctx.tenant_id, ctx.persona_id)
+        doc = ((row or {}).get("doc") or {}).get("topics") or {}
+        stamp = repr(doc)
+        if cached is not None and cached[1] == stamp:
+            self._persona_topics[key] = (time.monotonic(), stamp, cached[2])
+            return cached[2]
+        rules = {side: [r for r in doc.get(side, []) if r.get("examples")] for side in ("allowed", "denied")}
+        compiled = None
+        if rules["allowed"] or rules["denied"]:
+            try:
+                topics = Topics.model_validate({**rules, "off_topic": doc.get("off_topic", "refuse")})
+            except ValidationError:  # an id the policy would refuse (the persona document is laxer)
+                topics = None
+            compiled = compile_topics(topics, embed_cached) if topics is not None else None
+        self._persona_topics[key] = (time.monotonic(), stamp, compiled)
+        return compiled
+
     async def check_input(self, ctx: GuardContext, text: str) -> Decision:
         compiled = await self.policy(ctx.tenant_id)
+        persona = await self.persona_topics(ctx)
+        if persona is not None:  # the persona's topics take the place of the tenant's
+            if compiled is None:
+                self._bare = self._bare or validate({"version": 1})[1]
+                compiled = self._bare
+            compiled = dataclasses.replace(compiled, topics=persona)
         if compiled is None:
             return Decision("allow", text=text)
-        decision = check_input(compiled, text, CheckContext(self._refusals.get(ctx.conversation_id, 0)))
+        context = CheckContext(self._refusals.get(ctx.conversation_id, 0), self._previous.get(ctx.conversation_id))
+        decision = check_input(compiled, text, context)
         self.count(ctx.conversation_id, decision)
+        if compiled.topics is not None and not decision.stops:
+            self.remember(ctx.conversation_id, decision.text or text)
         return decision
+
+    def remember(self, conversation_id: str, text: str) -> None:
+        if len(self._previous) >= MAX_CONVERSATIONS and conversation_id not in self._previous:
+            self._previous.pop(next(iter(self._previous)))
+        self._previous.pop(conversation_id, None)
+        self._previous[conversation_id] = text
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter:
         # The turn checked its input first, so the policy is cached (a stale entry beats none here).

@@ -1,7 +1,9 @@
 """Guardrails: pure functions over a compiled tenant policy (no I/O, nothing imported from the floors above).
 
 `policy` validates the document, `compile` builds the matchers once, `check` judges a visitor's message and
-`stream` filters the streamed reply in strict mode.
+`stream` filters the streamed reply in strict mode. `topics` matches messages against the topics' examples;
+the one exception to "no I/O" is `embed`, which loads the embedding model from its package on first use (only
+for a policy with topics).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The check of a visitor's message: length, blocked terms, patterns, PII and requests for a person.
 
 Reasons: `input.too_long`, `term.<id>`, `pattern.<id>`, `pii.<entity>`, `escalation.requested`,
-`escalation.refusals`. Topics are validated by the policy but not matched yet.
+`escalation.refusals`, `topic.denied.<id>`, `topic.off_topic`, `escalation.topic.<id>`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import re2
 
 from widget_server.domain.guard import Decision
-from widget_server.domain.guardrails import normalize
+from widget_server.domain.guardrails import embed, normalize
 from widget_server.domain.guardrails.compile import CompiledPolicy
 from widget_server.domain.guardrails.scan import Found, scan
+from widget_server.domain.guardrails.topics import match
 
 # Asking for a person, in the `fold` view (case folded, accents dropped). Phrases, not single words, so
 # "my travel agent" or "human resources" do not hand a conversation over.
@@ -46,9 +47,11 @@ WORDS = re.compile(r"[\w']+")
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What the caller knows beyond the text: how many replies in a row were refusals."""
+    """What the caller knows beyond the text: how many replies in a row were refusals, and the visitor's
+    previous turn (a follow-up is judged with it as context)."""
 
     refusals: int = 0
+    previous: str | None = None
 
 
 def asks_for_person(text: str) -> bool:
@@ -70,6 +73,33 @@ def mask(text: str, found: list[Found]) -> str:
         out += [text[at:f.start], f.label]
         at = f.end
     return "".join(out) + text[at:]
+
+
+def topic_decision(cp: CompiledPolicy, text: str, context: CheckContext) -> Decision | None:
+    """A denied topic (refused, or escalated when listed in `escalation.topics`) or an off-topic message
+    (per `topics.off_topic`); None when the topics let the message through."""
+    ct, policy = cp.topics, cp.policy
+    if ct is None or not text.strip():
+        return None
+    found = match(ct, text, embed.embed_recent, context.previous)
+    if found.verdict == "denied" and found.topic is not None:
+        if found.topic in policy.escalation.topics:
+            return Decision("escalate", f"escalation.topic.{found.topic}", policy.escalation.message)
+        rule = next(t for t in ct.topics.denied if t.id == found.topic)
+        return refused(cp, f"topic.denied.{found.topic}", rule.refusal or policy.refusals.default, context)
+    if found.verdict == "off_topic" and ct.topics.off_topic != "allow":
+        if ct.topics.off_topic == "escalate":
+            return Decision("escalate", "topic.off_topic", policy.escalation.message)
+        return refused(cp, "topic.off_topic", policy.refusals.off_topic, context)
+    return None
+
+
+def refused(cp: CompiledPolicy, reason: str, text: str, context: CheckContext) -> Decision:
+    """A refusal, or the hand-over once the visitor has been refused `after_refusals` times in a row."""
+    limit = cp.policy.escalation.after_refusals
+    if limit is not None and context.refusals >= limit:
+        return Decision("escalate", "escalation.refusals", cp.policy.escalation.message)
+    return Decision("refuse", reason, text)
 
 
 def check_input(cp: CompiledPolicy, text: str, context: CheckContext | None = None) -> Decision:
@@ -94,6 +124,9 @@ def check_input(cp: CompiledPolicy, text: str, context: CheckContext | None = No
         if stop.action == "refuse" and limit is not None and context.refusals >= limit:
             return Decision("escalate", "escalation.refusals", policy.escalation.message, shown)
         return Decision(stop.action, stop.reason, stop_text(cp, stop.action), shown)
+    topic = topic_decision(cp, text, context)
+    if topic is not None:
+        return Decision(topic.action, topic.reason, topic.text, shown)
     if masks:
         return Decision("mask", masks[0].reason, shown or text)
     return Decision("allow", text=text)

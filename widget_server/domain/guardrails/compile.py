@@ -1,5 +1,6 @@
 """Compile a validated policy once into an immutable `CompiledPolicy`: Aho-Corasick automatons over the
-normalized terms (as written, and squeezed for spelled-out variants), RE2 patterns and the PII set."""
+normalized terms (as written, and squeezed for spelled-out variants), RE2 patterns, the PII set and the
+topics' embedded examples (the embedding model is loaded only for a policy with topics)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import Any
 
 import ahocorasick
 
-from widget_server.domain.guardrails import normalize, pii
+from widget_server.domain.guardrails import embed, normalize, pii
 from widget_server.domain.guardrails.policy import Policy, compile_re2
 from widget_server.domain.guardrails.regex_info import first_chars, max_width
+from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, has_examples
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class CompiledPolicy:
     pii_rule: Rule | None
     pii_entities: frozenset[str]
     pii_tail: Any  # re2._Regexp | None
+    topics: CompiledTopics | None = None  # embedded examples, only when the policy has topics
 
     def terms(self, source: str) -> Terms:
         return self.input_terms if source == "input" else self.output_terms
@@ -117,5 +120,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     )
     entities = frozenset(policy.pii.entities) if policy.pii else frozenset()
     pii_rule = (Rule("pii", policy.pii.action, frozenset(policy.pii.applies_to)) if policy.pii else None)
+    topics = (compile_topics(policy.topics, embed.embed_cached)
+              if policy.topics is not None and has_examples(policy.topics) else None)
     return CompiledPolicy(policy, _terms(policy, "input"), _terms(policy, "output"), patterns, pii_rule,
-                          entities, pii.tail_pattern(entities))
+                          entities, pii.tail_pattern(entities), topics)

@@ -1,0 +1,137 @@
+"""Topic boundaries: the numpy all-MiniLM-L6-v2 embeddings and the allowed / denied / off-topic decisions."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from widget_server.domain.guard import Decision, GuardContext
+from widget_server.domain.guardrails import CheckContext, CompiledPolicy, check_input, compile_policy, parse_policy
+from widget_server.domain.guardrails.embed import embed
+from widget_server.domain.guardrails.topics import threshold
+from widget_server.domain.policy_guard import PolicyGuard
+
+DOC: dict[str, Any] = {
+    "version": 1,
+    "topics": {
+        "allowed": [
+            {"id": "orders", "examples": ["where is my order", "track my package", "when will my delivery arrive",
+                                         "I want to return an item", "how do I get a refund"]},
+            {"id": "products", "examples": ["do you have this shirt in blue", "what sizes does the jacket come in",
+                                           "do you sell winter coats"]},
+        ],
+        "denied": [{"id": "medical", "refusal": "No medical advice, sorry.",
+                    "examples": ["what medicine should I take for a headache", "is this mole cancer",
+                                 "how much ibuprofen can I take"]}],
+        "off_topic": "refuse",
+    },
+    "refusals": {"off_topic": "Only shop questions, please."},
+}
+
+
+def policy(**topics: Any) -> CompiledPolicy:
+    return compile_policy(parse_policy({**DOC, "topics": {**DOC["topics"], **topics}}))
+
+
+@pytest.fixture(scope="module")
+def shop() -> CompiledPolicy:
+    return policy()
+
+
+def test_embeddings_match_all_minilm_l6_v2() -> None:
+    vectors = embed(["where is my order", "track my package", "what is the capital of France",
+                     "The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."])
+    assert vectors.shape == (6, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    sims = vectors @ vectors.T
+    assert sims[0, 1] > sims[0, 2] + 0.25
+    # The sentence-transformers documentation's figures for this model: 0.6660, 0.1046, 0.1411.
+    assert sims[3, 4] == pytest.approx(0.6660, abs=2e-3) and sims[3, 5] == pytest.approx(0.1046, abs=2e-3)
+    assert sims[4, 5] == pytest.approx(0.1411, abs=2e-3)
+
+
+@pytest.mark.parametrize("text", ["has my parcel shipped yet?", "can I return these shoes?",
+                                  "do you have coats for winter"])
+def test_on_topic_messages_pass(shop: CompiledPolicy, text: str) -> None:
+    assert check_input(shop, text).action == "allow"
+
+
+@pytest.mark.parametrize("text", ["what is the capital of France", "write me a poem about the sea",
+                                  "who won the football game last night"])
+def test_off_topic_messages_are_refused(shop: CompiledPolicy, text: str) -> None:
+    decision = check_input(shop, text)
+    assert (decision.action, decision.reason, decision.text) == (
+        "refuse", "topic.off_topic", "Only shop questions, please.")
+
+
+def test_a_denied_topic_is_refused_with_its_refusal(shop: CompiledPolicy) -> None:
+    decision = check_input(shop, "how many paracetamol can I take?")
+    assert (decision.action, decision.reason, decision.text) == (
+        "refuse", "topic.denied.medical", "No medical advice, sorry.")
+
+
+def test_a_follow_up_is_judged_with_the_previous_turn(shop: CompiledPolicy) -> None:
+    text = "and what about the red one?"
+    assert check_input(shop, text).reason == "topic.off_topic"
+    previous = "do you have the jacket in other colours"
+    assert check_input(shop, text, CheckContext(previous=previous)).action == "allow"
+    # An unrelated question does not ride on an on-topic previous turn.
+    decision = check_input(shop, "what is the capital of France", CheckContext(previous="where is my order"))
+    assert decision.reason == "topic.off_topic"
+
+
+def test_off_topic_can_escalate_or_be_allowed() -> None:
+    decision = check_input(policy(off_topic="escalate"), "write me a poem about the sea")
+    assert (decision.action, decision.reason) == ("escalate", "topic.off_topic")
+    assert check_input(policy(off_topic="allow"), "write me a poem about the sea").action == "allow"
+
+
+def test_a_listed_denied_topic_escalates() -> None:
+    cp = compile_policy(parse_policy({**DOC, "escalation": {"topics": ["medical"]}}))
+    decision = check_input(cp, "how many paracetamol can I take?")
+    assert (decision.action, decision.reason) == ("escalate", "escalation.topic.medical")
+
+
+def test_topic_refusals_count_towards_escalation(shop: CompiledPolicy) -> None:
+    cp = compile_policy(parse_policy({**DOC, "escalation": {"after_refusals": 2}}))
+    decision = check_input(cp, "write me a poem about the sea", CheckContext(refusals=2))
+    assert (decision.action, decision.reason) == ("escalate", "escalation.refusals")
+
+
+def test_policies_without_topics_compile_no_topics() -> None:
+    assert compile_policy(parse_policy({"version": 1})).topics is None
+    assert compile_policy(parse_policy({"version": 1, "topics": {"off_topic": "refuse"}})).topics is None
+
+
+def test_the_off_topic_threshold_adapts_to_the_examples() -> None:
+    assert threshold(embed(["where is my order", "track my package"])) is None  # too few to calibrate
+    narrow = threshold(embed(["where is my order", "where is my package", "where is my parcel", "where's my order"]))
+    broad = threshold(embed(["where is my order", "do you sell coats", "how do I reset my password", "opening hours"]))
+    assert narrow is not None and broad is not None and narrow > broad
+
+
+class FakeStorage:
+    """Just what the guard reads: no tenant policy, one persona with topics."""
+
+    def __init__(self, topics: dict[str, Any]) -> None:
+        self.topics = topics
+
+    async def get_policy(self, tenant_id: str) -> None:
+        return None
+
+    async def get_persona(self, tenant_id: str, ref: str) -> dict[str, Any]:
+        return {"id": ref, "doc": {"name": "Shop", "topics": self.topics}}
+
+
+def test_the_guard_applies_persona_topics_and_remembers_the_previous_turn() -> None:
+    guard = PolicyGuard(FakeStorage({**DOC["topics"], "denied": []}))  # type: ignore[arg-type]
+
+    def check(conversation: str, text: str) -> Decision:
+        return asyncio.run(guard.check_input(GuardContext("t1", "p1", conversation, "test"), text))
+
+    assert check("c1", "write me a poem about the sea").reason == "topic.off_topic"
+    assert check("c1", "do you have the jacket in other colours").action == "allow"
+    assert check("c1", "and what about the red one?").action == "allow"
+    assert check("c2", "and what about the red one?").reason == "topic.off_topic"
