@@ -126,6 +126,13 @@ class Stack:
                        max_size=1 << 20, open_timeout=10)
         return WS(self.exits.enter_context(conn))
 
+    def turn(self, persona: str, text: str, timeout: float = 15) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One visitor message on a new conversation: the `ready` frame and every frame up to `reply.end`."""
+        ws = self.open(persona)
+        ready = ws.recv()
+        ws.send({"type": "message", "client_id": "c1", "text": text})
+        return ready, ws.until("reply.end", timeout=timeout)
+
     def open(self, persona: str, resume: dict[str, Any] | None = None, token: str | None = None) -> WS:
         ws = self.connect(self.origin)
         hello: dict[str, Any] = {"type": "hello", "token": token or self.token(persona)[0]}

@@ -43,13 +43,6 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc.wait(timeout=15)
 
 
-def _turn(stack: Stack, persona: str, text: str = "Hello, who are you?") -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
-    ws = stack.open(persona)
-    ready = ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": text})
-    return ready, ws.until("reply.end", timeout=60)
-
-
 def _stored_reply(stack: Stack, conversation_id: str) -> dict:  # type: ignore[type-arg]
     conv = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()
     return conv["messages"][-1]  # type: ignore[no-any-return]
@@ -57,7 +50,7 @@ def _stored_reply(stack: Stack, conversation_id: str) -> dict:  # type: ignore[t
 
 def test_openai_provider_streams_from_llama_cpp_server(stack_factory, llama_server: str) -> None:  # type: ignore[no-untyped-def]
     stack = stack_factory(openai_base_url=llama_server, max_tokens=24, provider_timeout_s=60)
-    ready, frames = _turn(stack, stack.persona("gemma-3-270m"))
+    ready, frames = stack.turn(stack.persona("gemma-3-270m"), "Hello, who are you?", timeout=60)
     deltas = [f for f in frames if f["type"] == "reply.delta"]
     end = frames[-1]
     assert end["finish_reason"] in ("stop", "length") and deltas
@@ -70,7 +63,7 @@ def test_upstream_500_gives_a_retryable_error_after_one_retry(
     stack: Stack, upstream: tuple[Upstream, str]
 ) -> None:
     fake, _ = upstream
-    ready, frames = _turn(stack, stack.persona("fail-500"))
+    ready, frames = stack.turn(stack.persona("fail-500"), "Hello, who are you?", timeout=60)
     error = next(f for f in frames if f["type"] == "error")
     assert error["code"] == "provider.error" and error["retryable"] is True
     assert frames[-1]["finish_reason"] == "error"
@@ -79,7 +72,7 @@ def test_upstream_500_gives_a_retryable_error_after_one_retry(
 
 
 def test_a_failure_before_the_first_token_is_retried(stack: Stack) -> None:
-    _, frames = _turn(stack, stack.persona("fail-then-ok"))
+    _, frames = stack.turn(stack.persona("fail-then-ok"), "Hello, who are you?", timeout=60)
     assert frames[-1]["finish_reason"] == "stop"
     assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Hello from the test upstream."
 
@@ -91,7 +84,7 @@ def test_upstream_stalling_mid_stream_ends_in_an_error_within_the_timeout(
     closed_before = fake.closed_early
     stack = stack_factory(provider_stall_s=1)
     started = time.monotonic()
-    ready, frames = _turn(stack, stack.persona("stall"))
+    ready, frames = stack.turn(stack.persona("stall"), "Hello, who are you?", timeout=60)
     assert time.monotonic() - started < 10
     error = next(f for f in frames if f["type"] == "error")
     assert error["code"] == "provider.timeout" and error["retryable"] is True
@@ -106,7 +99,7 @@ def test_upstream_stalling_mid_stream_ends_in_an_error_within_the_timeout(
 def test_no_first_token_in_time_is_an_error(stack_factory) -> None:  # type: ignore[no-untyped-def]
     stack = stack_factory(provider_timeout_s=1, provider_retries=0)
     started = time.monotonic()
-    _, frames = _turn(stack, stack.persona("late-4000"))
+    _, frames = stack.turn(stack.persona("late-4000"), "Hello, who are you?", timeout=60)
     assert time.monotonic() - started < 3.5
     assert next(f for f in frames if f["type"] == "error")["code"] == "provider.timeout"
     assert frames[-1]["finish_reason"] == "error"
@@ -114,7 +107,7 @@ def test_no_first_token_in_time_is_an_error(stack_factory) -> None:  # type: ign
 
 def test_the_sdk_read_timeout_is_a_timeout_too(stack_factory) -> None:  # type: ignore[no-untyped-def]
     stack = stack_factory(provider_timeout_s=1, provider_stall_s=5)
-    _, frames = _turn(stack, stack.persona("pace-3000-2"))
+    _, frames = stack.turn(stack.persona("pace-3000-2"), "Hello, who are you?", timeout=60)
     assert next(f for f in frames if f["type"] == "error")["code"] == "provider.timeout"
     assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "w1 "
 
@@ -146,7 +139,7 @@ def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  
     r = httpx.post(f"{stack.url}/v1/personas", headers=stack.auth, json={
         "name": "Ada", "slug": "ada", "system_prompt": "Ada is the friendly assistant of a small bakery."})
     assert r.status_code == 201
-    ready, frames = _turn(stack, "ada", "Hi, what bread do you have?")
+    ready, frames = stack.turn("ada", "Hi, what bread do you have?", timeout=60)
     deltas = [f for f in frames if f["type"] == "reply.delta"]
     end = frames[-1]
     assert end["finish_reason"] in ("stop", "length") and end["usage"]["output_tokens"] > 0

@@ -77,10 +77,8 @@ def _conversation(stack: Stack, conversation_id: str) -> dict[str, Any]:
 
 def test_a_blocked_term_streamed_one_character_per_chunk_never_reaches_the_client(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
-    ws = stack.open(stack.persona("spell:Sure! Compared with RivalCo we are cheaper."))
-    ready = ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "how do you compare?"})
-    frames = ws.until("reply.end")
+    persona = stack.persona("spell:Sure! Compared with RivalCo we are cheaper.")
+    ready, frames = stack.turn(persona, "how do you compare?")
     shown = "".join(f["text"] for f in frames if f["type"] == "reply.delta")
     assert shown == "Sure! Compared with "  # what came before the term, and not one character of it
     guardrail = next(f for f in frames if f["type"] == "guardrail")
@@ -93,10 +91,8 @@ def test_a_blocked_term_streamed_one_character_per_chunk_never_reaches_the_clien
 
 def test_a_blocked_term_that_ends_the_reply_is_caught_when_the_stream_ends(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
-    ws = stack.open(stack.persona("spell:Ask acme rival"))  # a word term: only the end of the stream decides
-    ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "who else?"})
-    frames = ws.until("reply.end")
+    # A word term: only the end of the stream decides.
+    _, frames = stack.turn(stack.persona("spell:Ask acme rival"), "who else?")
     assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Ask "
     assert next(f for f in frames if f["type"] == "guardrail")["reason"] == "term.rival"
     assert frames[-1]["finish_reason"] == "guardrail"
@@ -104,10 +100,8 @@ def test_a_blocked_term_that_ends_the_reply_is_caught_when_the_stream_ends(stack
 
 def test_pii_in_the_stream_is_masked_and_the_rest_arrives_whole(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
-    ws = stack.open(stack.persona("spell:Write to help@shop.example.com, thanks!"))
-    ready = ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "how do I reach you?"})
-    frames = ws.until("reply.end")
+    persona = stack.persona("spell:Write to help@shop.example.com, thanks!")
+    ready, frames = stack.turn(persona, "how do I reach you?")
     assert "".join(f["text"] for f in frames if f["type"] == "reply.delta") == "Write to [email], thanks!"
     assert frames[-1]["finish_reason"] == "stop"
     reply = _conversation(stack, ready["conversation_id"])["messages"][-1]
@@ -117,10 +111,7 @@ def test_pii_in_the_stream_is_masked_and_the_rest_arrives_whole(stack: Stack) ->
 
 def test_a_refused_message_is_stored_with_its_pii_masked(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
-    ws = stack.open(stack.persona("echo"))
-    ready = ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "rivalco took my card 4111111111111111"})
-    frames = ws.until("reply.end")
+    ready, frames = stack.turn(stack.persona("echo"), "rivalco took my card 4111111111111111")
     assert frames[0]["text"] == "rivalco took my card [card]"
     assert next(f for f in frames if f["type"] == "guardrail")["reason"] == "term.rival"
     assert "4111" not in str(_conversation(stack, ready["conversation_id"])["messages"])
@@ -128,10 +119,7 @@ def test_a_refused_message_is_stored_with_its_pii_masked(stack: Stack) -> None:
 
 def test_a_card_number_in_the_input_is_masked_when_shown_and_stored(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
-    ws = stack.open(stack.persona("echo"))
-    ready = ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "my card is 4111 1111 1111 1111 ok"})
-    frames = ws.until("reply.end")
+    ready, frames = stack.turn(stack.persona("echo"), "my card is 4111 1111 1111 1111 ok")
     assert frames[0]["type"] == "message.accepted" and frames[0]["text"] == "my card is [card] ok"
     messages = _conversation(stack, ready["conversation_id"])["messages"]
     assert messages[0]["text"] == "my card is [card] ok"
@@ -160,10 +148,7 @@ def test_asking_for_a_person_and_repeated_refusals_escalate(stack: Stack) -> Non
 def test_deleting_the_policy_lets_everything_through_again(stack: Stack) -> None:
     assert put(stack, POLICY).status_code == 200
     assert httpx.delete(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 204
-    ws = stack.open(stack.persona("echo"))
-    ws.recv()
-    ws.send({"type": "message", "client_id": "c1", "text": "rivalco 4111 1111 1111 1111"})
-    frames = ws.until("reply.end")
+    ready, frames = stack.turn(stack.persona("echo"), "rivalco 4111 1111 1111 1111")
     assert frames[0]["text"] == "rivalco 4111 1111 1111 1111" and frames[-1]["finish_reason"] == "stop"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import pytest
 
 from tests.conftest import Stack
 
@@ -118,8 +119,9 @@ def test_malformed_json_gets_an_error_frame_and_the_socket_keeps_serving(stack: 
     assert ws.until("reply.end")[-1]["finish_reason"] == "stop"
 
 
-def test_rate_limit_per_visitor(stack_factory) -> None:  # type: ignore[no-untyped-def]
-    stack = stack_factory(rate_limit_messages=2, rate_limit_window_s=60)
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:6379/0"], ids=["memory", "redis"])
+def test_rate_limit_per_visitor(stack_factory, redis_url: str | None) -> None:  # type: ignore[no-untyped-def]
+    stack = stack_factory(rate_limit_messages=2, rate_limit_window_s=60, redis_url=redis_url)
     ws = stack.open(stack.persona("words-1"))
     ws.recv()
     for i in range(2):
@@ -127,7 +129,7 @@ def test_rate_limit_per_visitor(stack_factory) -> None:  # type: ignore[no-untyp
         ws.until("reply.end")
     ws.send({"type": "message", "client_id": "c3", "text": "hi"})
     err = ws.until("error")[-1]
-    assert err["code"] == "rate_limited" and err["retryable"] is True
+    assert err["code"] == "rate_limited" and err["retryable"] is True and err["details"]["retry_after_s"] > 0
     for _ in range(3):
         ws.send({"type": "message", "client_id": "again", "text": "hi"})
     assert ws.close_code() == 4429
