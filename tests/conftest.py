@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ def settings_factory(tmp_path: Path, upstream: tuple[Upstream, str]) -> Callable
             "data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'widget.db'}", "provider": "openai",
             "openai_base_url": upstream[1], "openai_model": "echo", "provider_timeout_s": 5,
             "provider_stall_s": 2, "hello_timeout_s": 1, "secret_key": "test-secret", "coalesce_ms": 20,
+            "events_flush_ms": 20,
         }
         return Settings(**{**values, **overrides})
     return make
@@ -132,6 +134,29 @@ class Stack:
         ready = ws.recv()
         ws.send({"type": "message", "client_id": "c1", "text": text})
         return ready, ws.until("reply.end", timeout=timeout)
+
+    def events(self, sk: str | None = None, **params: Any) -> list[dict[str, Any]]:
+        """Every stored event matching `params` (the API's filters), following the cursor to the end."""
+        out: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            query = {**params, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+            r = httpx.get(f"{self.url}/v1/analytics/events", params=query,
+                          headers={"Authorization": f"Bearer {sk or self.sk}"})
+            assert r.status_code == 200, r.text
+            out += r.json()["data"]
+            cursor = r.json()["next_cursor"]
+            if not r.json()["has_more"]:
+                return out
+
+    def wait_events(self, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 10,
+                    **params: Any) -> list[dict[str, Any]]:
+        """Poll the events until `done(events)`: the writer commits in batches, a little after the fact."""
+        deadline = time.monotonic() + timeout
+        while not done(got := self.events(**params)):
+            assert time.monotonic() < deadline, f"events never matched; last: {[e['type'] for e in got]}"
+            time.sleep(0.05)
+        return got
 
     def open(self, persona: str, resume: dict[str, Any] | None = None, token: str | None = None) -> WS:
         ws = self.connect(self.origin)

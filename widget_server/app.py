@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -16,15 +17,19 @@ from starlette.middleware import Middleware
 from widget_server.backends.providers import Providers
 from widget_server.backends.ratelimit import rate_limiter
 from widget_server.backends.storage import open_storage
+from widget_server.domain.analytics.retention import sweep_forever
+from widget_server.domain.analytics.webhooks import WebhookDispatcher
+from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.channels import Hub
 from widget_server.domain.chat import Deps
-from widget_server.domain.events import EventSink, MemorySink
+from widget_server.domain.events import EventSink
 from widget_server.domain.guard import Guard
 from widget_server.domain.policy_guard import PolicyGuard
 from widget_server.domain.tenants import SessionSigner
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.routes import routes
 from widget_server.errors import WidgetError
+from widget_server.metrics import Metrics
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,24 +56,39 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         storage = await open_storage(settings.resolved_database_url)
         providers = Providers(settings)
-        sink = events or MemorySink()
+        metrics = Metrics()
+        secret = signing_secret(settings)
+        webhooks = WebhookDispatcher(storage, settings, metrics, secret)
+        writer = EventWriter(
+            storage.events.insert, metrics, batch=settings.events_batch, flush_s=settings.events_flush_ms / 1000,
+            max_buffer=settings.events_buffer, spill_path=Path(settings.data_dir) / "events-spill.jsonl",
+            on_written=webhooks.submit,
+        )
+        writer.start()
+        sink = events or writer
+        sweeper = asyncio.create_task(sweep_forever(storage, settings.retention_days, settings.retention_sweep_s))
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=guard or PolicyGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
             limiter=rate_limiter(settings.redis_url, settings.rate_limit_messages, settings.rate_limit_window_s),
         )
-        signer = SessionSigner(signing_secret(settings), settings.session_ttl_s)
+        signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"deps": deps, "signer": signer, "settings": settings}
+            yield {"deps": deps, "signer": signer, "settings": settings, "metrics": metrics, "writer": writer,
+                   "webhooks": webhooks}
         finally:
+            sweeper.cancel()
             tasks = deps.hub.cancel_all()
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task  # each cancelled reply stores what was sent
             await providers.aclose()
             await deps.limiter.aclose()
-            await sink.aclose()
+            if sink is not writer:
+                await sink.aclose()
+            await writer.aclose()  # every event of the replies above, written or spilled to disk
+            await webhooks.aclose()
             await storage.close()
 
     return Starlette(

@@ -116,3 +116,13 @@ class PolicyError(WidgetError):
 
 class PolicyNotFound(NotFound):
     code = "policy.not_found"
+
+
+class WebhookNotFound(NotFound):
+    code = "webhook.not_found"
+
+
+class StorageUnavailable(WidgetError):
+    status_code = 503
+    code = "storage.unavailable"
+    retryable = True

@@ -45,6 +45,21 @@ class Settings(BaseSettings):
     resume_log_frames: int = 4096
     coalesce_ms: float = 20.0
 
+    # analytics: events are written in batches off the request path
+    events_batch: int = Field(500, gt=0)  # a batch is written when this many events wait …
+    events_flush_ms: float = Field(200.0, gt=0)  # … or when the oldest has waited this long
+    events_buffer: int = Field(100_000, gt=0)  # held in memory while the database is down; more spill to data_dir
+    retention_days: int | None = Field(None, gt=0)  # default for tenants that set none; None keeps until erased
+    retention_sweep_s: float = Field(3600.0, gt=0)
+    export_page: int = Field(2000, gt=0)  # rows per database round trip of an export
+    metrics_token: SecretStr | None = None  # when set, GET /metrics wants `Authorization: Bearer <token>`
+
+    # webhooks
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_attempts: int = Field(6, gt=0)  # tries per delivery, the first included
+    webhook_backoff_s: float = Field(2.0, gt=0)  # wait before the 2nd try; doubles after each failure
+    webhook_allow_private: bool = False  # deliveries to loopback/private addresses (tests, on-premise receivers)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -327,3 +327,15 @@ def spawn_turn(
     task = asyncio.create_task(turn())
     channel.replies[key] = task
     return task
+
+
+async def resolve_escalation(deps: Deps, conversation: dict[str, Any], note: str | None) -> None:
+    """Support hands an escalated conversation back to the bot: the status, the visitor's widget, the event."""
+    tenant_id, conv_id = conversation["tenant_id"], conversation["id"]
+    await deps.storage.set_conversation_status(tenant_id, conv_id, "bot")
+    if (channel := deps.hub.get(conv_id)) is not None:
+        channel.emit({"type": "escalation", "status": "resolved"})
+    waited = round((now() - conversation["updated_at"]).total_seconds() * 1000)
+    deps.events.emit(Event("escalation.resolved", tenant_id, conversation["persona_id"], conv_id,
+                           conversation["visitor_id"], conversation["channel"],
+                           {"note": note, "escalated_ms": waited}))

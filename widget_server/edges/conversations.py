@@ -7,8 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from widget_server.edges.http import deps, tenant_of
-from widget_server.errors import ConversationNotFound, InvalidRequest
+from widget_server.domain import chat
+from widget_server.edges.http import deps, json_body, only_fields, tenant_of
+from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest
 
 
 def _conversation(row: dict[str, Any]) -> dict[str, Any]:
@@ -52,3 +53,22 @@ async def get_conversation(request: Request) -> Response:
     messages = await storage.list_messages(tenant_id, row["id"])
     ratings = {f["message_id"]: f for f in await storage.get_feedback(tenant_id, [m["id"] for m in messages])}
     return JSONResponse({**_conversation(row), "messages": [_message(m, ratings.get(m["id"])) for m in messages]})
+
+
+async def resolve(request: Request) -> Response:
+    """`POST /v1/conversations/{id}/resolve`: an escalated conversation goes back to the bot."""
+    tenant_id = await tenant_of(request)
+    d = deps(request)
+    row = await d.storage.get_conversation(tenant_id, request.path_params["id"])
+    if row is None:
+        raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
+    if row["status"] != "escalated":
+        raise Conflict("the conversation is not escalated", code="conversation.not_escalated")
+    body = only_fields(await json_body(request) or {}, {"note"})
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > 2000):
+        raise InvalidRequest("note must be a string of at most 2000 characters")
+    await chat.resolve_escalation(d, row, note)
+    updated = await d.storage.get_conversation(tenant_id, row["id"])
+    assert updated is not None
+    return JSONResponse(_conversation(updated))

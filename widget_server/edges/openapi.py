@@ -22,6 +22,7 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+ERR = {"$ref": "#/components/responses/Error"}
 ERRORS = {code: {"$ref": "#/components/responses/Error"} for code in ("400", "401", "404")}
 OBJ: dict[str, Any] = {"type": "object"}
 ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}, "description": "id or slug"}]
@@ -59,6 +60,9 @@ def _paths() -> dict[str, Any]:
         "/health": {"get": {"summary": "Storage and provider status", "security": [],
                             "responses": {"200": _json(OBJ), "503": _json(OBJ, "Storage unavailable")}}},
         "/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": _json(OBJ)}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (bearer WIDGET_METRICS_TOKEN when set)", "security": [],
+                             "responses": {"200": {"description": "OK", "content": {
+                                 "text/plain": {"schema": {"type": "string"}}}}, "401": ERR}}},
         "/v1/personas": {
             "get": _op("List personas", {"200": _json({"type": "object", "properties": {
                 "data": {"type": "array", "items": _ref("Persona")}}})}),
@@ -84,6 +88,13 @@ def _paths() -> dict[str, Any]:
         "/v1/conversations/{id}": {"parameters": [{"name": "id", "in": "path", "required": True,
                                                    "schema": {"type": "string"}}],
                                    "get": _op("A conversation with its messages", {"200": _json(OBJ)})},
+        "/v1/conversations/{id}/resolve": {"parameters": [{"name": "id", "in": "path", "required": True,
+                                                           "schema": {"type": "string"}}],
+                                           "post": _op("Hand an escalated conversation back to the bot",
+                                                       {"200": _json(OBJ), "409": ERR}, {
+                                                           "type": "object", "additionalProperties": False,
+                                                           "properties": {"note": {"type": "string"}}})},
+        **_analytics_paths(),
         "/v1/safety-policy": {
             "get": _op("The tenant's guardrail policy", {"200": policy}),
             "put": {**_op("Create or replace the guardrail policy (JSON, or YAML with Content-Type application/yaml)",
@@ -107,6 +118,59 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _query(*names: str) -> list[dict[str, Any]]:
+    described = {
+        "type": "event type; several separated by commas", "persona": "persona id or slug",
+        "conversation": "conversation id", "visitor": "visitor id",
+        "from": "ISO 8601 date or date-time (UTC when no zone), inclusive", "to": "the same, exclusive",
+        "cursor": "next_cursor of the previous page", "limit": "page size, 1 to 1000",
+        "format": "jsonl, csv or parquet", "level": "event (default) or conversation: one row per conversation",
+    }
+    return [{"name": n, "in": "query", "schema": {"type": "string"}, "description": described[n]} for n in names]
+
+
+FILTERS = ("type", "persona", "conversation", "visitor", "from", "to")
+
+
+def _analytics_paths() -> dict[str, Any]:
+    events = _json({"type": "object", "required": ["data", "next_cursor", "has_more"], "properties": {
+        "data": {"type": "array", "items": _ref("Event")}, "next_cursor": {"type": "string"},
+        "has_more": {"type": "boolean"}}})
+    export = {"description": "A streamed file in schema widget_server.events/1 (the X-Export-Schema header)",
+              "content": {t: {"schema": {"type": "string"}} for t in
+                          ("application/x-ndjson", "text/csv", "application/vnd.apache.parquet")}}
+    retention_body = {"type": "object", "additionalProperties": False, "required": ["retention_days"],
+                      "properties": {"retention_days": {"type": ["integer", "null"], "minimum": 1}}}
+    webhook_body = {"type": "object", "additionalProperties": False, "required": ["url"], "properties": {
+        "url": {"type": "string", "format": "uri"},
+        "event_types": {"type": "array", "items": {"type": "string"}, "description": "default: every type"}}}
+    wid = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/v1/analytics/events": {"get": _op("Events, oldest first, with a keyset cursor", {"200": events},
+                                            parameters=_query(*FILTERS, "cursor", "limit"))},
+        "/v1/analytics/export": {"get": _op("Export events (or conversations) as a streamed file",
+                                            {"200": export}, parameters=_query(*FILTERS, "format", "level"))},
+        "/v1/analytics/summary": {"get": _op("Aggregates: per day, time to first token, guardrails, feedback",
+                                             {"200": _json(OBJ)}, parameters=_query("persona", "from", "to"))},
+        "/v1/analytics/visitors/{visitor_id}": {
+            "parameters": [{"name": "visitor_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "delete": _op("Erase a visitor: events, conversations, messages, feedback; returns the counts",
+                          {"200": _json(OBJ), "503": ERR})},
+        "/v1/analytics/retention": {
+            "get": _op("The tenant's retention period", {"200": _json(OBJ)}),
+            "put": _op("Set the retention period in days (null: the server's default)", {"200": _json(OBJ)},
+                       retention_body)},
+        "/v1/webhooks": {
+            "get": _op("List webhooks", {"200": _json(OBJ)}),
+            "post": _op("Create a webhook; the signing secret is in this response only",
+                        {"201": _json(OBJ), "422": ERR}, webhook_body)},
+        "/v1/webhooks/{id}": {"parameters": wid,
+                              "delete": _op("Delete a webhook", {"204": {"description": "Deleted"}})},
+        "/v1/webhooks/{id}/attempts": {"parameters": wid, "get": _op("Delivery attempts, newest first",
+                                                                     {"200": _json(OBJ)})},
+    }
+
+
 def _schemas() -> dict[str, Any]:
     body = PersonaBody.model_json_schema(ref_template=REF)
     defs = body.pop("$defs", {})
@@ -127,8 +191,13 @@ def _schemas() -> dict[str, Any]:
                               "ws_url": {"type": "string"}, "visitor_id": {"type": "string"}, "persona": OBJ}}
     policy = Policy.model_json_schema(ref_template=REF)
     defs.update(policy.pop("$defs", {}))
-    return {**defs, "Policy": policy, "PersonaBody": body, "Persona": persona, "Error": error, "PromptAnswer": answer,
-            "WidgetSession": session}
+    event = {"type": "object", "required": ["id", "ts", "tenant_id", "type", "schema_version", "attributes"],
+             "properties": {"id": {"type": "string"}, "ts": {"type": "string", "format": "date-time"},
+                            **{k: {"type": ["string", "null"]} for k in
+                               ("tenant_id", "persona_id", "conversation_id", "visitor_id", "channel")},
+                            "type": {"type": "string"}, "schema_version": {"type": "integer"}, "attributes": OBJ}}
+    return {**defs, "Event": event, "Policy": policy, "PersonaBody": body, "Persona": persona, "Error": error,
+            "PromptAnswer": answer, "WidgetSession": session}
 
 
 def document() -> dict[str, Any]:

@@ -205,6 +205,14 @@ class Session:
 
 
 async def widget_socket(ws: WebSocket) -> None:
+    ws.state.metrics.connections.inc()
+    try:
+        await _serve(ws)
+    finally:
+        ws.state.metrics.connections.dec()
+
+
+async def _serve(ws: WebSocket) -> None:
     await ws.accept()
     session = Session(ws)
     tasks: list[asyncio.Task[None]] = []

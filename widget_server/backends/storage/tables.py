@@ -56,6 +56,7 @@ conversations = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
+    sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
 )
 
 messages = sa.Table(
@@ -96,4 +97,64 @@ policies = sa.Table(
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("doc", sa.JSON, nullable=False),  # the validated guardrail policy
     sa.Column("updated_at", TS, nullable=False),
+)
+
+# Analytics events. `seq` orders them by commit (writers serialize their batches), so a keyset cursor over it never
+# skips an event that commits later with an older `id`; AUTOINCREMENT keeps SQLite from reusing an erased `seq`.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("ts", TS, nullable=False),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("persona_id", sa.String(40)),
+    sa.Column("conversation_id", sa.String(40)),
+    sa.Column("visitor_id", sa.String(80)),
+    sa.Column("channel", sa.String(12)),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("schema_version", sa.SmallInteger, nullable=False),
+    sa.Column("attributes", sa.JSON, nullable=False),
+    sa.Index("ix_events_tenant_seq", "tenant_id", "seq"),
+    sa.Index("ix_events_tenant_ts", "tenant_id", "ts"),
+    sa.Index("ix_events_tenant_visitor", "tenant_id", "visitor_id"),
+    sa.Index("ix_events_tenant_conversation", "tenant_id", "conversation_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+analytics_settings = sa.Table(
+    "analytics_settings",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("retention_days", sa.Integer),  # NULL: keep until erased
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("url", sa.String(2000), nullable=False),
+    sa.Column("event_types", sa.JSON, nullable=False),  # ["*"] or a list of event types
+    sa.Column("salt", sa.String(64), nullable=False),  # the signing secret is derived from it and the server key
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_webhooks_tenant", "tenant_id", "id"),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("webhook_id", sa.String(40), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(12), nullable=False),  # delivered | retrying | failed
+    sa.Column("status_code", sa.Integer),
+    sa.Column("error", sa.String(300)),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_webhook_attempts_webhook", "tenant_id", "webhook_id", "id"),
 )

@@ -1,0 +1,198 @@
+"""No analytics event is lost: not at a SIGTERM in mid-stream, not while the database is away for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import ORIGIN, WS, Stack, _tenant
+from tests.support.proxy import Proxy
+from tests.support.servers import free_port
+from tests.support.upstream import Upstream
+from widget_server.domain.analytics.writer import EventWriter
+from widget_server.domain.events import Event
+from widget_server.metrics import Metrics
+
+
+def _serve(tmp_path: Path, db_url: str, upstream_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "WIDGET_DATA_DIR": str(tmp_path), "WIDGET_DATABASE_URL": db_url,
+           "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream_url, "WIDGET_SECRET_KEY": "sigterm",
+           "WIDGET_RATE_LIMIT_MESSAGES": "1000"}
+    proc = subprocess.Popen([sys.executable, "-m", "widget_server", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/health").status_code in (200, 503):
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+
+
+def test_sigterm_while_20_conversations_stream_loses_no_event(
+    tmp_path: Path, db_url: str, upstream: tuple[Upstream, str]
+) -> None:
+    keys = asyncio.run(_tenant(db_url, [ORIGIN]))
+    proc, url = _serve(tmp_path, db_url, upstream[1])
+    exits = contextlib.ExitStack()
+    stack = Stack(url, None, keys["tenant_id"], keys["sk"], keys["pk"], exits)  # type: ignore[arg-type]
+    try:
+        # short replies finish before the signal, long ones are cut by it
+        slugs = {n: stack.persona(f"pace-40-{n}") for n in (3, 200)}
+        sockets: list[WS] = []
+        for i in range(20):
+            ws = stack.connect(ORIGIN)
+            ws.send({"type": "hello", "token": stack.token(slugs[3 if i % 2 else 200])[0]})
+            ws.recv()
+            ws.send({"type": "message", "client_id": "c1", "text": f"conversation {i}"})
+            sockets.append(ws)
+        ended: dict[str, str] = {}
+        started: set[str] = set()
+        for ws in sockets:
+            frame = ws.until("reply.delta")[-1]
+            started.add(frame["message_id"])
+        for ws in sockets[1::2]:
+            ended[ws.until("reply.end")[-1]["message_id"]] = "stop"
+        proc.send_signal(signal.SIGTERM)
+        for ws in sockets[::2]:
+            with contextlib.suppress(ConnectionClosed, TimeoutError):
+                while True:  # until the server closes the socket
+                    frame = ws.recv(timeout=20)
+                    if frame["type"] == "reply.end":
+                        ended[frame["message_id"]] = frame["finish_reason"]
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: a clean exit is -SIGTERM
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM), proc.stderr.read().decode() if proc.stderr else ""
+    finally:
+        exits.close()
+        if proc.poll() is None:
+            proc.kill()
+    proc, url = _serve(tmp_path, db_url, upstream[1])  # the restart
+    try:
+        stack.url = url
+        completed = {e["attributes"]["message_id"]: e["attributes"]["finish_reason"]
+                     for e in stack.events(type="reply.completed")}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert len(ended) >= 10 and all(completed.get(m) == reason for m, reason in ended.items())
+    assert started <= set(completed), "a reply the visitor saw start has no reply.completed event"
+    assert not (tmp_path / "events-spill.jsonl").exists()
+
+
+def test_events_wait_out_a_database_outage_and_none_is_lost(
+    stack_factory: Callable[..., Stack], pg_url: str
+) -> None:
+    """PostgreSQL behind a proxy that cuts every connection for a few seconds while visitors keep using open
+    widgets: afterwards the database holds exactly as many events as were emitted, and the metrics said so."""
+    host_port, _, dbname = pg_url.rpartition("@")[2].partition("/")
+    host, _, port = host_port.partition(":")
+    with Proxy(host, int(port)).running() as proxy:
+        stack = stack_factory(database_url=f"postgresql://postgres@127.0.0.1:{proxy.port}/{dbname}")
+        persona = stack.persona("echo")
+        sockets = [stack.open(persona) for _ in range(5)]
+        for ws in sockets:
+            ws.recv()
+        proxy.cut()
+        sent = 0
+        for round_ in range(20):
+            for ws in sockets:
+                ws.send({"type": "event", "name": "widget.opened" if round_ % 2 else "widget.closed"})
+                sent += 1
+            time.sleep(0.15)  # three seconds of traffic with the database away
+        metrics = _scrape(stack)
+        assert metrics["widget_events_buffered"] >= 1 and metrics["widget_event_write_errors_total"] >= 1
+        proxy.restore()
+        events = stack.wait_events(lambda got: sum(e["type"].startswith("widget.") for e in got) >= sent,
+                                   timeout=30)
+        assert sum(e["type"].startswith("widget.") for e in events) == sent
+        assert len({e["id"] for e in events}) == len(events)
+        after = _scrape(stack)
+        assert after["widget_events_buffered"] == 0
+        assert after["widget_events_written_total"] == after["widget_events_queued_total"] == len(events)
+
+
+def _scrape(stack: Stack) -> dict[str, float]:
+    text = httpx.get(f"{stack.url}/metrics").text
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_past_the_buffer_events_spill_to_disk_and_come_back(tmp_path: Path) -> None:
+    """The writer's own bookkeeping: a database that refuses for a while and a buffer of 10 events."""
+    stored: dict[str, dict[str, Any]] = {}
+    down = threading.Event()
+    down.set()
+
+    async def write(rows: Any) -> None:
+        if down.is_set():
+            raise ConnectionError("database unavailable")
+        stored.update((r["id"], r) for r in rows)
+
+    async def run() -> tuple[int, bool]:
+        writer = EventWriter(write, Metrics(), batch=4, flush_s=0.01, max_buffer=10,
+                             spill_path=tmp_path / "spill.jsonl")
+        writer.start()
+        sent = [Event("widget.opened", "t", visitor_id=f"v{i % 3}", attributes={"i": i}) for i in range(50)]
+        for event in sent:
+            writer.emit(event)
+            await asyncio.sleep(0)
+        spilled = (tmp_path / "spill.jsonl").exists()
+        forgotten = writer.forget("t", "v0")  # erasure reaches the spill file too
+        down.clear()
+        await writer.aclose()
+        assert {e.id for e in sent if e.visitor_id != "v0"} == set(stored)
+        return forgotten, spilled
+
+    forgotten, spilled = asyncio.run(run())
+    assert spilled and forgotten == 17
+    assert all(json.dumps(r["attributes"]) for r in stored.values())
+    assert not (tmp_path / "spill.jsonl").exists()
+
+
+def test_a_shutdown_with_the_database_away_spills_and_the_next_start_writes_them(tmp_path: Path) -> None:
+    stored: list[str] = []
+    up = False
+
+    async def write(rows: Any) -> None:
+        if not up:
+            raise ConnectionError("database unavailable")
+        stored.extend(r["id"] for r in rows)
+
+    async def first() -> list[str]:
+        writer = EventWriter(write, Metrics(), spill_path=tmp_path / "spill.jsonl")
+        writer.start()
+        events = [Event("widget.closed", "t", visitor_id="v") for _ in range(5)]
+        for e in events:
+            writer.emit(e)
+        await writer.aclose(timeout_s=0.2)
+        return [e.id for e in events]
+
+    ids = asyncio.run(first())
+    assert stored == [] and len((tmp_path / "spill.jsonl").read_text().splitlines()) == 5
+    up = True
+
+    async def second() -> None:
+        writer = EventWriter(write, Metrics(), flush_s=0.01, spill_path=tmp_path / "spill.jsonl")
+        writer.start()
+        await writer.aclose()
+
+    asyncio.run(second())
+    assert stored == ids and not (tmp_path / "spill.jsonl").exists()
+

@@ -1,0 +1,1 @@
+"""Analytics: the batched event writer, queries and exports, erasure and retention, webhooks."""

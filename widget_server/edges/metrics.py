@@ -1,0 +1,24 @@
+"""`GET /metrics`: Prometheus text format; behind a bearer token when `WIDGET_METRICS_TOKEN` is set."""
+
+from __future__ import annotations
+
+import hmac
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+from widget_server.edges.http import deps
+from widget_server.errors import AuthError
+from widget_server.metrics import Metrics
+
+
+async def metrics(request: Request) -> Response:
+    token = deps(request).settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
+            raise AuthError("GET /metrics wants Authorization: Bearer <WIDGET_METRICS_TOKEN>",
+                            code="auth.invalid_token")
+    registry: Metrics = request.state.metrics
+    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
