@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,10 @@ from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from widget_server.backends.storage.analytics import EventStore
 from widget_server.backends.storage.group_commit import GroupCommit
+from widget_server.backends.storage.rows import Row, now
+from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.tables import (
     api_keys,
     conversations,
@@ -25,9 +28,10 @@ from widget_server.backends.storage.tables import (
     policies,
     tenants,
 )
+from widget_server.backends.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
-Row = dict[str, Any]
+__all__ = ["DuplicateError", "Storage", "now", "open_storage"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 MESSAGE_COLUMNS = [c.name for c in messages.columns]
 
@@ -45,23 +49,6 @@ def async_url(url: str) -> str:
     if base in ("postgresql", "postgres"):
         return f"postgresql+asyncpg://{rest}"
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every timestamp we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _row(mapping: Any) -> Row:
-    out = dict(mapping)
-    for key, value in out.items():
-        if isinstance(value, datetime):
-            out[key] = _aware(value)
-    return out
 
 
 async def open_storage(url: str) -> Storage:
@@ -101,6 +88,8 @@ class Storage:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._messages = GroupCommit(self._insert_messages)
+        self.events = EventStore(engine)
+        self.webhooks = WebhookStore(engine)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:
@@ -143,6 +132,10 @@ class Storage:
 
     async def get_tenant(self, tenant_id: str) -> Row | None:
         return await self._one(sa.select(tenants).where(tenants.c.id == tenant_id))
+
+    async def list_tenant_ids(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.select(tenants.c.id).order_by(tenants.c.id))).scalars())
 
     async def find_tenant_by_name(self, name: str) -> Row | None:
         return await self._one(sa.select(tenants).where(tenants.c.name == name).order_by(tenants.c.id).limit(1))
