@@ -59,6 +59,7 @@ def test_one_conversation_records_every_event_type_with_its_attributes(stack: St
     assert completed["gen_ai.request.model"] == "echo" and completed["gen_ai.usage.output_tokens"] == 2
     assert completed["finish_reason"] == "stop" and completed["ttft_ms"] >= 0 and completed["total_ms"] >= 0
     assert completed["gen_ai.response.time_to_first_chunk"] == completed["ttft_ms"] / 1000
+    assert completed["gen_ai.provider.name"] == "openai" and completed["gen_ai.response.finish_reasons"] == ["stop"]
     refusals = [e["attributes"] for e in mine if e["type"] == "guardrail.triggered"]
     assert {"rule": "term.rival", "action": "refuse", "source": "input"}.items() <= refusals[0].items()
     assert by_type["escalation.triggered"]["attributes"]["reason"] == "escalation.requested"

@@ -118,6 +118,8 @@ def test_events_wait_out_a_database_outage_and_none_is_lost(
             time.sleep(0.15)  # three seconds of traffic with the database away
         metrics = _scrape(stack)
         assert metrics["widget_events_buffered"] >= 1 and metrics["widget_event_write_errors_total"] >= 1
+        health = httpx.get(f"{stack.url}/health")
+        assert health.status_code == 503 and health.json()["events"]["status"] == "retrying"
         proxy.restore()
         events = stack.wait_events(lambda got: sum(e["type"].startswith("widget.") for e in got) >= sent,
                                    timeout=30)

@@ -26,6 +26,7 @@ def test_health_reports_storage_and_provider(db_stack: Stack) -> None:
     provider = body["provider"]
     assert provider["status"] == "ok" and provider["kind"] == "openai"
     assert provider["model"] == db_stack.settings.openai_model
+    assert body["events"] == {"status": "ok", "pending": 0}
 
 
 def test_health_never_shows_the_provider_api_key(stack_factory: Callable[..., Stack]) -> None:

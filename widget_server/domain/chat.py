@@ -66,6 +66,7 @@ class Reply:
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
     timing: dict[str, int | None] = field(default_factory=lambda: {"ttft_ms": None, "total_ms": 0})
     model: str | None = None
+    provider: str | None = None
     error: dict[str, Any] | None = None
 
 
@@ -256,6 +257,7 @@ async def stream_reply(
         if reply.finish_reason != "guardrail":
             reply.text = "".join(parts)
         reply.model = reply.model or request.model or provider.kind
+        reply.provider = provider.kind
         _masked_output(deps, conv, reply, out.masked)
 
 
@@ -285,7 +287,9 @@ async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: 
     deps.events.emit(conv.event(
         "reply.completed", message_id=reply.message_id, finish_reason=reply.finish_reason,
         ttft_ms=reply.timing["ttft_ms"], total_ms=reply.timing["total_ms"],
-        **{"gen_ai.request.model": reply.model, "gen_ai.usage.input_tokens": reply.usage["input_tokens"],
+        **{"gen_ai.request.model": reply.model, "gen_ai.provider.name": reply.provider,
+           "gen_ai.response.finish_reasons": [reply.finish_reason],
+           "gen_ai.usage.input_tokens": reply.usage["input_tokens"],
            "gen_ai.usage.output_tokens": reply.usage["output_tokens"],
            "gen_ai.response.time_to_first_chunk": (reply.timing["ttft_ms"] or 0) / 1000},
     ))

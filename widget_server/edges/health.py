@@ -1,4 +1,4 @@
-"""`GET /health`: storage and provider status; 503 when storage is down."""
+"""`GET /health`: storage, provider and analytics-writer status; 503 when storage is down."""
 
 from __future__ import annotations
 
@@ -24,5 +24,7 @@ async def health(request: Request) -> Response:
         provider = {"status": "error", "error": str(exc)}
     ok = storage["status"] == "ok"
     status = "ok" if ok and provider.get("status") == "ok" else ("degraded" if ok else "error")
-    body = {"status": status, "version": __version__, "storage": storage, "provider": provider}
+    writer = request.state.writer
+    events = {"status": "ok" if writer.healthy else "retrying", "pending": writer.pending}
+    body = {"status": status, "version": __version__, "storage": storage, "provider": provider, "events": events}
     return JSONResponse(body, status_code=200 if ok else 503)
