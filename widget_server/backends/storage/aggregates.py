@@ -1,0 +1,171 @@
+"""Aggregates over events: one row per conversation (keyset pages), counts for progress, the summary's figures.
+
+Every query is tenant-scoped and bounded by `upto` (a `seq` high-water mark), so the figures of one export or one
+summary come from one consistent set of events. The SQL is the same on SQLite and PostgreSQL except for the UTC day.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from widget_server.backends.storage.analytics import EventFilter
+from widget_server.backends.storage.rows import Row, as_row
+from widget_server.backends.storage.tables import events
+
+c = events.c
+FEEDBACK = "feedback.submitted"
+# Group by the first output column: an expression with bound parameters (a JSON key, a format) would be sent twice
+# as two parameters, and PostgreSQL would not see the GROUP BY expression as the selected one.
+FIRST = sa.text("1")
+
+
+def _count(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def _text(name: str) -> sa.ColumnElement[str]:
+    text: sa.ColumnElement[str] = c.attributes[name].as_string()
+    return text
+
+
+def _latest_feedback(upto: int, ts_to: datetime | None) -> sa.ColumnElement[bool]:
+    """A rating that no later rating of the same reply replaced (a second rating replaces the first)."""
+    later = events.alias("later")
+    clauses = [later.c.tenant_id == c.tenant_id, later.c.conversation_id == c.conversation_id,
+               later.c.type == FEEDBACK, later.c.seq > c.seq, later.c.seq <= upto,
+               later.c.attributes["message_id"].as_string() == _text("message_id")]
+    if ts_to is not None:
+        clauses.append(later.c.ts < ts_to)
+    return sa.and_(c.type == FEEDBACK, ~sa.exists().where(*clauses))
+
+
+def _conversation_where(tenant_id: str, filters: EventFilter, upto: int) -> list[sa.ColumnElement[bool]]:
+    """Time bounds select conversations by their first event (in HAVING), so a row always covers all of it."""
+    scope = EventFilter(persona_id=filters.persona_id, conversation_id=filters.conversation_id,
+                        visitor_id=filters.visitor_id)
+    return [*scope.where(tenant_id), c.seq <= upto, c.conversation_id.is_not(None)]
+
+
+def _started_within(filters: EventFilter) -> list[sa.ColumnElement[bool]]:
+    having = []
+    if filters.ts_from is not None:
+        having.append(sa.func.min(c.ts) >= filters.ts_from)
+    if filters.ts_to is not None:
+        having.append(sa.func.min(c.ts) < filters.ts_to)
+    return having
+
+
+class Aggregates:
+    """Read-only queries for the export's conversation level, export progress and the summary."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    async def count_events(self, tenant_id: str, filters: EventFilter, upto: int) -> int:
+        query = sa.select(sa.func.count()).select_from(events).where(*filters.where(tenant_id), c.seq <= upto)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
+    async def count_conversations(self, tenant_id: str, filters: EventFilter, upto: int) -> int:
+        grouped = (sa.select(c.conversation_id).where(*_conversation_where(tenant_id, filters, upto))
+                   .group_by(c.conversation_id).having(*_started_within(filters)).subquery())
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(grouped))).scalar() or 0)
+
+    async def conversation_page(
+        self, tenant_id: str, filters: EventFilter, *, upto: int, after: str = "", limit: int = 500
+    ) -> list[Row]:
+        """Conversations ordered by id, above `after` (the keyset), each aggregated from its events up to `upto`."""
+        typ = c.type
+        latest = _latest_feedback(upto, None)
+        query = (
+            sa.select(
+                c.conversation_id, sa.func.max(c.persona_id).label("persona_id"),
+                sa.func.max(c.visitor_id).label("visitor_id"), sa.func.max(c.channel).label("channel"),
+                sa.func.min(c.ts).label("started"), sa.func.max(c.ts).label("ended"),
+                _count(typ == "message.received").label("messages"),
+                _count(sa.and_(typ == "guardrail.triggered", _text("action") == "refuse")).label("refusals"),
+                sa.func.max(sa.case((typ == "escalation.triggered", c.seq), else_=0)).label("escalated_seq"),
+                sa.func.max(sa.case((typ == "escalation.resolved", c.seq), else_=0)).label("resolved_seq"),
+                _count(sa.and_(latest, _text("rating") == "up")).label("feedback_up"),
+                _count(sa.and_(latest, _text("rating") == "down")).label("feedback_down"),
+                sa.func.avg(sa.case((typ == "reply.completed", c.attributes["ttft_ms"].as_float()))).label("ttft"),
+            )
+            .where(*_conversation_where(tenant_id, filters, upto), c.conversation_id > after)
+            .group_by(c.conversation_id).having(*_started_within(filters))
+            .order_by(c.conversation_id).limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_conversation(as_row(r)) for r in (await conn.execute(query)).mappings().all()]
+
+    async def summary(self, tenant_id: str, filters: EventFilter, upto: int) -> dict[str, Any]:
+        """The raw figures of `GET /v1/analytics/summary`; the domain shapes them."""
+        where = [*filters.where(tenant_id), c.seq <= upto]
+        async with self.engine.connect() as conn:
+            by_type: dict[str, int] = dict((await conn.execute(
+                sa.select(c.type, sa.func.count()).where(*where).group_by(c.type))).all())
+            days = (await conn.execute(self._per_day(where))).all()
+            tokens = (await conn.execute(sa.select(
+                sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.input_tokens"].as_integer()), 0),
+                sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.output_tokens"].as_integer()), 0),
+            ).where(*where, c.type == "reply.completed"))).one()
+            rules = (await conn.execute(sa.select(_text("rule"), sa.func.count()).where(
+                *where, c.type == "guardrail.triggered").group_by(FIRST))).all()
+            ratings = (await conn.execute(sa.select(_text("rating"), sa.func.count()).where(
+                *where, _latest_feedback(upto, filters.ts_to)).group_by(FIRST))).all()
+            ttft = await _percentiles(conn, where, {"p50": 0.5, "p95": 0.95})
+        return {"by_type": by_type, "days": [(d, int(n), int(m)) for d, n, m in days],
+                "tokens": (int(tokens[0]), int(tokens[1])), "rules": {r: int(n) for r, n in rules},
+                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft}
+
+    def _per_day(self, where: list[sa.ColumnElement[bool]]) -> sa.Executable:
+        day = self._utc_day(c.ts)
+        return (sa.select(day.label("day"), _count(c.type == "conversation.started"),
+                          _count(c.type == "message.received"))
+                .where(*where, c.type.in_(("conversation.started", "message.received")))
+                .group_by(FIRST).order_by(FIRST))
+
+    def _utc_day(self, ts: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
+        """`YYYY-MM-DD` of the UTC day. PostgreSQL converts in the session's time zone unless told UTC; SQLite
+        keeps the UTC wall clock the writer stored, without an offset."""
+        if self.dialect == "postgresql":
+            return sa.func.to_char(sa.func.timezone(sa.literal_column("'UTC'"), ts),
+                                   sa.literal_column("'YYYY-MM-DD'"), type_=sa.String)
+        return sa.func.substr(sa.cast(ts, sa.String), 1, 10, type_=sa.String)
+
+
+async def _percentiles(
+    conn: AsyncConnection, where: list[sa.ColumnElement[bool]], qs: dict[str, float]
+) -> dict[str, Any]:
+    """Time to first token percentiles with linear interpolation (PostgreSQL's `percentile_cont`), computed the
+    same way on both databases: the count, then the one or two ranked values each percentile needs."""
+    value = c.attributes["ttft_ms"].as_float()
+    scope = [*where, c.type == "reply.completed", value.is_not(None)]
+    n = int((await conn.execute(sa.select(sa.func.count()).where(*scope))).scalar() or 0)
+    out: dict[str, Any] = {"count": n}
+    for name, q in qs.items():
+        if n == 0:
+            out[name] = None
+            continue
+        rank = q * (n - 1)
+        low = int(rank)
+        got = [float(v) for v in (await conn.execute(
+            sa.select(value).where(*scope).order_by(value).offset(low).limit(2))).scalars()]
+        high = got[1] if len(got) > 1 else got[0]
+        out[name] = got[0] + (high - got[0]) * (rank - low)
+    return out
+
+
+def _conversation(row: Row) -> Row:
+    escalated_seq, resolved_seq, ttft = row.pop("escalated_seq"), row.pop("resolved_seq"), row.pop("ttft")
+    row["escalated"] = bool(escalated_seq)
+    row["status"] = "escalated" if escalated_seq and escalated_seq > resolved_seq else "bot"
+    row["ttft_ms_avg"] = round(float(ttft), 1) if ttft is not None else None
+    for key in ("messages", "refusals", "feedback_up", "feedback_down"):
+        row[key] = int(row[key])
+    return row
