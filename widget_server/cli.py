@@ -1,4 +1,4 @@
-"""`widget-server`: serve, the demo, tenants, keys and persona files. One-line errors, non-zero exit codes."""
+"""`widget-server`: serve, the demo, tenants, keys, persona files, exports. One-line errors, non-zero exit codes."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -16,6 +17,7 @@ import yaml
 from widget_server import guard_eval
 from widget_server.backends.storage import Storage, open_storage
 from widget_server.domain import personas, tenants
+from widget_server.domain.analytics import export as exports
 from widget_server.errors import SlugTaken, TenantNotFound, WidgetError
 from widget_server.settings import Settings
 
@@ -27,6 +29,7 @@ DEMO_PERSONA: dict[str, Any] = {
     "greeting": "Hi, I'm Ada from Crumb & Co. What can I bake for you today?",
     "starters": ["What bread do you have?", "When are you open?", "Can I order a cake?"],
 }
+EXPORT_FILTERS = ("persona", "conversation", "visitor", "from", "to")
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     ge.add_argument("--json", action="store_true")
     for cmd in (gc, ge):
         cmd.add_argument("--policy", type=Path, required=True, help="the policy, YAML or JSON")
+
+    ex = sub.add_parser("export", help="write a tenant's analytics events (or conversations) to a file")
+    ex.add_argument("--tenant", required=True)
+    ex.add_argument("--format", choices=["csv", "jsonl", "parquet"], required=True)
+    ex.add_argument("--out", type=Path, required=True, help="the file to write (replaced only once complete)")
+    ex.add_argument("--level", choices=["event", "conversation"], default="event")
+    ex.add_argument("--type", action="append", default=[], help="event type; repeat, or separate by commas")
+    for name in EXPORT_FILTERS:
+        ex.add_argument(f"--{name}", dest=f"filter_{name}")
     return p
 
 
@@ -224,6 +236,39 @@ widget_server demo
     return 0 if args.no_serve else serve(settings, args.host, args.port)
 
 
+async def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    """The same bytes as `GET /v1/analytics/export` (the same domain stream), with progress on a terminal."""
+    params = {"format": args.format, "level": args.level, "type": ",".join(args.type),
+              **{name: getattr(args, f"filter_{name}") or "" for name in EXPORT_FILTERS}}
+
+    async def run(storage: Storage) -> int:
+        await _require_tenant(storage, args.tenant)
+        planned = await exports.begin(storage, await exports.parse_export(storage, args.tenant, params))
+        total = await exports.count(storage, planned) if sys.stderr.isatty() else None
+        written = [0, 0.0]  # rows, when the bar was last drawn
+
+        def progress(rows: int) -> None:
+            written[0] += rows
+            if total is not None and (time.monotonic() - written[1] > 0.1 or written[0] >= total):
+                written[1] = time.monotonic()
+                share = written[0] / total if total else 1.0
+                print(f"\r[{'#' * round(share * 30):<30}] {written[0]:,}/{total:,} rows", end="", file=sys.stderr)
+
+        partial = args.out.with_name(args.out.name + ".partial")
+        try:
+            with partial.open("wb") as out:
+                async for chunk in exports.stream(storage, planned, progress):
+                    out.write(chunk)
+            partial.replace(args.out)
+        finally:
+            partial.unlink(missing_ok=True)
+            if total is not None:
+                print(file=sys.stderr)
+        print(f"exported {written[0]} {'conversations' if args.level == 'conversation' else 'events'} to {args.out}")
+        return 0
+    return await _with_storage(settings, run)
+
+
 def cmd_guard_check(args: argparse.Namespace) -> int:
     decision = guard_eval.judge(guard_eval.load_policy(args.policy), args.text, args.source)
     print(f"{decision.action} {decision.reason or ''}".rstrip())
@@ -250,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(settings, args)
         handler = {("tenant", "create"): cmd_tenant_create, ("key", "create"): cmd_key_create,
                    ("persona", "import"): cmd_persona_import, ("persona", "export"): cmd_persona_export}
+        if args.command == "export":
+            return asyncio.run(cmd_export(settings, args))
         return asyncio.run(handler[(args.command, args.action)](settings, args))
     except WidgetError as exc:
         detail = exc.details.get("errors", [{}])[0] if exc.details.get("errors") else {}
