@@ -164,6 +164,21 @@ def test_a_conversation_reaches_the_receiver_signed(
         ("message.received", 1, "delivered", 200), ("reply.completed", 1, "delivered", 200)}
 
 
+def test_an_escalation_is_pushed_to_the_support_team(stack_factory: Callable[..., Stack], receiver: Receiver) -> None:
+    stack = stack_factory(**FAST)
+    policy = {"version": 1, "escalation": {"on_request": True}}
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
+    name, url = receiver.new()
+    hook = create(stack, url, event_types=["escalation.triggered"]).json()
+    ready, _ = stack.turn(stack.persona(), "can I talk to a human")
+    receiver.wait(name, lambda g: len(g) >= 1)
+    time.sleep(0.3)  # the turn's other events were committed with it: any wrongly sent would be here too
+    got = receiver.of(name)
+    assert [r.json["type"] for r in got] == ["escalation.triggered"]  # nothing else: it asked for this type only
+    assert got[0].json["data"]["conversation_id"] == ready["conversation_id"]
+    assert readme_verify()(hook["secret"], got[0].headers["widget-signature"], got[0].body)
+
+
 def test_two_500s_then_delivered_on_the_third_try(
     stack_factory: Callable[..., Stack], db_url: str, receiver: Receiver
 ) -> None:
