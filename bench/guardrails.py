@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from widget_server.domain.guardrails import CheckContext, check_input, compile_policy, parse_policy
+from widget_server.domain.guardrails import CheckContext, StrictFilter, check_input, compile_policy, parse_policy
 from widget_server.domain.guardrails import topics as tp
 from widget_server.domain.guardrails.embed import embed_cached
 
@@ -125,12 +126,62 @@ def latency(data: dict[str, Any], domains: dict[str, list[str]], per_intent: int
     return times
 
 
+REPLY = (
+    "Thanks for reaching out! I looked into your order and here is what I found. Your parcel left our warehouse "
+    "on Tuesday and is now with the courier; the tracking number is 1Z999AA10123456784 and the courier expects "
+    "to deliver it by Friday between 9:00 and 17:00. If nobody is home, they will leave a card and try again the "
+    "next working day. I have opened ticket TCK-204518 so that our team can follow up. You can also write to "
+    "help@shop.example or call +44 20 7946 0958 if anything changes. About the refund for the jacket: refunds "
+    "go back to the card you paid with, usually within 5 to 7 days, and you will get an e-mail when it is done. "
+    "Is there anything else I can help you with today, for example sizes, colours or our winter collection? "
+)
+OUTPUT_POLICY: dict[str, Any] = {
+    "version": 1,
+    "blocked_terms": [{"id": "rival", "terms": ["acme rival", "rivalco"], "match": "word", "action": "refuse"},
+                      {"id": "swear", "terms": ["darn", "heck"], "match": "word", "action": "refuse"}],
+    "patterns": [{"id": "ticket", "regex": r"TCK-\d{6}", "action": "mask", "applies_to": ["output"]}],
+    "pii": {"entities": ["email", "phone", "credit_card", "iban", "us_ssn"], "action": "mask"},
+}
+TOKENS = re.compile(r" ?[A-Za-z]{1,6}| ?\d{1,3}| ?[^\sA-Za-z\d]|\s+")  # about 3.5 characters, like BPE tokens
+
+
+def output_latency(chunking: str, doc: dict[str, Any], rounds: int = 20) -> tuple[float, int]:
+    """Milliseconds of strict output checking per 100 characters of reply (best of `rounds`), and the chunk
+    count per reply."""
+    cp = compile_policy(parse_policy(doc))
+    chunks = list(REPLY) if chunking == "char" else TOKENS.findall(REPLY)
+    assert "".join(chunks) == REPLY
+    best = float("inf")
+    for _ in range(rounds):
+        out = StrictFilter(cp)
+        start = time.perf_counter()
+        for chunk in chunks:
+            out.feed(chunk)
+        out.flush()
+        best = min(best, time.perf_counter() - start)
+    assert out.stopped is None
+    return best * 1000 / len(REPLY) * 100, len(chunks)
+
+
+def report_output() -> None:
+    no_pii = {k: v for k, v in OUTPUT_POLICY.items() if k != "pii"}
+    for doc, rules in ((OUTPUT_POLICY, "terms + PII + pattern"), (no_pii, "terms + pattern")):
+        for chunking, label in (("char", "one character per chunk"), ("token", "token-sized chunks")):
+            per100, n = output_latency(chunking, doc)
+            print(f"output check ({rules}), {label} ({n} chunks): {per100:.2f} ms per 100 characters "
+                  "(target <= 2 ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--eval-dir", type=Path, default=EVAL)
     parser.add_argument("--per-intent", type=int, default=20)
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--only", choices=["output"], help="just the output check's latency (a few seconds)")
     args = parser.parse_args()
+    if args.only == "output":
+        report_output()
+        return
     data, domains = clinc(args.eval_dir)
     if args.calibrate:
         calibrate(data, domains, args.per_intent)
@@ -145,6 +196,7 @@ def main() -> None:
           f"unsafe refused {unsafe:.1%}")
     for prompt in wrong:
         print(f"  safe but refused: {prompt}")
+    report_output()
     times = latency(data, domains, args.per_intent)
     print(f"input check with topics: p50 {np.percentile(times, 50):.2f} ms, p95 {np.percentile(times, 95):.2f} ms "
           f"(target p95 <= 15 ms), over {len(times)} messages")

@@ -51,6 +51,40 @@ class Terms:
         return not self.prefixes
 
 
+class Inert:
+    """Whether a text has only characters that can take no part in a match of one source's rules: none starts
+    a term (as written or spelled out) or a pattern, none can be in a PII match. The streaming filter, holding
+    nothing, releases such a text as it comes: a scan would find nothing in it and hold none of it back."""
+
+    def __init__(self, terms: Terms, patterns: tuple[CompiledPattern, ...], pii_entities: frozenset[str]) -> None:
+        self.term_firsts = frozenset(k[0] for k in terms.prefixes | terms.squeezed_prefixes)
+        firsts = [p.first for p in patterns]
+        self.pattern_firsts = None if None in firsts else frozenset().union(*(f for f in firsts if f is not None))
+        self.pii_chars = frozenset().union(*(pii.TAIL_CHARS[e] for e in pii_entities))
+        self.cache: dict[str, bool] = {}
+        self.ascii_active = frozenset(c for c in map(chr, range(128)) if not self._inert(c))
+
+    def _inert(self, ch: str) -> bool:
+        if self.pattern_firsts is None:
+            return False  # a pattern that can start anywhere holds back its width from every character
+        return (self.term_firsts.isdisjoint(normalize.skeleton(ch).text)
+                and self.pattern_firsts.isdisjoint(normalize.clean(ch).text)
+                and self.pii_chars.isdisjoint(normalize.fold(ch).text))
+
+    def __call__(self, text: str) -> bool:
+        if text.isascii():
+            return self.ascii_active.isdisjoint(text)
+        for ch in text:
+            known = self.cache.get(ch)
+            if known is None:
+                known = self._inert(ch)
+                if len(self.cache) < 4096:  # the characters of a few scripts; past that, no more are kept
+                    self.cache[ch] = known
+            if not known:
+                return False
+        return True
+
+
 @dataclass(frozen=True)
 class CompiledPolicy:
     policy: Policy
@@ -78,6 +112,11 @@ class CompiledPolicy:
     @cached_property
     def output_patterns(self) -> tuple[CompiledPattern, ...]:
         return tuple(p for p in self.patterns if "output" in p.rule.sources)
+
+    @cached_property
+    def output_inert(self) -> Inert:
+        return Inert(self.output_terms, self.output_patterns, self.pii_entities if self.pii_for("output") else
+                     frozenset())
 
     def refusal(self) -> str:
         return self.policy.refusals.default

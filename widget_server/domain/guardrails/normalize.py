@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -34,6 +34,16 @@ SEPARATORS = " ._*-·/~+"
 _SEP = "[" + re.escape(SEPARATORS) + "]{1,3}"
 SPACED_RUN = re.compile(rf"(?<![^\W_])(?:[^\W_]{_SEP}){{2,}}[^\W_](?![^\W_])")
 SPACED_TAIL = re.compile(rf"(?<![^\W_])(?:[^\W_]{_SEP})*[^\W_](?:{_SEP})?\Z")
+
+
+# ASCII text, by far the most common, is normalized a whole string at a time: NFKC and NFKD leave it as it is,
+# it has no invisible characters, its case folding is `lower`, and its skeleton is one translation.
+_ASCII_SKEL = str.maketrans({**{chr(i): " " for i in range(128) if chr(i).isspace()},
+                             **{chr(k): v for k, v in LOOK_ALIKES.items() if k < 128}})
+
+
+def _ascii_skel(text: str) -> str:
+    return text.lower().translate(_ASCII_SKEL)
 
 
 @lru_cache(maxsize=16384)
@@ -58,18 +68,20 @@ class View:
     """A normalized text; `index[i]` is the original offset of view character `i` (`index[-1]` is the end)."""
 
     text: str
-    index: tuple[int, ...]
+    index: Sequence[int]  # a range when the view is one for one
 
     def span(self, start: int, end: int) -> tuple[int, int]:
         """The original span of view characters `[start, end)`, with the invisible characters inside it."""
         return self.index[start], max(self.index[end], self.index[end - 1] + 1)
 
 
-def _view(text: str, offset: int, fn: Callable[[str], str]) -> View:
+def _view(text: str, offset: int, fn: Callable[[str], str], ascii_fn: Callable[[str], str]) -> View:
+    if text.isascii():
+        return View(ascii_fn(text), range(offset, offset + len(text) + 1))
     outs = [fn(ch) for ch in text]
     joined = "".join(outs)
-    if len(joined) == len(text) and all(len(o) == 1 for o in outs):  # the usual case: one for one
-        return View(joined, tuple(range(offset, offset + len(text) + 1)))
+    if len(joined) == len(text) and all(len(o) == 1 for o in outs):  # one for one
+        return View(joined, range(offset, offset + len(text) + 1))
     index: list[int] = []
     for i, out in enumerate(outs):
         index.extend([offset + i] * len(out))
@@ -85,27 +97,27 @@ class Views:
 
     @cached_property
     def clean(self) -> View:
-        return _view(self.text, self.offset, _clean)
+        return clean(self.text, self.offset)
 
     @cached_property
     def fold(self) -> View:
-        return _view(self.text, self.offset, _fold)
+        return fold(self.text, self.offset)
 
     @cached_property
     def skel(self) -> View:
-        return _view(self.text, self.offset, _skel)
+        return skeleton(self.text, self.offset)
 
 
 def clean(text: str, offset: int = 0) -> View:
-    return _view(text, offset, _clean)
+    return _view(text, offset, _clean, str)
 
 
 def fold(text: str, offset: int = 0) -> View:
-    return _view(text, offset, _fold)
+    return _view(text, offset, _fold, str.lower)
 
 
 def skeleton(text: str, offset: int = 0) -> View:
-    return _view(text, offset, _skel)
+    return _view(text, offset, _skel, _ascii_skel)
 
 
 def term_key(term: str) -> str:

@@ -1,7 +1,8 @@
 """PII detectors over the `fold` view: email, phone, credit card (Luhn), IBAN (mod-97), US SSN.
 
 Each finds candidates with a linear-time RE2 pattern, then a checksum or a rule drops the false ones.
-`TAILS` say how far back a match still being written could start, for the streaming filter.
+`TAILS` say how far back a match still being written could start, for the streaming filter; `TAIL_CHARS` and
+`RUNS` let it skip scans that could release nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,25 @@ TAILS = {
     "credit_card": r"[0-9][0-9 -]*",
     "iban": r"[a-z]{1,2}|[a-z]{2}[0-9]{1,2}(?: ?[a-z0-9]){0,32} ?",
     "us_ssn": r"[0-9][0-9 -]*",
+}
+_LOWER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "0123456789"
+TAIL_CHARS = {  # every character each tail above can contain
+    "email": frozenset(_LOWER + _DIGITS + "._%+-@"),
+    "phone": frozenset(_DIGITS + " ().+-"),
+    "credit_card": frozenset(_DIGITS + " -"),
+    "iban": frozenset(_LOWER + _DIGITS + " "),
+    "us_ssn": frozenset(_DIGITS + " -"),
+}
+
+# A held tail that one of these matches whole is still a possible match in progress after any more of the
+# characters given (each run is a case of its entity's tail above): the streaming filter, holding such a tail,
+# has nothing to release until another character comes, and need not look again before.
+RUNS = {
+    "email": ((re.compile(r"[a-z0-9._%+-]+"), frozenset(_LOWER + _DIGITS + "._%+-")),
+              (re.compile(r"[a-z0-9._%+-]+@[a-z0-9.-]*"), frozenset(_LOWER + _DIGITS + ".-"))),
+    "phone": ((re.compile(r"[+(]?[0-9][0-9 ().+-]*"), frozenset(_DIGITS + " ().+-")),),
+    "credit_card": ((re.compile(r"[0-9][0-9 -]*"), frozenset(_DIGITS + " -")),),
+    "us_ssn": ((re.compile(r"[0-9][0-9 -]*"), frozenset(_DIGITS + " -")),),
 }
 
 
@@ -123,6 +143,17 @@ def find(text: str, entities: frozenset[str]) -> list[Hit]:
             if all(end <= h.start or start >= h.end for h in hits):
                 hits.append(Hit(entity, start, end))
     return sorted(hits, key=lambda h: h.start)
+
+
+def run_of(held: str, entities: frozenset[str]) -> frozenset[str] | None:
+    """The characters that keep a held `fold` text a possible match in progress from its first character (the
+    widest such set), or None when no entity's run matches it whole."""
+    best: frozenset[str] | None = None
+    for entity in entities:
+        for pattern, chars in RUNS.get(entity, ()):
+            if (best is None or len(chars) > len(best)) and pattern.fullmatch(held):
+                best = chars
+    return best
 
 
 def tail_pattern(entities: frozenset[str]) -> re2._Regexp | None:

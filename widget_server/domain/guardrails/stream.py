@@ -3,6 +3,13 @@
 Each delta is added to the text held back; whatever cannot be the start of a match still being written is
 released at once (masked where PII or a masking rule matched); a refusing rule stops the stream. Only the
 held text is scanned again, so the work per delta stays proportional to what is held, not to the reply.
+
+Two shortcuts keep a reply streamed a character at a time cheap; each gives out what a scan would:
+- nothing held, and a delta with no character that could take part in a match (`Inert`): it is released as is;
+- everything held is a word or a number that could still become an email or a phone number, and the delta
+  goes on with it: it is held too, and the scan waits for a character that ends the run. That is the same as
+  receiving those deltas as one, which every chunking must be safe for; a blocked term inside the run is only
+  noticed at the run's end, still unsent.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 from widget_server.domain.guard import Decision
 from widget_server.domain.guardrails.check import mask, stop_text
 from widget_server.domain.guardrails.compile import CompiledPolicy
+from widget_server.domain.guardrails.normalize import fold
+from widget_server.domain.guardrails.pii import run_of
 from widget_server.domain.guardrails.scan import STOPS, hold_point, scan, views
 
 
@@ -23,12 +32,32 @@ class StrictFilter:
         self.before = ""  # the last character released, for word boundaries
         self.stopped: Decision | None = None
         self.masked: list[str] = []  # the reasons of what was masked
+        self.run: frozenset[str] | None = None  # the characters that keep all of `pending` held (see above)
+        self.runs = cp.pii_entities if cp.pii_for(source) else frozenset()
+        self.inert = cp.output_inert if source == "output" else None
 
     def feed(self, text: str) -> tuple[str, Decision | None]:
         if self.stopped is not None:
             return "", self.stopped
+        if not self.pending and self.inert is not None and self.inert(text):
+            self.before = text[-1:] or self.before
+            return text, None
         self.pending += text
+        if self._held_whole(text):
+            return "", None
         return self._step(final=False), self.stopped
+
+    def _held_whole(self, text: str) -> bool:
+        """Whether all the text held is still a possible PII match in progress from its first character, so
+        that a scan could release nothing (cheap: a set lookup while the deltas go on with the same run)."""
+        if not self.runs:
+            return False
+        if self.run is not None and self.run.issuperset(text.lower() if text.isascii() else fold(text).text):
+            return True
+        held = fold(self.pending)
+        # The run has to start at the first character held (not after an invisible one, which is released).
+        self.run = run_of(held.text, self.runs) if held.index[0] == 0 else None
+        return self.run is not None
 
     def flush(self) -> str:
         if self.stopped is not None:
@@ -54,4 +83,5 @@ class StrictFilter:
         if hold:
             self.before = window[hold - 1]
         self.pending = window[hold:]
+        self.run = None
         return mask(window[:hold], done)
