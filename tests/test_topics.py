@@ -11,7 +11,7 @@ import pytest
 from widget_server.domain.guard import Decision, GuardContext
 from widget_server.domain.guardrails import CheckContext, CompiledPolicy, check_input, compile_policy, parse_policy
 from widget_server.domain.guardrails.embed import embed
-from widget_server.domain.guardrails.topics import threshold
+from widget_server.domain.guardrails.topics import refers_back, threshold
 from widget_server.domain.policy_guard import PolicyGuard
 
 DOC: dict[str, Any] = {
@@ -82,6 +82,28 @@ def test_a_follow_up_is_judged_with_the_previous_turn(shop: CompiledPolicy) -> N
     assert decision.reason == "topic.off_topic"
 
 
+@pytest.mark.parametrize("text", ["what about the other one?", "and that one?", "is it waterproof?", "and those?"])
+def test_a_follow_up_that_points_back_is_read_with_the_previous_turn(shop: CompiledPolicy, text: str) -> None:
+    # These share no word with the previous turn, so their embeddings alone do not relate them to it.
+    assert check_input(shop, text).reason == "topic.off_topic"
+    assert check_input(shop, text, CheckContext(previous="do you have this shirt in blue")).action == "allow"
+
+
+@pytest.mark.parametrize(("text", "points_back"), [
+    ("what about the other one?", True), ("und das andere?", True), ("how much is it?", True),
+    ("tell me a joke about that", False),  # a request of its own, with "that" in it
+    ("what is the capital of France", False), ("what about the weather in Paris?", False),
+    ("can you write a long essay about it for my school homework", False),  # not short
+])
+def test_what_points_back(text: str, points_back: bool) -> None:
+    assert refers_back(text) is points_back
+
+
+def test_a_request_of_its_own_does_not_ride_on_the_previous_turn(shop: CompiledPolicy) -> None:
+    decision = check_input(shop, "tell me a joke about that", CheckContext(previous="do you have this shirt in blue"))
+    assert decision.reason == "topic.off_topic"
+
+
 def test_off_topic_can_escalate_or_be_allowed() -> None:
     decision = check_input(policy(off_topic="escalate"), "write me a poem about the sea")
     assert (decision.action, decision.reason) == ("escalate", "topic.off_topic")
@@ -135,3 +157,15 @@ def test_the_guard_applies_persona_topics_and_remembers_the_previous_turn() -> N
     assert check("c1", "do you have the jacket in other colours").action == "allow"
     assert check("c1", "and what about the red one?").action == "allow"
     assert check("c2", "and what about the red one?").reason == "topic.off_topic"
+
+
+def test_a_chain_of_follow_ups_keeps_the_turn_they_point_at() -> None:
+    guard = PolicyGuard(FakeStorage({**DOC["topics"], "denied": []}))  # type: ignore[arg-type]
+
+    def check(text: str) -> Decision:
+        return asyncio.run(guard.check_input(GuardContext("t1", "p1", "c1", "test"), text))
+
+    assert check("do you have this shirt in blue").action == "allow"
+    assert check("and that one?").action == "allow"
+    assert check("what about the other one?").action == "allow"  # still read with the shirt, not "and that one?"
+    assert check("tell me a joke about that").reason == "topic.off_topic"

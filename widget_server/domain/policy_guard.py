@@ -25,7 +25,7 @@ from widget_server.domain.guardrails import (
 )
 from widget_server.domain.guardrails.embed import embed_cached
 from widget_server.domain.guardrails.policy import Topics
-from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics
+from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, refers_back
 from widget_server.errors import PolicyNotFound
 
 MAX_CONVERSATIONS = 100_000  # refusal counters kept; the oldest are dropped past this
@@ -141,7 +141,9 @@ class PolicyGuard:
         context = CheckContext(self._refusals.get(ctx.conversation_id, 0), self._previous.get(ctx.conversation_id))
         decision = check_input(compiled, text, context)
         self.count(ctx.conversation_id, decision)
-        if compiled.topics is not None and not decision.stops:
+        if compiled.topics is not None and not decision.stops and not (context.previous and refers_back(text)):
+            # A follow-up that points back ("and that one?") keeps the turn it points at as the context of the
+            # next one, so that "and in red?" after it is still read with what it is about.
             self.remember(ctx.conversation_id, decision.text or text)
         return decision
 

@@ -9,13 +9,15 @@ broad one a lenient one; the global constants below were calibrated on CLINC150 
 At check time the message's scores are the best similarity to the allowed examples and, per denied topic,
 to that topic's examples. A denied topic wins when its score passes a floor and beats the allowed score by a
 margin; the message is off-topic when its allowed score is below the threshold. A short follow-up ("and the
-red one?") is also read together with the previous visitor turn, and the better-supported reading counts.
+red one?") is also read together with the previous visitor turn, and the better-supported reading counts, when
+it relates to that turn or points back at it ("and that one?", "is it waterproof?": `refers_back`).
 That reading is the normalized mean of the two turns' vectors: the previous turn's vector is still in the
 recent-messages cache, so a follow-up costs no second forward pass (the p95 latency budget is 15 ms).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +38,26 @@ FOLLOWUP_WORDS = 8  # messages up to this many words are also read with the prev
 CONTEXT_PENALTY = 0.03  # the contextual reading has to be clearly on-topic to count
 FOLLOWUP_RELATED = 0.15  # ... and the message must relate to the previous turn ("what is the capital of
 # France" after "where is my order" is not a follow-up, "and in blue?" after "this shirt in large" is)
+
+# A follow-up that points back at the previous turn ("and that one?", "what about the other one?", "is it
+# waterproof?") may share no word with it, so its embedding says nothing of the relation; these words say it.
+# EN, DE, FR, ES, like the requests for a person.
+REFERS_BACK = frozenset("""
+it its it's itself that this these those them they their theirs one ones other others another same
+es das dies diese dieser dieses den dem der die andere anderen anderes ihn ihm sie
+ça cela ceci celui celle ceux celles autre autres même le la les lui
+eso esto ese esa esos esas este esta otro otra otros otras mismo lo
+""".split())
+# Words that carry no topic of their own: a follow-up that points back may add at most one other word.
+FUNCTION_WORDS = frozenset("""
+a an the and or but so then also too what about how much many which who whom whose when where why is are was
+were be been do does did can could would will shall should may might must have has had i you he she we me my
+your our us of in on at for to with by from as if not no yes please ok okay any some more less than just
+und oder aber was wie wo wann ist sind gibt es ein eine mit von für bitte auch noch
+et ou mais quoi comment où quand est sont un une des du de avec pour aussi encore
+y o pero qué cómo dónde cuándo es son un una de con para también
+""".split())
+WORDS = re.compile(r"[\w']+")
 
 
 @dataclass(frozen=True)
@@ -87,11 +109,13 @@ def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
     return best
 
 
-def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = None) -> TopicMatch:
-    """The verdict for one message's unit vector, and optionally its reading with the previous turn."""
+def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = None,
+           penalty: float = CONTEXT_PENALTY) -> TopicMatch:
+    """The verdict for one message's unit vector, and optionally its reading with the previous turn (which
+    counts for the allowed topics, less `penalty`; a denied topic is judged on the message alone)."""
     allowed = float(_allowed_score(ct, vector[None, :])[0])
     if context_vector is not None:
-        allowed = max(allowed, float(_allowed_score(ct, context_vector[None, :])[0]) - CONTEXT_PENALTY)
+        allowed = max(allowed, float(_allowed_score(ct, context_vector[None, :])[0]) - penalty)
     if len(ct.denied):
         sims = ct.denied @ vector
         best = int(sims.argmax())
@@ -109,6 +133,14 @@ def is_followup(text: str) -> bool:
     return len(text.split()) <= FOLLOWUP_WORDS
 
 
+def refers_back(text: str) -> bool:
+    """Whether a short message points back at the previous turn and adds at most one word of its own."""
+    words = WORDS.findall(text.casefold().replace("’", "'"))
+    if not words or len(words) > FOLLOWUP_WORDS or REFERS_BACK.isdisjoint(words):
+        return False
+    return sum(w not in REFERS_BACK and w not in FUNCTION_WORDS for w in words) <= 1
+
+
 def with_context(message: Matrix, previous: Matrix) -> Matrix:
     """The reading of a follow-up together with the previous turn: the mean of the two unit vectors,
     normalized (close to embedding the two texts joined, and free when the previous turn's vector is known)."""
@@ -122,6 +154,8 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
     if not previous or not len(ct.allowed) or not is_followup(text):
         return decide(ct, embed([text])[0])
     vectors = embed([text, previous])
+    if refers_back(text):  # about what the previous turn was about, give or take a word
+        return decide(ct, vectors[0], vectors[1], penalty=0.0)
     if float(vectors[0] @ vectors[1]) < FOLLOWUP_RELATED:
         return decide(ct, vectors[0])
     return decide(ct, vectors[0], with_context(vectors[0], vectors[1]))
