@@ -122,6 +122,13 @@ class WebhookNotFound(NotFound):
     code = "webhook.not_found"
 
 
+class WebhookInvalid(InvalidRequest):
+    """A well-formed body whose values are refused (the URL, the event types)."""
+
+    status_code = 422
+    code = "webhook.invalid"
+
+
 class StorageUnavailable(WidgetError):
     status_code = 503
     code = "storage.unavailable"

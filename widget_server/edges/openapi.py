@@ -163,11 +163,11 @@ def _analytics_paths() -> dict[str, Any]:
         "/v1/webhooks": {
             "get": _op("List webhooks", {"200": _json(OBJ)}),
             "post": _op("Create a webhook; the signing secret is in this response only",
-                        {"201": _json(OBJ), "422": ERR}, webhook_body)},
+                        {"201": _json(OBJ), "409": ERR, "422": ERR}, webhook_body)},
         "/v1/webhooks/{id}": {"parameters": wid,
                               "delete": _op("Delete a webhook", {"204": {"description": "Deleted"}})},
-        "/v1/webhooks/{id}/attempts": {"parameters": wid, "get": _op("Delivery attempts, newest first",
-                                                                     {"200": _json(OBJ)})},
+        "/v1/webhooks/{id}/attempts": {"parameters": wid, "get": _op(
+            "Delivery attempts, newest first", {"200": _json(OBJ)}, parameters=_query("cursor", "limit"))},
     }
 
 

@@ -14,17 +14,10 @@ from widget_server.domain.analytics.destinations import UnsafeURL, parse_url, re
 from widget_server.domain.analytics.query import EVENT_TYPES, parse_limit
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.edges.http import deps, json_body, only_fields, tenant_of
-from widget_server.errors import Conflict, InvalidRequest, WebhookNotFound
+from widget_server.errors import Conflict, InvalidRequest, WebhookInvalid, WebhookNotFound
 from widget_server.ids import new_id
 
 MAX_WEBHOOKS = 20
-
-
-class WebhookInvalid(InvalidRequest):
-    """A well-formed body whose values are refused (the URL, the event types)."""
-
-    status_code = 422
-    code = "webhook.invalid"
 
 
 def dispatcher(request: Request) -> WebhookDispatcher:
