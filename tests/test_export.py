@@ -119,6 +119,24 @@ def test_jsonl_is_the_default_format_and_csv_carries_the_same_values(db_stack: S
         assert row == {k: "" if v is None else str(v) for k, v in ev.items()}
 
 
+TRICKY = {"text": "é ü 中文 😀 \"quoted\"\nline\\", "f": 0.1, "tiny": 1e-7, "big": 12345678901234567890, "neg": -3,
+          "t": True, "n": None, "nested": {"list": [1, "two", {"three": 3.5}]}, "empty": {},
+          "gen_ai.usage.input_tokens": 12}
+
+
+def test_the_database_rendered_export_keeps_every_value_as_the_query_shows_it(db_stack: Stack) -> None:
+    insert(db_stack.settings.resolved_database_url, [
+        event(db_stack.tenant_id, "error", attributes=TRICKY, persona_id=None, visitor_id=None, channel=None),
+        event(db_stack.tenant_id, "widget.closed", ts=T0 + timedelta(microseconds=123456), attributes={})])
+    events = db_stack.events()
+    assert jsonl(export(db_stack)) == events
+    assert events[0]["ts"] == "2026-03-01T23:30:00.000000+00:00" and events[0]["attributes"] == TRICKY
+    rows = csv_rows(export(db_stack, format="csv").text)
+    assert [json.loads(r["attributes"]) for r in rows] == [TRICKY, {}]
+    assert [r["ts"] for r in rows] == [e["ts"] for e in events]
+    assert rows[0]["persona_id"] == rows[0]["visitor_id"] == rows[0]["channel"] == ""
+
+
 def test_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(db_stack: Stack) -> None:
     url = db_stack.settings.resolved_database_url
     insert(url, [event(db_stack.tenant_id, "widget.opened", visitor_id=f, persona_id=f, channel=f[:12],

@@ -15,10 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from widget_server.backends.storage.export_rows import FORMULA_STARTS
 from widget_server.backends.storage.rows import Row
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ROW_GROUP = 10_000  # Parquet rows buffered before a row group is written: the bound on an export's memory
 
 
@@ -69,6 +68,15 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+class RenderedJsonlEncoder(JsonlEncoder):
+    """Lines the database wrote already (`ExportReader.lines`)."""
+
+    end = "\n"
+
+    def encode(self, rows: Sequence[Any]) -> bytes:
+        return (self.end.join(rows) + self.end).encode() if rows else b""
+
+
 class CsvEncoder:
     """RFC 4180 (CRLF, quotes doubled), so commas, quotes and newlines inside a cell read back unchanged."""
 
@@ -89,6 +97,13 @@ class CsvEncoder:
 
     def finish(self) -> bytes:
         return b""
+
+
+class RenderedCsvEncoder(CsvEncoder):
+    """Cells the database wrote already as text, neutralised there as `csv_cell` does (`ExportReader.cells`)."""
+
+    def encode(self, rows: Sequence[Any]) -> bytes:
+        return self._lines(rows)
 
 
 class _Sink(io.RawIOBase):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +18,15 @@ from typing import Any
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventFilter
+from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.rows import Row
-from widget_server.domain.analytics.encoders import ENCODERS, Encoder, Schema
+from widget_server.domain.analytics.encoders import (
+    ENCODERS,
+    Encoder,
+    RenderedCsvEncoder,
+    RenderedJsonlEncoder,
+    Schema,
+)
 from widget_server.domain.analytics.query import COLUMNS, EXPORT_SCHEMA, event_json, parse_filter
 from widget_server.errors import InvalidRequest
 
@@ -121,22 +129,41 @@ async def count(storage: Storage, export: Export) -> int:
 
 
 async def stream(
-    storage: Storage, export: Export, on_rows: Callable[[int], None] | None = None
+    storage: Storage, export: Export, on_rows: Callable[[int], None] | None = None, *, pace: float = 0.0
 ) -> AsyncIterator[bytes]:
-    """The file, chunk by chunk. Encoding runs in a worker thread so that live conversations keep their pace."""
-    encoder: Encoder = ENCODERS[export.format](export.schema)
+    """The file, chunk by chunk. With `pace` > 0 the export rests `pace` times as long as each page took to read
+    and encode (not counting the time the client takes to read it): inside the server it shares the CPU with live
+    conversations, and at full speed it would slow their first tokens down; so it takes longer instead."""
+    encoder, pages = _plan(storage, export)
     if head := encoder.start():
         yield head
-    async for rows in _pages(storage, export):
-        if chunk := await asyncio.to_thread(encoder.encode, rows):
+    began = time.monotonic()
+    async for rows in pages:
+        chunk = await asyncio.to_thread(encoder.encode, rows)
+        worked = time.monotonic() - began
+        if chunk:
             yield chunk
         if on_rows is not None:
             on_rows(len(rows))
+        if pace > 0:
+            await asyncio.sleep(worked * pace)
+        began = time.monotonic()
     if tail := await asyncio.to_thread(encoder.finish):
         yield tail
 
 
-async def _pages(storage: Storage, export: Export) -> AsyncIterator[list[Row]]:
+def _plan(storage: Storage, export: Export) -> tuple[Encoder, AsyncIterator[Sequence[Any]]]:
+    """Events as JSONL or CSV come rendered by the database (cheap for the live conversations sharing this
+    process); Parquet and conversation rows are typed rows encoded here."""
+    if export.level == "event" and export.format in ("jsonl", "csv"):
+        reader = ExportReader(storage.engine)
+        read = reader.cells if export.format == "csv" else reader.lines
+        encoder = RenderedCsvEncoder if export.format == "csv" else RenderedJsonlEncoder
+        return encoder(export.schema), read(export.tenant_id, export.filters, upto=export.upto, page=PAGE)
+    return ENCODERS[export.format](export.schema), _rows(storage, export)
+
+
+async def _rows(storage: Storage, export: Export) -> AsyncIterator[list[Row]]:
     if export.level == "conversation":
         agg, after = Aggregates(storage.engine), ""
         while rows := await agg.conversation_page(export.tenant_id, export.filters, upto=export.upto,
