@@ -7,8 +7,10 @@ of that spread minus a margin, clamped to a sane range. So a narrow policy gets 
 broad one a lenient one; the global constants below were calibrated on CLINC150 `val`/`oos_val` only.
 
 At check time the message's scores are the best similarity to the allowed examples and, per denied topic,
-to that topic's examples. A denied topic wins when its score passes a floor and beats the allowed score by a
-margin; the message is off-topic when its allowed score is below the threshold. A short follow-up ("and the
+to that topic's examples. A denied topic wins when the message is close to the topic, not to one of its words:
+to two of its examples on average, or to one of them very closely (a near paraphrase); and when it beats the
+allowed score by a margin. ("How do I stop a frozen program" shares a verb with "how do I kill someone", not a
+topic.) The message is off-topic when its allowed score is below the threshold. A short follow-up ("and the
 red one?") is also read together with the previous visitor turn, and the better-supported reading counts, when
 it relates to that turn or points back at it ("and that one?", "is it waterproof?": `refers_back`).
 That reading is the normalized mean of the two turns' vectors: the previous turn's vector is still in the
@@ -20,8 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 
 from widget_server.domain.guardrails.embed import Matrix
 from widget_server.domain.guardrails.policy import Topics
@@ -32,8 +36,17 @@ MIN_ALLOWED = 3  # fewer allowed examples than this cannot calibrate an off-topi
 LOO_PERCENTILE = 5.0  # of the allowed examples' leave-one-out scores
 LOO_MARGIN = 0.10
 THRESHOLD_RANGE = (0.35, 0.55)  # low end chosen on val: 0.30 gave F1 0.915, 0.35 0.933, 0.40 0.944 but 3.9 % refused
-DENY_FLOOR = 0.55  # a denied topic needs at least this similarity ...
-DENY_MARGIN = 0.05  # ... and to beat the allowed score by this much
+# A denied topic wins when its two closest examples are this similar to the message on average, or its closest
+# one this much (DENY_SINGLE when the topic has one example), and the closest beats the allowed score by
+# DENY_MARGIN. Chosen with `bench/guardrails.py --dev` on a development set of this project's own
+# (`bench/guardrail_dev.py`) and CLINC150 `val`/`oos_val`, by one rule: refuse at most half the harmless
+# questions (with the words of violence, weapons, drugs or hate) that the closest example alone at 0.55 refused,
+# and as many harmful requests as can be. Harmless refused 2.7 % -> 1.2 %, harmful 37.5 % -> 32.1 %; everyday
+# topics a tenant denies, 76 % -> 82 % of their messages refused.
+DENY_PAIR = 0.48
+DENY_CLOSE = 0.65
+DENY_SINGLE = 0.55
+DENY_MARGIN = 0.05
 FOLLOWUP_WORDS = 8  # messages up to this many words are also read with the previous turn
 CONTEXT_PENALTY = 0.03  # the contextual reading has to be clearly on-topic to count
 FOLLOWUP_RELATED = 0.15  # ... and the message must relate to the previous turn ("what is the capital of
@@ -67,6 +80,12 @@ class CompiledTopics:
     denied: Matrix  # (m, dim) unit vectors of the denied examples
     denied_ids: tuple[str, ...]  # the topic id of each denied row
     threshold: float | None  # the off-topic threshold, None when there are too few allowed examples
+
+    @cached_property
+    def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]:
+        """Each denied topic and the rows of its examples."""
+        ids = np.array(self.denied_ids)
+        return tuple((topic, np.flatnonzero(ids == topic)) for topic in dict.fromkeys(self.denied_ids))
 
 
 @dataclass(frozen=True)
@@ -116,17 +135,31 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
     allowed = float(_allowed_score(ct, vector[None, :])[0])
     if context_vector is not None:
         allowed = max(allowed, float(_allowed_score(ct, context_vector[None, :])[0]) - penalty)
-    if len(ct.denied):
-        sims = ct.denied @ vector
-        best = int(sims.argmax())
-        denied, topic = float(sims[best]), ct.denied_ids[best]
-        if denied >= DENY_FLOOR and denied >= allowed + DENY_MARGIN:
-            return TopicMatch("denied", topic, allowed, denied)
-    else:
-        denied = 0.0
+    topic, denied = denied_topic(ct, vector)
+    if topic is not None and denied >= allowed + DENY_MARGIN:
+        return TopicMatch("denied", topic, allowed, denied)
     if ct.threshold is not None and allowed < ct.threshold:
         return TopicMatch("off_topic", None, allowed, denied)
     return TopicMatch("on_topic", None, allowed, denied)
+
+
+def denied_topic(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
+    """The denied topic the message is close to (the closest, when several are), or None; and the similarity
+    of that topic's closest example (of any topic's, when none is close)."""
+    if not len(ct.denied):
+        return None, 0.0
+    sims = ct.denied @ vector
+    found, best = None, float(sims.max())
+    for topic, rows in ct.denied_rows:
+        top = np.sort(sims[rows])[::-1][:2]
+        first = float(top[0])
+        if len(top) == 1:
+            close = first >= DENY_SINGLE
+        else:
+            close = first >= DENY_CLOSE or float(top.mean()) >= DENY_PAIR
+        if close and (found is None or first > best):
+            found, best = topic, first
+    return found, best
 
 
 def is_followup(text: str) -> bool:
