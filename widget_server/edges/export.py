@@ -11,11 +11,6 @@ from widget_server.domain.analytics.summary import parse_summary, summarize
 from widget_server.edges.http import deps, tenant_of
 from widget_server.errors import StorageUnavailable
 
-# An export inside the server rests 0.75 s for each second of work, leaving CPU to live conversations: at full
-# speed a 1M-row export made their time to first token 1.3 to 1.6 times as long on two cores; paced, it stays
-# within about 10 %, and the export takes longer (bench/analytics.py). The CLI, a process of its own, is not paced.
-PACE = 0.75
-
 
 async def _settle(request: Request) -> None:
     """Write the events still in the writer's buffer, so the answer includes everything before the request."""
@@ -27,7 +22,8 @@ async def _settle(request: Request) -> None:
 
 async def export(request: Request) -> Response:
     """Errors come as JSON before the first byte; once streaming, a failure cuts the connection (no truncated
-    file that looks whole: the chunked body is left unterminated)."""
+    file that looks whole: the chunked body is left unterminated). Paced by `WIDGET_EXPORT_PACE`, so that live
+    conversations in this process keep their time to first token (bench/analytics.py); the CLI is not paced."""
     tenant_id = await tenant_of(request)
     storage = deps(request).storage
     planned = await exports.parse_export(storage, tenant_id, request.query_params)
@@ -35,8 +31,8 @@ async def export(request: Request) -> Response:
     planned = await exports.begin(storage, planned)
     headers = {"Content-Disposition": f'attachment; filename="{planned.filename(now())}"',
                "X-Export-Schema": planned.schema.name, "Cache-Control": "no-store"}
-    return StreamingResponse(exports.stream(storage, planned, pace=PACE), media_type=planned.media_type,
-                             headers=headers)
+    body = exports.stream(storage, planned, pace=deps(request).settings.export_pace)
+    return StreamingResponse(body, media_type=planned.media_type, headers=headers)
 
 
 async def summary(request: Request) -> Response:

@@ -136,7 +136,8 @@ def _analytics_paths() -> dict[str, Any]:
     events = _json({"type": "object", "required": ["data", "next_cursor", "has_more"], "properties": {
         "data": {"type": "array", "items": _ref("Event")}, "next_cursor": {"type": "string"},
         "has_more": {"type": "boolean"}}})
-    export = {"description": "A streamed file in schema widget_server.events/1 (the X-Export-Schema header)",
+    export = {"description": "A streamed file in schema widget_server.events/1, or widget_server.conversations/1 "
+                             "with level=conversation (the X-Export-Schema header says which)",
               "content": {t: {"schema": {"type": "string"}} for t in
                           ("application/x-ndjson", "text/csv", "application/vnd.apache.parquet")}}
     retention_body = {"type": "object", "additionalProperties": False, "required": ["retention_days"],
@@ -151,7 +152,8 @@ def _analytics_paths() -> dict[str, Any]:
         "/v1/analytics/export": {"get": _op("Export events (or conversations) as a streamed file",
                                             {"200": export}, parameters=_query(*FILTERS, "format", "level"))},
         "/v1/analytics/summary": {"get": _op("Aggregates: per day, time to first token, guardrails, feedback",
-                                             {"200": _json(OBJ)}, parameters=_query("persona", "from", "to"))},
+                                             {"200": _json(OBJ)},
+                                             parameters=_query("persona", "conversation", "visitor", "from", "to"))},
         "/v1/analytics/visitors/{visitor_id}": {
             "parameters": [{"name": "visitor_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             "delete": _op("Erase a visitor: events, conversations, messages, feedback; returns the counts",
