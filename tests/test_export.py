@@ -358,6 +358,9 @@ def test_summary_figures_for_a_known_set_of_events(db_stack: Stack) -> None:
     assert one_day["conversations"] == 1 and one_day["tokens"] == {"input": 30, "output": 9}
     persona = summary(db_stack, persona="per_b")
     assert persona["persona_id"] == "per_b" and persona["conversations"] == 1
+    week = summary(db_stack, **{"from": "2026-02-28", "to": "2026-03-04"})  # a chart's series: zero days too
+    assert [(d["day"], d["messages"]) for d in week["days"]] == [
+        ("2026-02-28", 0), ("2026-03-01", 3), ("2026-03-02", 1), ("2026-03-03", 0)]
     assert persona["ttft_ms"] == {"p50": 1000.0, "p95": 1000.0, "replies": 1}
     assert persona["feedback"] == {"up": 0, "down": 0} and persona["guardrails"]["by_reason"] == {"term.rival": 1}
     empty = summary(db_stack, persona="per_nobody")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
@@ -23,7 +23,8 @@ async def parse_summary(storage: Storage, tenant_id: str, params: Mapping[str, s
 
 async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> dict[str, Any]:
     """Conversations and messages per UTC day, time to first token p50/p95 (ms), tokens in and out, guardrail
-    triggers by reason, escalations, feedback (the latest rating of each reply). Days without events are left out."""
+    triggers by reason, escalations, feedback (the latest rating of each reply). `days` is a continuous series
+    (days without events count zero) over `from`..`to`, or from the first to the last day with events."""
     upto = await storage.events.high_water(tenant_id)
     raw = await Aggregates(storage.engine).summary(tenant_id, filters, upto)
     by_type: dict[str, int] = raw["by_type"]
@@ -36,7 +37,7 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> d
         "conversations": by_type.get("conversation.started", 0),
         "messages": by_type.get("message.received", 0),
         "replies": by_type.get("reply.completed", 0),
-        "days": [{"day": day, "conversations": convs, "messages": msgs} for day, convs, msgs in raw["days"]],
+        "days": _every_day(raw["days"], filters),
         "ttft_ms": {"p50": _ms(ttft["p50"]), "p95": _ms(ttft["p95"]), "replies": ttft["count"]},
         "tokens": {"input": raw["tokens"][0], "output": raw["tokens"][1]},
         "guardrails": {"triggered": by_type.get("guardrail.triggered", 0), "by_reason": rules},
@@ -45,6 +46,26 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> d
         "feedback": {"up": raw["ratings"].get("up", 0), "down": raw["ratings"].get("down", 0)},
         "errors": by_type.get("error", 0),
     }
+
+
+MAX_FILLED_DAYS = 3660
+
+
+def _every_day(rows: list[tuple[str, int, int]], filters: EventFilter) -> list[dict[str, Any]]:
+    """A chart wants a point per day: the days with events, and zeros between (and to the range's ends)."""
+    counts = {str(day)[:10]: (convs, msgs) for day, convs, msgs in rows}
+    if not counts and not (filters.ts_from and filters.ts_to):
+        return []
+    first = filters.ts_from.astimezone(UTC).date() if filters.ts_from else date.fromisoformat(min(counts))
+    if filters.ts_to:  # exclusive: a range ending at midnight does not include that day
+        last = (filters.ts_to.astimezone(UTC) - timedelta(microseconds=1)).date()
+    else:
+        last = date.fromisoformat(max(counts))
+    if (last - first).days > MAX_FILLED_DAYS:  # a very long range: only the days with events
+        return [{"day": d, "conversations": c, "messages": m} for d, (c, m) in sorted(counts.items())]
+    days = (first + timedelta(days=i) for i in range((last - first).days + 1))
+    return [{"day": d.isoformat(), "conversations": counts.get(d.isoformat(), (0, 0))[0],
+             "messages": counts.get(d.isoformat(), (0, 0))[1]} for d in days]
 
 
 def _ms(value: float | None) -> float | None:
