@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget_server.backends.storage.deliveries import enqueue
 from widget_server.backends.storage.rows import Row, as_row
 from widget_server.backends.storage.tables import (
     analytics_settings,
@@ -60,16 +61,20 @@ class EventStore:
     async def insert(self, rows: Sequence[Row]) -> None:
         """Write a batch in one transaction. An event already stored (a retried batch) is skipped by its `id`.
 
+        The same transaction enqueues each newly stored event's webhook deliveries (the outbox), so a crash
+        never leaves an event without them, and a retried batch never enqueues one twice.
         On PostgreSQL an advisory lock makes batches from every node commit one after another, so `seq` (drawn
         inside the lock) grows in commit order and a cursor that passed `seq` N never misses a later commit."""
         if not rows:
             return
         insert: Any = (postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events))
-        insert = insert.on_conflict_do_nothing(index_elements=["id"])
+        insert = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
         async with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
-            await conn.execute(insert, list(rows))
+            stored = set((await conn.execute(insert, list(rows))).scalars())
+            if stored:
+                await enqueue(conn, [r for r in rows if r["id"] in stored])
 
     async def high_water(self, tenant_id: str) -> int:
         """The newest committed `seq` of the tenant: an export stops there, so what arrives meanwhile is out."""

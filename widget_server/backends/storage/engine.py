@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from widget_server.backends.storage.analytics import EventStore
+from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
@@ -90,6 +91,7 @@ class Storage:
         self._messages = GroupCommit(self._insert_messages)
         self.events = EventStore(engine)
         self.webhooks = WebhookStore(engine)
+        self.deliveries = DeliveryStore(engine)
 
     async def migrate(self) -> None:
         async with self.engine.begin() as conn:

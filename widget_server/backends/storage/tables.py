@@ -158,3 +158,23 @@ webhook_attempts = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_webhook_attempts_webhook", "tenant_id", "webhook_id", "id"),
 )
+
+# The webhook outbox: one row per (webhook, event) still to be delivered, written in the transaction that stores the
+# event. A worker on any node claims due rows (`claimed_until`, a lease) and deletes a row once it is delivered or
+# out of tries; the history of every try is in `webhook_attempts`.
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("webhook_id", sa.String(40), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),  # the body is rebuilt from `events` at each try
+    sa.Column("event_type", sa.String(40), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),  # tries made so far
+    sa.Column("next_attempt_at", TS, nullable=False),
+    sa.Column("claimed_until", TS),  # NULL: nobody is trying it now
+    sa.Column("claimed_by", sa.String(40)),  # the dispatcher (node) holding the claim
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_webhook_event"),
+    sa.Index("ix_webhook_deliveries_due", "next_attempt_at"),
+)

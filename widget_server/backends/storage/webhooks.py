@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from widget_server.backends.storage.analytics import EVENT_LOCK
 from widget_server.backends.storage.rows import Row, as_row
-from widget_server.backends.storage.tables import webhook_attempts, webhooks
+from widget_server.backends.storage.tables import webhook_attempts, webhook_deliveries, webhooks
 
 WEBHOOK_LOCK = 727276  # PostgreSQL advisory lock: the per-tenant limit holds against concurrent creates
 
@@ -47,10 +48,16 @@ class WebhookStore:
         return as_row(row) if row else None
 
     async def delete(self, tenant_id: str, webhook_id: str) -> bool:
-        """The webhook and its attempts; False when the tenant has no such webhook."""
+        """The webhook, its pending deliveries and its attempts; False when the tenant has no such webhook.
+
+        On PostgreSQL this waits for an event batch being stored (the advisory lock of `EventStore.insert`),
+        which may be enqueueing deliveries to this webhook: the batch would otherwise fail on the foreign key."""
         async with self.engine.begin() as conn:
-            await conn.execute(sa.delete(webhook_attempts).where(
-                webhook_attempts.c.tenant_id == tenant_id, webhook_attempts.c.webhook_id == webhook_id))
+            if self.dialect == "postgresql":
+                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
+            for table in (webhook_deliveries, webhook_attempts):
+                await conn.execute(sa.delete(table).where(table.c.tenant_id == tenant_id,
+                                                          table.c.webhook_id == webhook_id))
             result = await conn.execute(
                 sa.delete(webhooks).where(webhooks.c.tenant_id == tenant_id, webhooks.c.id == webhook_id))
         return bool(result.rowcount)
