@@ -65,6 +65,7 @@ def create_app(
             on_written=webhooks.submit,
         )
         writer.start()
+        webhooks.start()  # deliveries left pending by an earlier process resume
         sink = events or writer
         sweeper = asyncio.create_task(sweep_forever(storage, settings.retention_days, settings.retention_sweep_s))
         deps = Deps(

@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     webhook_attempts: int = Field(6, gt=0)  # tries per delivery, the first included
     webhook_backoff_s: float = Field(2.0, gt=0)  # wait before the 2nd try; doubles after each failure
     webhook_allow_private: bool = False  # deliveries to loopback/private addresses (tests, on-premise receivers)
+    webhook_poll_s: float = Field(2.0, gt=0)  # how often a node looks for deliveries left by a restart or another node
 
     @property
     def resolved_database_url(self) -> str:

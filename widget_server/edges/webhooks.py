@@ -48,9 +48,7 @@ async def create_webhook(request: Request) -> Response:
     except WebhookLimit:
         raise Conflict(f"a tenant may have at most {MAX_WEBHOOKS} webhooks; delete one first",
                        code="webhook.limit_reached") from None
-    hooks = dispatcher(request)
-    hooks.invalidate(tenant_id)
-    secret = hooks.secret_for(row["id"], row["salt"])
+    secret = dispatcher(request).secret_for(row["id"], row["salt"])
     return JSONResponse({**to_public(row), "secret": secret}, status_code=201,
                         headers={"Location": f"/v1/webhooks/{row['id']}"})
 
@@ -59,7 +57,6 @@ async def delete_webhook(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     if not await deps(request).storage.webhooks.delete(tenant_id, request.path_params["id"]):
         raise WebhookNotFound("no such webhook")
-    dispatcher(request).invalidate(tenant_id)
     return Response(status_code=204)
 
 

@@ -1,304 +1,211 @@
-"""Webhook deliveries: each committed event, signed and POSTed to the tenant's matching webhooks, retried with backoff.
+"""Webhook deliveries from the outbox: due rows of `webhook_deliveries` claimed, signed, POSTed, retried with backoff.
 
-- `submit` (the event writer's after-commit hook) only appends to a bounded intake. A router task matches events
-  to webhooks (cached per tenant for `CACHE_TTL_S`; this node drops its entry at once on create and delete) and
-  starts one task per delivery, which makes up to `webhook_attempts` tries `webhook_backoff_s` apart (doubling,
-  with jitter) and records each try in `webhook_attempts`.
-- Bounded: at most `max_pending` deliveries exist at once (waiting, retrying or in flight; past that a delivery
-  is dropped and recorded as a failed attempt), at most `MAX_CONCURRENCY` requests are in flight and
-  `PER_WEBHOOK` to any one webhook, so a slow receiver delays only its own deliveries, never a turn.
-- Deliveries live in memory: at shutdown, those still running get `GRACE_S`, then are recorded as failed.
+- Deliveries are written in the transaction that stores their events (`backends/storage/deliveries.py`), so a
+  restart or a crash loses none. `submit` (the event writer's after-commit hook) only wakes the worker, which also
+  looks every `webhook_poll_s` (for work left by a restart or another node) and when a retry of its own falls due.
+- The worker claims due deliveries for a lease and runs each as a task: one try, then, in one transaction, its
+  attempt row and the delivery's next try (`webhook_backoff_s`, doubling, with jitter) or its removal. A try cut
+  short by a crash leaves a claim that expires after the lease; whichever worker looks next retries it.
+- Bounded: at most `MAX_CONCURRENCY` tries in flight per node and `PER_WEBHOOK` to any one webhook; the worker
+  claims only what it can start at once, so a slow receiver delays only its own deliveries, never a turn or the
+  event writer.
+- Shutdown: running tries get `GRACE_S`; those cut short are given back (claim cleared, not counted as a try) for
+  the next process or another node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import heapq
 import logging
 import random
 import time
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-import httpx
-
-from widget_server import __version__
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.rows import Row, now
-from widget_server.domain.analytics.destinations import UnsafeURL, resolve
-from widget_server.domain.analytics.query import event_json
-from widget_server.domain.analytics.signing import derive_secret, sign
-from widget_server.domain.analytics.writer import event_row
+from widget_server.domain.analytics.delivery import Hook, Sender, Try, delivery_body
+from widget_server.domain.analytics.signing import derive_secret
 from widget_server.domain.events import Event
 from widget_server.ids import new_id
 from widget_server.metrics import Metrics
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
-CACHE_TTL_S = 5.0  # how long another node may keep delivering to a webhook deleted elsewhere
-MAX_PENDING = 10_000
-MAX_INTAKE = 50_000
 MAX_CONCURRENCY = 16
 PER_WEBHOOK = 4
 GRACE_S = 2.0
-USER_AGENT = f"widget_server/{__version__}"
-
-
-@dataclass(frozen=True)
-class Hook:
-    id: str
-    tenant_id: str
-    url: str
-    types: frozenset[str]
-    secret: str
-
-    def wants(self, event_type: str) -> bool:
-        return "*" in self.types or event_type in self.types
-
-
-def delivery_body(event: Event) -> bytes:
-    """The JSON a receiver gets: the event exactly as `GET /v1/analytics/events` shows it, under `data`."""
-    data = event_json(event_row(event))
-    envelope = {"id": event.id, "type": event.type, "created": data["ts"], "data": data}
-    return json.dumps(envelope, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+LEASE_MARGIN_S = 30.0  # a claim lasts the try's timeout plus this, which covers recording the try under load
+MAX_IDLE_S = 30.0  # the longest wait between claims while the database keeps failing
 
 
 class WebhookDispatcher:
-    """Takes events once they are committed and delivers them to the tenant's webhooks, never blocking a turn."""
+    """Delivers the outbox's due deliveries to the tenants' webhooks, never blocking a turn or the writer."""
 
     def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, server_secret: str) -> None:
         self.storage = storage
         self.settings = settings
         self.metrics = metrics
         self._secret = server_secret
-        self.max_pending = MAX_PENDING
-        self._intake: deque[Event] = deque()
+        self.node = new_id("node")  # whose claims these are
+        self._sender = Sender(timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private,
+                              max_connections=MAX_CONCURRENCY)
         self._wake = asyncio.Event()
-        self._router: asyncio.Task[None] | None = None
-        self._cache: dict[str, tuple[float, list[Hook]]] = {}
-        self._generation = 0  # bumped by `invalidate`, so a lookup that raced a delete does not cache stale rows
-        self._deliveries: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(MAX_CONCURRENCY)
-        self._per_hook: dict[str, asyncio.Semaphore] = {}
-        self._per_hook_users: Counter[str] = Counter()
-        self._orphans: list[Row] = []  # attempts cut short by shutdown, recorded by `aclose`
-        self._client: httpx.AsyncClient | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._tries: set[asyncio.Task[None]] = set()
+        self._recording: set[asyncio.Future[None]] = set()
+        self._per_hook: Counter[str] = Counter()  # tries in flight per webhook
+        self._due: list[float] = []  # when this node's scheduled retries fall due (monotonic), a heap
+        self._backlog = False  # the last claim may have left due deliveries behind: a freed slot looks again
         self._closing = False
 
     def secret_for(self, webhook_id: str, salt: str) -> str:
         return derive_secret(self._secret, webhook_id, salt)
 
-    def invalidate(self, tenant_id: str) -> None:
-        """The tenant's webhooks changed: the next event reads them again."""
-        self._generation += 1
-        self._cache.pop(tenant_id, None)
-
-    @property
-    def pending(self) -> int:
-        return len(self._deliveries)
+    def start(self) -> None:
+        """Start the worker: deliveries left pending by an earlier process go out now."""
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work())
 
     def submit(self, events: Sequence[Event]) -> None:
-        """Queue events for delivery; returns at once and never raises (the writer calls it after each commit)."""
-        try:
-            wanted = [e for e in events if self._may_want(e)]
-            room = MAX_INTAKE - len(self._intake)
-            if len(wanted) > room:
-                log.error("webhook intake full: events not delivered", extra={"dropped": len(wanted) - room})
-                wanted = wanted[:max(room, 0)]
-            if not wanted:
-                return
-            self._intake.extend(wanted)
+        """The writer committed `events` and their deliveries with them: look for due ones now. Never raises."""
+        if events and not self._closing:
             self._wake.set()
-            if self._router is None:
-                self._router = asyncio.get_running_loop().create_task(self._route())
-        except Exception:
-            log.exception("webhook submit failed")
 
-    def _may_want(self, event: Event) -> bool:
-        """False only when the cache already knows that no webhook of the tenant wants this type."""
-        hit = self._cache.get(event.tenant_id)
-        if hit is None or hit[0] < time.monotonic():
-            return True
-        return any(h.wants(event.type) for h in hit[1])
-
-    async def _route(self) -> None:
-        while True:
-            while not self._intake:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-            event = self._intake[0]
+    async def _work(self) -> None:
+        failures = 0
+        while not self._closing:
+            self._wake.clear()
+            looked = time.monotonic()
             try:
-                hooks = await self._hooks(event.tenant_id)
-            except Exception as exc:  # the event stays first in line
-                log.warning("webhook lookup failed; retrying", extra={"error": type(exc).__name__})
-                await asyncio.sleep(1.0)
+                again = await self._claim()
+                failures = 0
+            except Exception as exc:
+                again = False
+                failures += 1
+                log.warning("webhook deliveries not claimed; retrying", extra={"error": type(exc).__name__})
+            if again:
                 continue
-            self._intake.popleft()
-            await self._dispatch(event, [h for h in hooks if h.wants(event.type)])
+            while self._due and self._due[0] <= looked:
+                heapq.heappop(self._due)
+            poll = self.settings.webhook_poll_s
+            wait = min(poll * 2 ** min(failures, 10), max(MAX_IDLE_S, poll))
+            if self._due:
+                wait = min(wait, max(self._due[0] - time.monotonic(), 0.0))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
-    async def _dispatch(self, event: Event, hooks: list[Hook]) -> None:
-        dropped: list[Row] = []
-        for hook in hooks:
-            if len(self._deliveries) >= self.max_pending:
-                dropped.append(self._attempt_row(hook, event, 1, "failed", None, "dropped: delivery queue full", 0))
-                self.metrics.webhook_deliveries.labels("failed").inc()
-                continue
-            task = asyncio.get_running_loop().create_task(self._deliver(hook, event))
-            self._deliveries.add(task)
-            task.add_done_callback(self._deliveries.discard)
-        if dropped:
-            log.error("webhook queue full: deliveries dropped", extra={
-                "tenant_id": event.tenant_id, "event_id": event.id, "dropped": len(dropped)})
-            await self._record(dropped)
+    async def _claim(self) -> bool:
+        """Claim what can start now and start it; True when more may be due and there is room to take it."""
+        free = MAX_CONCURRENCY - len(self._tries)
+        if free <= 0:
+            self._backlog = True
+            return False
+        busy = [hook_id for hook_id, n in self._per_hook.items() if n >= PER_WEBHOOK]
+        rows = await self.storage.deliveries.claim(
+            self.node, limit=free, lease_s=self.settings.webhook_timeout_s + LEASE_MARGIN_S, skip=busy)
+        extra = []
+        for row in rows:
+            if self._per_hook[row["webhook_id"]] >= PER_WEBHOOK:
+                extra.append(row["id"])  # this webhook's slots filled up within the batch: back to the table
+            else:
+                self._start(row)
+        if extra:
+            await self.storage.deliveries.release(self.node, extra)
+        self._backlog = len(rows) == free or bool(busy) or bool(extra)
+        return len(rows) == free and len(extra) < len(rows) and not self._closing
 
-    async def _hooks(self, tenant_id: str) -> list[Hook]:
-        hit = self._cache.get(tenant_id)
-        if hit is not None and hit[0] >= time.monotonic():
-            return hit[1]
-        generation = self._generation
-        rows = await self.storage.webhooks.for_tenant(tenant_id)
-        hooks = [Hook(r["id"], r["tenant_id"], r["url"], frozenset(r["event_types"]),
-                      self.secret_for(r["id"], r["salt"])) for r in rows]
-        if generation == self._generation:
-            if len(self._cache) > 10_000:
-                self._cache = {k: v for k, v in self._cache.items() if v[0] >= time.monotonic()}
-            self._cache[tenant_id] = (time.monotonic() + CACHE_TTL_S, hooks)
-        return hooks
+    def _start(self, row: Row) -> None:
+        hook_id = row["webhook_id"]
+        self._per_hook[hook_id] += 1
+        task = asyncio.get_running_loop().create_task(self._try(row))
+        self._tries.add(task)
+        task.add_done_callback(lambda t: self._done(t, hook_id))
 
-    async def _still_there(self, hook: Hook) -> bool:
-        try:
-            return any(h.id == hook.id for h in await self._hooks(hook.tenant_id))
-        except Exception:
-            return True  # the database is briefly away: keep trying; recording the attempt will tell
+    def _done(self, task: asyncio.Task[None], hook_id: str) -> None:
+        self._tries.discard(task)
+        self._per_hook[hook_id] -= 1
+        if self._per_hook[hook_id] <= 0:
+            del self._per_hook[hook_id]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("webhook try failed", exc_info=exc, extra={"webhook_id": hook_id})
+        if self._backlog and not self._closing:
+            self._wake.set()
 
-    async def _deliver(self, hook: Hook, event: Event) -> None:
-        body = delivery_body(event)
-        tries = self.settings.webhook_attempts
-        upcoming = 1  # the try that a shutdown would cut short
-        try:
-            for attempt in range(1, tries + 1):
-                if attempt > 1:
-                    await asyncio.sleep(self._delay(attempt))
-                    if not await self._still_there(hook):
-                        return
-                async with self._limit(hook.id):
-                    status, error, ms = await self._post(hook, event, body, attempt)
-                delivered = status is not None and 200 <= status < 300
-                outcome = "delivered" if delivered else "failed" if attempt == tries else "retrying"
-                self.metrics.webhook_deliveries.labels(outcome).inc()
-                upcoming = tries + 1 if delivered else attempt + 1
-                row = self._attempt_row(hook, event, attempt, outcome, status, error, ms)
-                stored = await asyncio.shield(self._record([row]))
-                if delivered or not stored:  # not stored: the webhook was deleted meanwhile
-                    return
-            log.warning("webhook delivery failed", extra={
-                "tenant_id": hook.tenant_id, "webhook_id": hook.id, "event_id": event.id, "attempts": tries})
-        except asyncio.CancelledError:
-            if upcoming <= tries:
-                self._orphans.append(self._attempt_row(hook, event, upcoming, "failed", None,
-                                                       "cancelled: the server shut down", 0))
-                self.metrics.webhook_deliveries.labels("failed").inc()
-            raise
+    async def _try(self, row: Row) -> None:
+        if row["event"] is None:  # erased or purged since: it is not ours to send any more
+            with contextlib.suppress(Exception):  # else its claim expires and it is dropped next time
+                await self.storage.deliveries.drop(row["id"], self.node)
+            return
+        hook = Hook(row["webhook_id"], row["tenant_id"], row["url"], self.secret_for(row["webhook_id"], row["salt"]))
+        attempt = row["attempts"] + 1
+        tried = await self._sender.post(hook, row["event_id"], delivery_body(row["event"]), attempt)
+        last = attempt >= self.settings.webhook_attempts
+        outcome = "delivered" if tried.delivered else "failed" if last else "retrying"
+        self.metrics.webhook_deliveries.labels(outcome).inc()
+        retry_in = None if outcome != "retrying" else self._delay(attempt + 1)
+        # the try has its answer: a shutdown from here on must not lose it
+        recording = asyncio.ensure_future(self._record(row, attempt, outcome, tried, retry_in))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+        await asyncio.shield(recording)
 
     def _delay(self, attempt: int) -> float:
         """Before try `attempt` (2, 3, …): backoff, doubled each time, plus up to 20 % jitter."""
         return float(self.settings.webhook_backoff_s * 2 ** (attempt - 2) * random.uniform(1.0, 1.2))
 
-    @contextlib.asynccontextmanager
-    async def _limit(self, webhook_id: str) -> AsyncIterator[None]:
-        """A slot of this webhook first, then a global one: a slow webhook's backlog waits without holding slots."""
-        sem = self._per_hook.setdefault(webhook_id, asyncio.Semaphore(PER_WEBHOOK))
-        self._per_hook_users[webhook_id] += 1
+    async def _record(self, row: Row, attempt: int, outcome: str, tried: Try, retry_in: float | None) -> None:
+        """The attempt row, and the delivery's next try or its removal, in one transaction."""
+        stamp = now()
+        attempt_row = {"id": new_id("wha"), "tenant_id": row["tenant_id"], "webhook_id": row["webhook_id"],
+                       "event_id": row["event_id"], "event_type": row["event_type"], "attempt": attempt,
+                       "outcome": outcome, "status_code": tried.status,
+                       "error": tried.error[:300] if tried.error else None, "duration_ms": tried.ms,
+                       "created_at": stamp}
+        retry_at = stamp + timedelta(seconds=retry_in) if retry_in is not None else None
+        context: dict[str, Any] = {"tenant_id": row["tenant_id"], "webhook_id": row["webhook_id"],
+                                   "event_id": row["event_id"], "attempt": attempt}
         try:
-            async with sem, self._slots:
-                yield
-        finally:
-            self._per_hook_users[webhook_id] -= 1
-            if not self._per_hook_users[webhook_id]:
-                del self._per_hook_users[webhook_id]
-                del self._per_hook[webhook_id]
-
-    async def _post(self, hook: Hook, event: Event, body: bytes, attempt: int) -> tuple[int | None, str | None, int]:
-        """One try: (status code, error, milliseconds), within `webhook_timeout_s` in all (DNS included).
-        Redirects are not followed and the response body is not read."""
-        started = time.monotonic()
-        status: int | None = None
-        error: str | None = None
-        try:
-            async with asyncio.timeout(self.settings.webhook_timeout_s):
-                status = await self._send(hook, event, body, attempt)
-            if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except TimeoutError:
-            error = f"timed out after {self.settings.webhook_timeout_s:g} s"
-        except UnsafeURL as exc:
-            error = f"refused: {exc}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # whatever else a receiver provokes is its attempt's error, not our crash
-            log.warning("webhook attempt raised", exc_info=True, extra={"webhook_id": hook.id})
-            error = f"{type(exc).__name__}: {exc}"
-        return status, error, round((time.monotonic() - started) * 1000)
-
-    async def _send(self, hook: Hook, event: Event, body: bytes, attempt: int) -> int:
-        url = httpx.URL(hook.url)
-        address = await resolve(url, allow_private=self.settings.webhook_allow_private)
-        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "Widget-Event-Id": event.id,
-                   "Widget-Delivery-Attempt": str(attempt), "Widget-Signature": sign(hook.secret, body)}
-        extensions: dict[str, Any] = {}
-        if address is not None:  # connect to the address that was checked, not to whatever DNS says next
-            headers["Host"] = url.netloc.decode("ascii")
-            if url.scheme == "https":
-                extensions["sni_hostname"] = url.raw_host.decode("ascii")  # the certificate is checked against it
-            url = url.copy_with(host=address)
-        async with self._http().stream("POST", url, content=body, headers=headers, extensions=extensions) as resp:
-            return resp.status_code
-
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=MAX_CONCURRENCY, max_keepalive_connections=MAX_CONCURRENCY)
-            self._client = httpx.AsyncClient(timeout=self.settings.webhook_timeout_s, follow_redirects=False,
-                                             trust_env=False, limits=limits)
-        return self._client
-
-    def _attempt_row(self, hook: Hook, event: Event, attempt: int, outcome: str, status: int | None,
-                     error: str | None, ms: int) -> Row:
-        return {"id": new_id("wha"), "tenant_id": hook.tenant_id, "webhook_id": hook.id, "event_id": event.id,
-                "event_type": event.type, "attempt": attempt, "outcome": outcome, "status_code": status,
-                "error": error[:300] if error else None, "duration_ms": ms, "created_at": now()}
-
-    async def _record(self, rows: list[Row]) -> int:
-        """Store attempts; returns how many were stored (those of a deleted webhook are not)."""
-        try:
-            return await self.storage.webhooks.record_attempts(rows)
-        except Exception as exc:
-            log.warning("webhook attempts not recorded", extra={"count": len(rows), "error": type(exc).__name__})
-            return len(rows)
+            stored = await self.storage.deliveries.finish(row["id"], self.node, attempt_row, retry_at)
+        except Exception as exc:  # the claim expires and the try is made again, with the same number
+            log.warning("webhook attempt not recorded", extra={**context, "error": type(exc).__name__})
+            return
+        if not stored:
+            return  # the webhook was deleted meanwhile
+        if retry_in is not None:
+            heapq.heappush(self._due, time.monotonic() + retry_in)
+            self._wake.set()  # the worker's next wait ends when this retry falls due
+        elif outcome == "failed":
+            log.warning("webhook delivery failed", extra=context)
 
     async def aclose(self) -> None:
-        """Route what is queued, give running deliveries `GRACE_S`, then cancel the rest and record them."""
+        """Stop claiming, give running tries `GRACE_S`, record what finished and give back the rest."""
         self._closing = True
         self._wake.set()
         deadline = time.monotonic() + GRACE_S
-        if self._router is not None:
+        if self._worker is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._router), GRACE_S)
-            self._router.cancel()
+                await asyncio.wait_for(asyncio.shield(self._worker), GRACE_S)
+            self._worker.cancel()
             with contextlib.suppress(BaseException):
-                await self._router
-        if running := set(self._deliveries):
+                await self._worker
+        if running := set(self._tries):
             _, late = await asyncio.wait(running, timeout=max(deadline - time.monotonic(), 0.05))
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        if self._orphans:
-            log.warning("webhook deliveries cut short by shutdown", extra={"count": len(self._orphans)})
-            await self._record(self._orphans)
-            self._orphans = []
-        if self._client is not None:
-            await self._client.aclose()
+        if self._recording:
+            await asyncio.wait(set(self._recording), timeout=GRACE_S)
+        try:
+            released = await self.storage.deliveries.release(self.node)
+        except Exception as exc:  # their claims expire after the lease instead
+            log.warning("webhook claims not given back at shutdown", extra={"error": type(exc).__name__})
+        else:
+            if released:
+                log.info("webhook deliveries given back at shutdown", extra={"count": released})
+        await self._sender.aclose()
