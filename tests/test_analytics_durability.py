@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import ORIGIN, WS, Stack, _tenant
 from tests.support.proxy import Proxy
-from tests.support.servers import free_port
+from tests.support.servers import serve_process
 from tests.support.upstream import Upstream
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.events import Event
@@ -28,22 +26,9 @@ from widget_server.metrics import Metrics
 
 
 def _serve(tmp_path: Path, db_url: str, upstream_url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "WIDGET_DATA_DIR": str(tmp_path), "WIDGET_DATABASE_URL": db_url,
-           "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream_url, "WIDGET_SECRET_KEY": "sigterm",
-           "WIDGET_RATE_LIMIT_MESSAGES": "1000"}
-    proc = subprocess.Popen([sys.executable, "-m", "widget_server", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(url + "/health").status_code in (200, 503):
-                return proc, url
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
+    return serve_process({"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_DATABASE_URL": db_url,
+                          "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream_url,
+                          "WIDGET_SECRET_KEY": "sigterm", "WIDGET_RATE_LIMIT_MESSAGES": "1000"})
 
 
 def test_sigterm_while_20_conversations_stream_loses_no_event(

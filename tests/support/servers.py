@@ -1,14 +1,18 @@
-"""Real servers for tests: any ASGI app under uvicorn on a free loopback port, in a thread."""
+"""Real servers for tests: any ASGI app under uvicorn on a free loopback port, in a thread or a process."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -36,3 +40,20 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+def serve_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """`widget-server serve` in its own process with these `WIDGET_*` settings; returns it once `/health` answers."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "widget_server", "serve", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/health").status_code in (200, 503):
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
