@@ -16,6 +16,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.receiver import Receiver
 from tests.support.servers import serve_in_thread
 from tests.support.upstream import Upstream
 from widget_server.app import create_app
@@ -216,3 +217,13 @@ def stack_factory(settings_factory: Callable[..., Settings]) -> Iterator[Callabl
 @pytest.fixture
 def stack(stack_factory: Callable[..., Stack]) -> Stack:
     return stack_factory()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (tests/support/receiver.py)."""
+    r = Receiver()
+    with serve_in_thread(r.app()) as url:
+        r.url = url
+        yield r
+        r.delay.clear()
