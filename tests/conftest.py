@@ -28,9 +28,9 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ORIGIN = "https://shop.example"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new PostgreSQL database, dropped afterwards."""
     import asyncpg
 
     name = f"widget_test_{secrets.token_hex(4)}"
@@ -46,8 +46,17 @@ def pg_url() -> Iterator[str]:
         asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     except OSError as exc:
         pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} ({exc}); .ci/run starts it")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

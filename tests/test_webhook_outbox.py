@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ORIGIN, Stack, _tenant
+from tests.conftest import ORIGIN, Stack, _tenant, fresh_pg_database
 from tests.support.receiver import Receiver, attempts, create, readme_verify
 from tests.support.servers import serve_in_thread, serve_process
 from tests.support.upstream import Upstream
@@ -136,22 +136,10 @@ def test_a_server_killed_without_shutdown_still_delivers_after_the_restart(
 
 
 @pytest.fixture
-def own_pg(pg_url: str) -> Iterator[str]:
+def own_pg() -> Iterator[str]:
     """A PostgreSQL database of its own: no other test's deliveries in it, so the nodes' counts add up exactly."""
-    import asyncpg
-
-    name = f"widget_test_{secrets.token_hex(4)}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(pg_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield pg_url.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    with fresh_pg_database() as url:
+        yield url
 
 
 def test_two_servers_on_one_postgres_deliver_each_event_exactly_once(
