@@ -78,11 +78,9 @@ class EventWriter:
             self._spill_oldest(len(self._buffer) - self._max_buffer // 2)
         if len(self._buffer) >= self._batch:
             self._wake.set()
-        if self._task is None:
-            with contextlib.suppress(RuntimeError):  # no running loop (a sync caller): the next flush takes it
-                self._task = asyncio.get_running_loop().create_task(self._run())
 
     def start(self) -> None:
+        """Run the writing loop in the current event loop (the app's lifespan calls this once)."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
