@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server import __version__
+from widget_server.domain.analytics.query import FILTERS
 from widget_server.domain.guardrails.policy import Policy
 from widget_server.domain.personas import PersonaBody
 
@@ -127,9 +128,6 @@ def _query(*names: str) -> list[dict[str, Any]]:
         "format": "jsonl, csv or parquet", "level": "event (default) or conversation: one row per conversation",
     }
     return [{"name": n, "in": "query", "schema": {"type": "string"}, "description": described[n]} for n in names]
-
-
-FILTERS = ("type", "persona", "conversation", "visitor", "from", "to")
 
 
 def _analytics_paths() -> dict[str, Any]:
