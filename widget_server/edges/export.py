@@ -1,23 +1,15 @@
-"""`/v1/analytics/export` (a streamed file) and `/v1/analytics/summary` (JSON aggregates)."""
+"""`GET /v1/analytics/export`: a streamed file of events (or one row per conversation)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
-from widget_server.backends.storage.rows import now
+from widget_server.clock import now
 from widget_server.domain.analytics import export as exports
-from widget_server.domain.analytics.summary import parse_summary, summarize
-from widget_server.edges.http import deps, tenant_of
-from widget_server.errors import StorageUnavailable
-
-
-async def _settle(request: Request) -> None:
-    """Write the events still in the writer's buffer, so the answer includes everything before the request."""
-    try:
-        await request.state.writer.flush()
-    except Exception as exc:
-        raise StorageUnavailable("the database is unavailable") from exc
+from widget_server.edges.analytics import settle
+from widget_server.edges.http import tenant_of
+from widget_server.edges.state import app_state
 
 
 async def export(request: Request) -> Response:
@@ -25,19 +17,12 @@ async def export(request: Request) -> Response:
     file that looks whole: the chunked body is left unterminated). Paced by `WIDGET_EXPORT_PACE`, so that live
     conversations in this process keep their time to first token (bench/analytics.py); the CLI is not paced."""
     tenant_id = await tenant_of(request)
-    storage = deps(request).storage
+    state = app_state(request)
+    storage = state.deps.storage
     planned = await exports.parse_export(storage, tenant_id, request.query_params)
-    await _settle(request)
+    await settle(request)
     planned = await exports.begin(storage, planned)
     headers = {"Content-Disposition": f'attachment; filename="{planned.filename(now())}"',
                "X-Export-Schema": planned.schema.name, "Cache-Control": "no-store"}
-    body = exports.stream(storage, planned, pace=deps(request).settings.export_pace)
+    body = exports.stream(storage, planned, pace=state.settings.export_pace)
     return StreamingResponse(body, media_type=planned.media_type, headers=headers)
-
-
-async def summary(request: Request) -> Response:
-    tenant_id = await tenant_of(request)
-    storage = deps(request).storage
-    filters = await parse_summary(storage, tenant_id, request.query_params)
-    await _settle(request)
-    return JSONResponse(await summarize(storage, tenant_id, filters))

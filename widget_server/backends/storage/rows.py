@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from widget_server.clock import now
+
+__all__ = ["Row", "as_row", "aware", "now"]
 Row = dict[str, Any]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def aware(value: datetime) -> datetime:

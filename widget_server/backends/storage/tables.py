@@ -55,6 +55,10 @@ conversations = sa.Table(
     sa.Column("origin", sa.String(300)),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # The guardrail state: refusals in a row (`escalation.after_refusals`) and the visitor's last turn let through
+    # (the context a follow-up is read with). Written with the turn's messages, so it holds across restarts and nodes.
+    sa.Column("guard_refusals", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("guard_previous", sa.Text),
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
     sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
 )

@@ -1,22 +1,20 @@
-"""Opening the database, running migrations, and the queries the domain needs (all tenant-scoped)."""
+"""`Storage`: the queries the domain needs, every one tenant-scoped (`connect` opens and migrates the database)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventStore
 from widget_server.backends.storage.deliveries import DeliveryStore
+from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
@@ -32,54 +30,12 @@ from widget_server.backends.storage.tables import (
 from widget_server.backends.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
-__all__ = ["DuplicateError", "Storage", "now", "open_storage"]
-MIGRATIONS = Path(__file__).parent / "migrations"
 MESSAGE_COLUMNS = [c.name for c in messages.columns]
+GuardColumns = dict[str, Any]  # {"guard_refusals": int, "guard_previous": str | None}
 
 
 class DuplicateError(Exception):
     """A unique constraint refused the write."""
-
-
-def async_url(url: str) -> str:
-    """`sqlite:///x.db` and `postgresql://…` as the async drivers spell them."""
-    scheme, _, rest = url.partition("://")
-    base = scheme.split("+")[0]
-    if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    if base in ("postgresql", "postgres"):
-        return f"postgresql+asyncpg://{rest}"
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
-
-
-async def open_storage(url: str) -> Storage:
-    """Connect and bring the schema to the newest migration."""
-    aurl = async_url(url)
-    if aurl.startswith("sqlite"):
-        Path(aurl.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(aurl, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_async_engine(aurl, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    storage = Storage(engine)
-    await storage.migrate()
-    return storage
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _upgrade(sync_conn: sa.Connection) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = sync_conn
-    command.upgrade(cfg, "head")
 
 
 class Storage:
@@ -92,13 +48,8 @@ class Storage:
         self.events = EventStore(engine)
         self.webhooks = WebhookStore(engine)
         self.deliveries = DeliveryStore(engine)
-
-    async def migrate(self) -> None:
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Several nodes may start at once: one migrates, the others wait for it.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
-            await conn.run_sync(_upgrade)
+        self.aggregates = Aggregates(engine)
+        self.export_rows = ExportReader(engine)
 
     async def close(self) -> None:
         await self._messages.aclose()
@@ -220,23 +171,36 @@ class Storage:
         )
         await self._write(query)
 
-    async def add_message(self, row: Row) -> None:
-        """Returns once the message is committed; concurrent messages share a transaction (group commit)."""
-        await self._messages.add({column: row.get(column) for column in MESSAGE_COLUMNS})
+    async def add_message(self, row: Row, guard_state: GuardColumns | None = None) -> None:
+        """Returns once the message is committed; concurrent messages share a transaction (group commit).
+        `guard_state` (the conversation's guardrail state after this message) is written in the same transaction."""
+        message = {column: row.get(column) for column in MESSAGE_COLUMNS}
+        await self._messages.add({"message": message, "guard": guard_state})
 
-    async def _insert_messages(self, rows: list[Row]) -> None:
+    async def _insert_messages(self, items: list[Row]) -> None:
         latest: dict[tuple[str, str], datetime] = {}
-        for row in rows:
+        guard: dict[tuple[str, str], GuardColumns] = {}
+        for item in items:
+            row = item["message"]
             key = (row["tenant_id"], row["conversation_id"])
             latest[key] = max(latest.get(key, row["created_at"]), row["created_at"])
-        touch = (
-            sa.update(conversations)
-            .where(conversations.c.tenant_id == sa.bindparam("t"), conversations.c.id == sa.bindparam("c"))
-            .values(updated_at=sa.bindparam("stamp"))
-        )
-        async with self.engine.begin() as conn:  # two executemany calls, however many rows and conversations
-            await conn.execute(sa.insert(messages), rows)
-            await conn.execute(touch, [{"t": t, "c": c, "stamp": stamp} for (t, c), stamp in latest.items()])
+            if item["guard"] is not None:
+                guard[key] = item["guard"]  # the last one queued is the newest
+        c = conversations.c
+        where = (c.tenant_id == sa.bindparam("t"), c.id == sa.bindparam("c"))
+        touch = sa.update(conversations).where(*where).values(updated_at=sa.bindparam("stamp"))
+        touch_guard = sa.update(conversations).where(*where).values(
+            updated_at=sa.bindparam("stamp"), guard_refusals=sa.bindparam("refusals"),
+            guard_previous=sa.bindparam("previous"))
+        plain = [{"t": t, "c": cid, "stamp": stamp} for (t, cid), stamp in latest.items() if (t, cid) not in guard]
+        guarded = [{"t": t, "c": cid, "stamp": latest[(t, cid)], "refusals": g["guard_refusals"],
+                    "previous": g["guard_previous"]} for (t, cid), g in guard.items()]
+        async with self.engine.begin() as conn:  # at most three executemany calls, however many rows
+            await conn.execute(sa.insert(messages), [item["message"] for item in items])
+            if plain:
+                await conn.execute(touch, plain)
+            if guarded:
+                await conn.execute(touch_guard, guarded)
 
     async def list_messages(self, tenant_id: str, conversation_id: str, limit: int | None = None) -> list[Row]:
         query = sa.select(messages).where(

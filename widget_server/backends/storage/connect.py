@@ -1,0 +1,64 @@
+"""Opening the database: the URL picks SQLite (WAL) or PostgreSQL, and the schema is brought to the newest migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from widget_server.backends.storage.store import Storage
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 727274  # PostgreSQL advisory lock: one of several starting nodes migrates, the others wait
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` and `postgresql://…` as the async drivers spell them."""
+    scheme, _, rest = url.partition("://")
+    base = scheme.split("+")[0]
+    if base == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if base in ("postgresql", "postgres"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
+
+
+async def open_storage(url: str) -> Storage:
+    """Connect and bring the schema to the newest migration."""
+    aurl = async_url(url)
+    if aurl.startswith("sqlite"):
+        Path(aurl.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(aurl, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(aurl, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    await migrate(engine)
+    return Storage(engine)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _upgrade(sync_conn: sa.Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        await conn.run_sync(_upgrade)
