@@ -27,7 +27,7 @@ import numpy as np
 from bench.guardrail_dev import BENIGN_EDGY, HARMFUL
 from widget_server.domain.guardrails import CheckContext, StrictFilter, check_input, compile_policy, parse_policy
 from widget_server.domain.guardrails import topics as tp
-from widget_server.domain.guardrails.embed import embed_cached
+from widget_server.domain.guardrails.embeddings import embed_cached
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 

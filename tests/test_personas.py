@@ -189,10 +189,18 @@ def test_unknown_nested_field_is_400_naming_its_path(db_stack: Stack) -> None:
 
 @pytest.mark.parametrize("body", [{"name": ""}, {"name": "X", "slug": "Not A Slug"},
                                   {"name": "X", "starters": "hi"}, {"name": "X", "avatar_url": "javascript:x"},
-                                  {"name": "X", "provider": {"temperature": 5}}, ["name"]])
-def test_invalid_values_are_400(db_stack: Stack, body: Any) -> None:
+                                  {"name": "X", "provider": {"temperature": 5}}])
+def test_invalid_values_are_422_naming_the_field(db_stack: Stack, body: Any) -> None:
     api = Api(db_stack)
-    assert_error(api.post(body), 400, "request.invalid", "invalid_request")
+    err = assert_error(api.post(body), 422, "persona.invalid", "invalid_request")
+    assert fields_named(err) and fields_named(err) <= set(body) | {f"{k}.{n}" for k, v in body.items()
+                                                                    if isinstance(v, dict) for n in v}
+    assert api.get().json() == {"data": []}
+
+
+def test_a_body_that_is_not_an_object_is_400(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    assert_error(api.post(["name"]), 400, "request.invalid", "invalid_request")
     assert api.get().json() == {"data": []}
 
 
@@ -317,3 +325,20 @@ def test_patch_merges_nested_objects_and_null_resets_a_field(stack: Stack) -> No
                                     "max_tokens": None}
     r = httpx.patch(f"{stack.url}/v1/personas/{slug}", headers=auth, json={"provider": {"temperature": None}})
     assert r.json()["provider"]["temperature"] == 0.7 and r.json()["provider"]["model"] == "words-3"
+
+
+@pytest.mark.parametrize(("topics", "field"), [
+    ({"allowed": [{"id": "bike repair", "examples": ["fix my bike"]}]}, "topics.allowed.0.id"),
+    ({"allowed": [{"id": "repair", "examples": []}]}, "topics.allowed.0.examples"),
+    ({"denied": [{"id": "medical", "examples": ["dose?"], "colour": "red"}]}, "topics.denied.0.colour"),
+    ({"off_topic": "ignore"}, "topics.off_topic"),
+])
+def test_topics_the_policy_would_refuse_are_refused_when_written(db_stack: Stack, topics: Any, field: str) -> None:
+    api = Api(db_stack)
+    r = api.post({"name": "X", "topics": topics})
+    assert r.status_code in (400, 422), r.text
+    assert field in fields_named(r.json()["error"])
+    made = api.post(full_body()).json()
+    r = api.patch(made["id"], {"topics": topics})
+    assert r.status_code in (400, 422) and field in fields_named(r.json()["error"])
+    assert api.get(made["id"]).json() == made  # nothing was written

@@ -8,11 +8,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from widget_server.domain.guard import Decision, GuardContext
-from widget_server.domain.guardrails import CheckContext, CompiledPolicy, check_input, compile_policy, parse_policy
-from widget_server.domain.guardrails.embed import embed
+from widget_server.domain.guardrails import (
+    CheckContext,
+    CompiledPolicy,
+    Decision,
+    check_input,
+    compile_policy,
+    parse_policy,
+)
+from widget_server.domain.guardrails.embeddings import embed
+from widget_server.domain.guardrails.tenant_guard import GuardContext, TenantGuard
 from widget_server.domain.guardrails.topics import refers_back, threshold
-from widget_server.domain.policy_guard import PolicyGuard
 
 DOC: dict[str, Any] = {
     "version": 1,
@@ -167,11 +173,22 @@ class FakeStorage:
         return {"id": ref, "doc": {"name": "Shop", "topics": self.topics}}
 
 
-def test_the_guard_applies_persona_topics_and_remembers_the_previous_turn() -> None:
-    guard = PolicyGuard(FakeStorage({**DOC["topics"], "denied": []}))  # type: ignore[arg-type]
+class Conversations:
+    """Each conversation's guardrail state, kept between turns as the chat domain keeps it (with the conversation)."""
 
-    def check(conversation: str, text: str) -> Decision:
-        return asyncio.run(guard.check_input(GuardContext("t1", "p1", conversation, "test"), text))
+    def __init__(self, guard: TenantGuard) -> None:
+        self.guard = guard
+        self.states: dict[str, CheckContext] = {}
+
+    def check(self, conversation: str, text: str) -> Decision:
+        state = self.states.get(conversation, CheckContext())
+        decision, self.states[conversation] = asyncio.run(
+            self.guard.check_input(GuardContext("t1", "p1", conversation, "test"), text, state))
+        return decision
+
+
+def test_the_guard_applies_persona_topics_and_remembers_the_previous_turn() -> None:
+    check = Conversations(TenantGuard(FakeStorage({**DOC["topics"], "denied": []}))).check  # type: ignore[arg-type]
 
     assert check("c1", "write me a poem about the sea").reason == "topic.off_topic"
     assert check("c1", "do you have the jacket in other colours").action == "allow"
@@ -180,10 +197,10 @@ def test_the_guard_applies_persona_topics_and_remembers_the_previous_turn() -> N
 
 
 def test_a_chain_of_follow_ups_keeps_the_turn_they_point_at() -> None:
-    guard = PolicyGuard(FakeStorage({**DOC["topics"], "denied": []}))  # type: ignore[arg-type]
+    conversations = Conversations(TenantGuard(FakeStorage({**DOC["topics"], "denied": []})))  # type: ignore[arg-type]
 
     def check(text: str) -> Decision:
-        return asyncio.run(guard.check_input(GuardContext("t1", "p1", "c1", "test"), text))
+        return conversations.check("c1", text)
 
     assert check("do you have this shirt in blue").action == "allow"
     assert check("and that one?").action == "allow"

@@ -18,6 +18,14 @@ class WidgetError(Exception):
         if code is not None:
             self.code = code  # type: ignore[misc]
 
+    def frame(self, **extra: Any) -> dict[str, Any]:
+        """The error as a frame of the widget protocol (and an SSE `error` event)."""
+        frame: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message,
+                                 "retryable": self.retryable}
+        if self.details:
+            frame["details"] = self.details
+        return {**frame, **extra}
+
     def body(self, request_id: str) -> dict[str, Any]:
         return {
             "error": {
@@ -122,6 +130,13 @@ class WebhookNotFound(NotFound):
     code = "webhook.not_found"
 
 
+class PersonaInvalid(InvalidRequest):
+    """A well-formed persona whose values are refused (a bad slug, topic id, URL, a number out of range)."""
+
+    status_code = 422
+    code = "persona.invalid"
+
+
 class WebhookInvalid(InvalidRequest):
     """A well-formed body whose values are refused (the URL, the event types)."""
 
@@ -133,3 +148,10 @@ class StorageUnavailable(WidgetError):
     status_code = 503
     code = "storage.unavailable"
     retryable = True
+
+
+class TopicsUnavailable(WidgetError):
+    """Topic boundaries were asked for, but the embedding model they need is not installed on this server."""
+
+    status_code = 503
+    code = "topics.unavailable"

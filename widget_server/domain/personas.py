@@ -7,9 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from widget_server.backends.storage import Storage
-from widget_server.backends.storage.engine import DuplicateError, now
-from widget_server.errors import InvalidRequest, PersonaNotFound, SlugTaken
+from widget_server.backends.storage import DuplicateError, Storage
+from widget_server.clock import now
+from widget_server.domain.guardrails.policy import Topics
+from widget_server.domain.guardrails.tenant_guard import compile_persona_topics
+from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -27,19 +29,6 @@ class ProviderSettings(Strict):
     max_tokens: int | None = Field(None, ge=1, le=8192)
 
 
-class TopicRule(Strict):
-    id: str = Field(min_length=1, max_length=64)
-    description: str = ""
-    examples: list[str] = Field(default_factory=list)
-    refusal: str | None = None
-
-
-class Topics(Strict):
-    allowed: list[TopicRule] = Field(default_factory=list)
-    denied: list[TopicRule] = Field(default_factory=list)
-    off_topic: Literal["refuse", "allow", "escalate"] = "refuse"
-
-
 class PersonaBody(Strict):
     """A full persona as a tenant writes it (POST and PUT)."""
 
@@ -52,7 +41,7 @@ class PersonaBody(Strict):
     avatar_url: str | None = Field(None, max_length=500)
     language: str = Field("en", max_length=16)
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
-    topics: Topics = Field(default_factory=Topics)
+    topics: Topics = Field(default_factory=Topics)  # the policy's own topic schema: one model for both
 
     @field_validator("slug")
     @classmethod
@@ -96,7 +85,8 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody:
-    """Validate a POST/PUT body, or a PATCH body merged onto the current persona."""
+    """Validate a POST/PUT body, or a PATCH body merged onto the current persona: 400 for its shape (not an
+    object, an unknown or missing field), 422 `persona.invalid` for a value refused, naming the field."""
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     if partial_of is not None:
@@ -107,13 +97,16 @@ def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody
             ]})
         body = merge_patch(partial_of, body)
     try:
-        return PersonaBody.model_validate(body)
+        persona = PersonaBody.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        label = "missing field" if first["type"] == "missing" else (
-            "unknown field" if first["type"] == "extra_forbidden" else "invalid field")
-        raise InvalidRequest(f"{label}: {where}", details=_errors(exc)) from exc
+        if first["type"] in ("missing", "extra_forbidden"):  # the body's shape: 400
+            label = "missing field" if first["type"] == "missing" else "unknown field"
+            raise InvalidRequest(f"{label}: {where}", details=_errors(exc)) from exc
+        raise PersonaInvalid(f"invalid field: {where}", details=_errors(exc)) from exc  # a value refused: 422
+    compile_persona_topics(persona.topics.model_dump())  # topics that cannot be enforced are not stored
+    return persona
 
 
 def to_public(row: dict[str, Any]) -> dict[str, Any]:

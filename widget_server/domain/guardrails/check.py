@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import re2
 
-from widget_server.domain.guard import Decision
-from widget_server.domain.guardrails import embed, normalize
+from widget_server.domain.guardrails import embeddings, normalize
 from widget_server.domain.guardrails.compile import CompiledPolicy
+from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.scan import Found, scan
 from widget_server.domain.guardrails.topics import match
 
@@ -81,7 +81,7 @@ def topic_decision(cp: CompiledPolicy, text: str, context: CheckContext) -> Deci
     ct, policy = cp.topics, cp.policy
     if ct is None or not text.strip():
         return None
-    found = match(ct, text, embed.embed_recent, context.previous)
+    found = match(ct, text, embeddings.embed_recent, context.previous)
     if found.verdict == "denied" and found.topic is not None:
         if found.topic in policy.escalation.topics:
             return Decision("escalate", f"escalation.topic.{found.topic}", policy.escalation.message)

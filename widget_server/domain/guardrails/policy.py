@@ -90,7 +90,7 @@ class Topic(Strict):
 class Topics(Strict):
     allowed: list[Topic] = []
     denied: list[Topic] = []
-    off_topic: Literal["refuse", "allow", "escalate"] = "allow"
+    off_topic: Literal["refuse", "allow", "escalate"] = "refuse"  # listing allowed topics means holding to them
 
 
 class Escalation(Strict):

@@ -14,9 +14,9 @@ Two shortcuts keep a reply streamed a character at a time cheap; each gives out 
 
 from __future__ import annotations
 
-from widget_server.domain.guard import Decision
 from widget_server.domain.guardrails.check import mask, stop_text
 from widget_server.domain.guardrails.compile import CompiledPolicy
+from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.normalize import fold
 from widget_server.domain.guardrails.pii import run_of
 from widget_server.domain.guardrails.scan import STOPS, hold_point, scan, views

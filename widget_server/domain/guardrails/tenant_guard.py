@@ -1,34 +1,65 @@
-"""`PolicyGuard`: the `Guard` that applies a tenant's compiled guardrail policy.
+"""`TenantGuard`: applies a tenant's compiled guardrail policy (and a persona's own topics) to a conversation.
 
-Policies are compiled when saved and kept in a per-process cache; `save` and `delete` invalidate it, and an
-entry is read again from storage after `ttl_s` so that other nodes see a change soon. A tenant without a
-policy gets the same pass-through as `AllowAll`.
+The one part of guardrails that reads storage, through the `PolicyStore` it is handed (the engine modules stay
+pure). Policies are compiled when saved and kept in a per-process cache; `save` and `delete` invalidate it, and
+an entry is read again after `ttl_s` so that other nodes see a change soon. A tenant without a policy (and a
+persona without topics) is let through. A policy or persona topics that cannot be compiled (the stored document
+no longer validates, the embedding model is missing) fail closed: every message is refused as
+`policy.unavailable`, never let through unchecked.
+
+The guard keeps no per-conversation state: the caller hands in the conversation's `CheckContext` (refusals in a
+row, the previous turn) and stores the one it gets back with the conversation.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from widget_server.backends.storage import Storage
-from widget_server.domain.guard import Decision, GuardContext, OutputFilter, PassThroughFilter
-from widget_server.domain.guardrails import (
-    CheckContext,
-    CompiledPolicy,
-    StrictFilter,
-    check_input,
-    compile_policy,
-    parse_policy,
-)
-from widget_server.domain.guardrails.embed import embed_cached
-from widget_server.domain.guardrails.policy import Topics
-from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, refers_back
-from widget_server.errors import PolicyNotFound
+from widget_server.domain.guardrails.check import CheckContext, check_input
+from widget_server.domain.guardrails.compile import CompiledPolicy, compile_policy
+from widget_server.domain.guardrails.decision import Decision, OutputFilter, PassThroughFilter
+from widget_server.domain.guardrails.embeddings import embed_cached
+from widget_server.domain.guardrails.policy import Refusals, Topics, parse_policy
+from widget_server.domain.guardrails.stream import StrictFilter
+from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, has_examples, refers_back
+from widget_server.errors import PolicyNotFound, WidgetError
 
-MAX_CONVERSATIONS = 100_000  # refusal counters kept; the oldest are dropped past this
+log = logging.getLogger(__name__)
+Row = dict[str, Any]
+UNAVAILABLE = "policy.unavailable"
+
+
+class PolicyStore(Protocol):
+    """What the guard reads and writes (the storage backend has these)."""
+
+    async def get_policy(self, tenant_id: str) -> Row | None: ...
+
+    async def put_policy(self, tenant_id: str, doc: dict[str, Any]) -> Row: ...
+
+    async def delete_policy(self, tenant_id: str) -> bool: ...
+
+    async def get_persona(self, tenant_id: str, ref: str) -> Row | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardContext:
+    tenant_id: str
+    persona_id: str
+    conversation_id: str
+    channel: str
+
+
+class Unavailable:
+    """A stored policy or persona topics that cannot be compiled: the guard refuses instead of letting through."""
+
+
+BROKEN = Unavailable()
+Compiled = CompiledPolicy | Unavailable | None
 
 
 def validate(doc: Any) -> tuple[dict[str, Any], CompiledPolicy]:
@@ -37,125 +68,110 @@ def validate(doc: Any) -> tuple[dict[str, Any], CompiledPolicy]:
     return policy.model_dump(mode="json", exclude_none=True), compile_policy(policy)
 
 
-class CountingFilter:
-    """The strict filter, telling the guard when it refused."""
-
-    def __init__(self, inner: StrictFilter, guard: PolicyGuard, conversation_id: str) -> None:
-        self.inner, self.guard, self.conversation_id = inner, guard, conversation_id
-
-    @property
-    def stopped(self) -> Decision | None:
-        return self.inner.stopped
-
-    @property
-    def masked(self) -> list[str]:
-        return self.inner.masked
-
-    def feed(self, text: str) -> tuple[str, Decision | None]:
-        released, decision = self.inner.feed(text)
-        if decision is not None and decision.stops:
-            self.guard.count(self.conversation_id, decision)
-        return released, decision
-
-    def flush(self) -> str:
-        tail = self.inner.flush()
-        if self.inner.stopped is not None:
-            self.guard.count(self.conversation_id, self.inner.stopped)
-        return tail
+def compile_persona_topics(doc: Any) -> CompiledTopics | None:
+    """A persona's `topics` compiled, or None when it has none; raises when they cannot be."""
+    topics = Topics.model_validate(doc) if doc else None
+    return compile_topics(topics, embed_cached) if topics is not None and has_examples(topics) else None
 
 
-class PolicyGuard:
-    def __init__(self, storage: Storage, ttl_s: float = 5.0) -> None:
-        self.storage = storage
+def unavailable() -> Decision:
+    return Decision("refuse", UNAVAILABLE, Refusals().default)
+
+
+class TenantGuard:
+    def __init__(self, store: PolicyStore, ttl_s: float = 5.0) -> None:
+        self.store = store
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, CompiledPolicy | None]] = {}
-        self._persona_topics: dict[tuple[str, str], tuple[float, str, CompiledTopics | None]] = {}
+        self._cache: dict[str, tuple[float, Compiled]] = {}
+        self._persona_topics: dict[tuple[str, str], tuple[float, str, CompiledTopics | Unavailable | None]] = {}
         self._bare: CompiledPolicy | None = None  # the empty policy, for persona topics without a tenant policy
-        self._refusals: dict[str, int] = {}
-        self._previous: dict[str, str] = {}  # the visitor's last turn let through, the context of a follow-up
 
-    async def policy(self, tenant_id: str) -> CompiledPolicy | None:
+    async def policy(self, tenant_id: str) -> Compiled:
         cached = self._cache.get(tenant_id)
         if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[1]
-        row = await self.storage.get_policy(tenant_id)
-        compiled = validate(row["doc"])[1] if row else None
+        row = await self.store.get_policy(tenant_id)
+        compiled: Compiled = None
+        if row is not None:
+            try:
+                compiled = validate(row["doc"])[1]
+            except (WidgetError, ValueError, RuntimeError) as exc:
+                log.error("stored policy cannot be compiled; refusing every message",
+                          extra={"tenant_id": tenant_id, "error": repr(exc)})
+                compiled = BROKEN
         self._cache[tenant_id] = (time.monotonic(), compiled)
         return compiled
 
-    async def save(self, tenant_id: str, doc: Any) -> dict[str, Any]:
+    async def save(self, tenant_id: str, doc: Any) -> Row:
         stored, compiled = validate(doc)
-        row = await self.storage.put_policy(tenant_id, stored)
+        row = await self.store.put_policy(tenant_id, stored)
         self._cache[tenant_id] = (time.monotonic(), compiled)
         return row
 
     async def delete(self, tenant_id: str) -> None:
-        found = await self.storage.delete_policy(tenant_id)
+        found = await self.store.delete_policy(tenant_id)
         self._cache[tenant_id] = (time.monotonic(), None)
         if not found:
             raise PolicyNotFound("this tenant has no safety policy")
 
-    def count(self, conversation_id: str, decision: Decision) -> None:
-        """Refusals in a row per conversation; anything that is not a refusal starts the count again."""
-        if decision.action in ("refuse", "block"):
-            if len(self._refusals) >= MAX_CONVERSATIONS and conversation_id not in self._refusals:
-                self._refusals.pop(next(iter(self._refusals)))
-            self._refusals[conversation_id] = self._refusals.get(conversation_id, 0) + 1
-        else:
-            self._refusals.pop(conversation_id, None)
-
-    async def persona_topics(self, ctx: GuardContext) -> CompiledTopics | None:
-        """The persona's own topics, compiled (and cached like policies); None when it has no examples.
-        Rules without examples are left out (the persona document allows them)."""
+    async def persona_topics(self, ctx: GuardContext) -> CompiledTopics | Unavailable | None:
+        """The persona's own topics, compiled (and cached like policies); None when it has none."""
         key = (ctx.tenant_id, ctx.persona_id)
         cached = self._persona_topics.get(key)
         if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
             return cached[2]
-        row = await self.storage.get_persona(ctx.tenant_id, ctx.persona_id)
-        doc = ((row or {}).get("doc") or {}).get("topics") or {}
+        row = await self.store.get_persona(ctx.tenant_id, ctx.persona_id)
+        doc = ((row or {}).get("doc") or {}).get("topics")
         stamp = repr(doc)
         if cached is not None and cached[1] == stamp:
             self._persona_topics[key] = (time.monotonic(), stamp, cached[2])
             return cached[2]
-        rules = {side: [r for r in doc.get(side, []) if r.get("examples")] for side in ("allowed", "denied")}
-        compiled = None
-        if rules["allowed"] or rules["denied"]:
-            try:
-                topics = Topics.model_validate({**rules, "off_topic": doc.get("off_topic", "refuse")})
-            except ValidationError:  # an id the policy would refuse (the persona document is laxer)
-                topics = None
-            compiled = compile_topics(topics, embed_cached) if topics is not None else None
+        compiled: CompiledTopics | Unavailable | None
+        try:
+            compiled = compile_persona_topics(doc)
+        except (ValidationError, WidgetError, RuntimeError) as exc:
+            log.error("persona topics cannot be compiled; refusing every message",
+                      extra={"tenant_id": ctx.tenant_id, "persona_id": ctx.persona_id, "error": repr(exc)})
+            compiled = BROKEN
         self._persona_topics[key] = (time.monotonic(), stamp, compiled)
         return compiled
 
-    async def check_input(self, ctx: GuardContext, text: str) -> Decision:
+    async def _effective(self, ctx: GuardContext) -> Compiled:
         compiled = await self.policy(ctx.tenant_id)
         persona = await self.persona_topics(ctx)
+        if isinstance(compiled, Unavailable) or isinstance(persona, Unavailable):
+            return BROKEN
         if persona is not None:  # the persona's topics take the place of the tenant's
             if compiled is None:
                 self._bare = self._bare or validate({"version": 1})[1]
                 compiled = self._bare
             compiled = dataclasses.replace(compiled, topics=persona)
+        return compiled
+
+    async def check_input(self, ctx: GuardContext, text: str, state: CheckContext) -> tuple[Decision, CheckContext]:
+        """The decision on a visitor's message, and the conversation's guardrail state after it."""
+        compiled = await self._effective(ctx)
+        if isinstance(compiled, Unavailable):
+            return unavailable(), counted(state, unavailable())
         if compiled is None:
-            return Decision("allow", text=text)
-        context = CheckContext(self._refusals.get(ctx.conversation_id, 0), self._previous.get(ctx.conversation_id))
-        decision = check_input(compiled, text, context)
-        self.count(ctx.conversation_id, decision)
-        if compiled.topics is not None and not decision.stops and not (context.previous and refers_back(text)):
+            return Decision("allow", text=text), state
+        decision = check_input(compiled, text, state)
+        after = counted(state, decision)
+        if compiled.topics is not None and not decision.stops and not (state.previous and refers_back(text)):
             # A follow-up that points back ("and that one?") keeps the turn it points at as the context of the
             # next one, so that "and in red?" after it is still read with what it is about.
-            self.remember(ctx.conversation_id, decision.text or text)
-        return decision
-
-    def remember(self, conversation_id: str, text: str) -> None:
-        if len(self._previous) >= MAX_CONVERSATIONS and conversation_id not in self._previous:
-            self._previous.pop(next(iter(self._previous)))
-        self._previous.pop(conversation_id, None)
-        self._previous[conversation_id] = text
+            after = dataclasses.replace(after, previous=decision.text or text)
+        return decision, after
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter:
         # The turn checked its input first, so the policy is cached (a stale entry beats none here).
         cached = self._cache.get(ctx.tenant_id)
-        if cached is None or cached[1] is None:
+        if cached is None or not isinstance(cached[1], CompiledPolicy):
             return PassThroughFilter()
-        return CountingFilter(StrictFilter(cached[1]), self, ctx.conversation_id)
+        return StrictFilter(cached[1])
+
+
+def counted(state: CheckContext, decision: Decision) -> CheckContext:
+    """Refusals in a row: a refusal or block adds one; anything else starts the count again."""
+    refusals = state.refusals + 1 if decision.action in ("refuse", "block") else 0
+    return dataclasses.replace(state, refusals=refusals)

@@ -1,6 +1,6 @@
 """Topic boundaries: semantic matching of a message against the allowed and denied topics' examples.
 
-At compile time every example is embedded (all-MiniLM-L6-v2, see `embed`) and the off-topic threshold is
+At compile time every example is embedded (all-MiniLM-L6-v2, see `embeddings`) and the off-topic threshold is
 derived from the allowed examples themselves: each example's best similarity to the *other* allowed examples
 (leave-one-out) gives the spread of scores an in-scope message gets, and the threshold is a low percentile
 of that spread minus a margin, clamped to a sane range. So a narrow policy gets a strict threshold and a
@@ -27,7 +27,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
-from widget_server.domain.guardrails.embed import Matrix
+from widget_server.domain.guardrails.embeddings import Matrix
 from widget_server.domain.guardrails.policy import Topics
 
 Embed = Callable[[list[str]], Matrix]
