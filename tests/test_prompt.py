@@ -224,3 +224,34 @@ def test_stream_errors_before_the_reply_are_json(stack: Stack) -> None:
     assert_error(r, 404, "persona.not_found")
     r, _ = stream(stack, stack.persona("echo"))
     assert_error(r, 400, "request.invalid")
+
+
+def test_every_guardrail_decision_of_the_turn_is_reported_input_masks_included(stack: Stack) -> None:
+    policy = {"version": 1, "pii": {"entities": ["email"], "action": "mask", "applies_to": ["input"]},
+              "patterns": [{"id": "ticket", "regex": r"TCK-\d{6}", "action": "mask", "applies_to": ["output"]}]}
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
+    slug = stack.persona("spell:your ticket is TCK-123456")
+    expected = [{"action": "mask", "reason": "pii.email", "source": "input"},
+                {"action": "mask", "reason": "pattern.ticket", "source": "output"}]
+    body = prompt(stack, slug, message="my mail is ada@example.com").json()
+    assert body["text"] == "your ticket is [redacted]" and body["guardrails"] == expected
+    _, events = stream(stack, slug, message="my mail is ada@example.com")
+    assert events[0][1]["text"] == "my mail is [email]"
+    assert events[-1][0] == "reply.end" and events[-1][1]["guardrails"] == expected
+
+
+def test_a_stream_the_client_leaves_is_stored_cancelled_with_one_reply_completed(stack: Stack) -> None:
+    slug = stack.persona("pace-100-40")
+    with httpx.stream("POST", f"{stack.url}/v1/personas/{slug}/prompt/stream", json={"message": "go"},
+                      headers=stack.auth, timeout=30) as r:
+        conversation_id = r.headers["x-conversation-id"]
+        for line in r.iter_lines():
+            if line == "event: reply.delta":
+                break  # the visitor goes away mid-reply
+    completed = stack.wait_events(lambda got: len(got) >= 1, type="reply.completed", conversation=conversation_id)
+    assert [e["attributes"]["finish_reason"] for e in completed] == ["cancelled"]
+    messages = conversation(stack, conversation_id)["messages"]
+    assert messages[-1]["role"] == "persona" and messages[-1]["finish_reason"] == "cancelled"
+    assert messages[-1]["text"].startswith("w1 ") and len(messages[-1]["text"]) < len("w1 ") * 40
+    # exactly one: nothing more arrives once everything the server has buffered is written
+    assert len(stack.events(type="reply.completed", conversation=conversation_id)) == 1

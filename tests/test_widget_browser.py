@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from tests.conftest import Stack
 from tests.support.servers import serve_in_thread
-from widget_server.edges.embed import WIDGET
+from widget_server.edges.embed_script import WIDGET
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -20,14 +20,14 @@ from widget_server.backends.storage import open_storage
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
-from widget_server.domain.channels import Hub
-from widget_server.domain.chat import Deps
+from widget_server.domain.chat.channels import Hub
+from widget_server.domain.chat.deps import Deps
 from widget_server.domain.events import EventSink
-from widget_server.domain.guard import Guard
-from widget_server.domain.policy_guard import PolicyGuard
+from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.tenants import SessionSigner
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.routes import routes
+from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
 from widget_server.metrics import Metrics
 from widget_server.settings import Settings
@@ -47,9 +47,8 @@ def signing_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
-def create_app(
-    settings: Settings | None = None, *, guard: Guard | None = None, events: EventSink | None = None
-) -> Starlette:
+def create_app(settings: Settings | None = None, *, events: EventSink | None = None) -> Starlette:
+    """The app; `events` replaces the database event writer as the sink of analytics events (tests)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -69,15 +68,14 @@ def create_app(
         sink = events or writer
         sweeper = asyncio.create_task(sweep_forever(storage, settings.retention_days, settings.retention_sweep_s))
         deps = Deps(
-            settings=settings, storage=storage, providers=providers, guard=guard or PolicyGuard(storage), events=sink,
+            settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
             limiter=rate_limiter(settings.redis_url, settings.rate_limit_messages, settings.rate_limit_window_s),
         )
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"deps": deps, "signer": signer, "settings": settings, "metrics": metrics, "writer": writer,
-                   "webhooks": webhooks}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks)}
         finally:
             sweeper.cancel()
             tasks = deps.hub.cancel_all()

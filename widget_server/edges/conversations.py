@@ -7,9 +7,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from widget_server.domain import chat
-from widget_server.edges.http import deps, json_body, only_fields, tenant_of
-from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest
+from widget_server.domain.chat import escalation
+from widget_server.edges.http import json_body, only_fields, tenant_of
+from widget_server.edges.state import app_state
+from widget_server.errors import ConversationNotFound, InvalidRequest
 
 
 def _conversation(row: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +37,7 @@ async def list_conversations(request: Request) -> Response:
     if not 1 <= limit <= 200:
         raise InvalidRequest("limit must be an integer from 1 to 200")
     cursor = request.query_params.get("cursor") or None
-    rows = await deps(request).storage.list_conversations(
+    rows = await app_state(request).deps.storage.list_conversations(
         tenant_id, limit=limit + 1, before=cursor, persona_id=request.query_params.get("persona")
     )
     page = rows[:limit]
@@ -46,7 +47,7 @@ async def list_conversations(request: Request) -> Response:
 
 async def get_conversation(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    storage = deps(request).storage
+    storage = app_state(request).deps.storage
     row = await storage.get_conversation(tenant_id, request.path_params["id"])
     if row is None:
         raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
@@ -58,17 +59,15 @@ async def get_conversation(request: Request) -> Response:
 async def resolve(request: Request) -> Response:
     """`POST /v1/conversations/{id}/resolve`: an escalated conversation goes back to the bot."""
     tenant_id = await tenant_of(request)
-    d = deps(request)
+    d = app_state(request).deps
     row = await d.storage.get_conversation(tenant_id, request.path_params["id"])
     if row is None:
         raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
-    if row["status"] != "escalated":
-        raise Conflict("the conversation is not escalated", code="conversation.not_escalated")
     body = only_fields(await json_body(request) or {}, {"note"})
     note = body.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise InvalidRequest("note must be a string of at most 2000 characters")
-    await chat.resolve_escalation(d, row, note)
+    await escalation.resolve(d, row, note)
     updated = await d.storage.get_conversation(tenant_id, row["id"])
     assert updated is not None
     return JSONResponse(_conversation(updated))

@@ -15,7 +15,9 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-WIDGET = Path(__file__).resolve().parents[2] / "embed" / "widget.js"
+from widget_server.edges.assets import EMBED_DIR
+
+WIDGET = EMBED_DIR / "widget.js"
 CACHE_CONTROL = "public, max-age=300"
 
 

@@ -8,11 +8,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server import __version__
-from widget_server.edges.http import deps
+from widget_server.edges.state import app_state
 
 
 async def health(request: Request) -> Response:
-    d = deps(request)
+    state = app_state(request)
+    d = state.deps
     storage: dict[str, Any] = {"status": "ok", "dialect": d.storage.dialect}
     try:
         await d.storage.ping()
@@ -24,7 +25,7 @@ async def health(request: Request) -> Response:
         provider = {"status": "error", "error": str(exc)}
     ok = storage["status"] == "ok"
     status = "ok" if ok and provider.get("status") == "ok" else ("degraded" if ok else "error")
-    writer = request.state.writer
+    writer = state.writer
     events = {"status": "ok" if writer.healthy else "retrying", "pending": writer.pending}
     body = {"status": status, "version": __version__, "storage": storage, "provider": provider, "events": events}
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from widget_server.domain import tenants
-from widget_server.domain.chat import Deps
+from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, WidgetError
 
 log = logging.getLogger(__name__)
@@ -71,14 +71,10 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return JSONResponse(err.body(request_id(request)), status_code=500)
 
 
-def deps(request: Request) -> Deps:
-    return request.state.deps  # type: ignore[no-any-return]
-
-
 async def tenant_of(request: Request) -> str:
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-    return await tenants.authenticate_secret(deps(request).storage, key)
+    return await tenants.authenticate_secret(app_state(request).deps.storage, key)
 
 
 MAX_BODY = 1024 * 1024

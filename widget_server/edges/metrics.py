@@ -8,17 +8,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from widget_server.edges.http import deps
+from widget_server.edges.state import app_state
 from widget_server.errors import AuthError
-from widget_server.metrics import Metrics
 
 
 async def metrics(request: Request) -> Response:
-    token = deps(request).settings.metrics_token
+    state = app_state(request)
+    token = state.settings.metrics_token
     if token is not None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
             raise AuthError("GET /metrics wants Authorization: Bearer <WIDGET_METRICS_TOKEN>",
                             code="auth.invalid_token")
-    registry: Metrics = request.state.metrics
-    return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -14,11 +14,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).resolve().parent.parent / "templates"),
-    autoescape=select_autoescape(default=True),
-)
-STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
+from widget_server.edges.assets import TEMPLATES_DIR
+from widget_server.edges.state import app_state
+
+TEMPLATES = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(default=True))
 STRICT_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
               "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
@@ -29,7 +28,7 @@ def demo_config(data_dir: Path) -> dict[str, Any] | None:
 
 
 def _render(request: Request, strict: bool) -> str:
-    demo = demo_config(request.state.settings.data_dir)
+    demo = demo_config(app_state(request).settings.data_dir)
     origin = str(request.base_url).rstrip("/")
     return TEMPLATES.get_template("index.html").render(demo=demo, origin=origin, strict=strict, csp=STRICT_CSP)
 

@@ -6,24 +6,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.domain import personas
-from widget_server.edges.http import deps, json_body, tenant_of
+from widget_server.edges.http import json_body, tenant_of
+from widget_server.edges.state import app_state
 
 
 async def list_personas(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    rows = await deps(request).storage.list_personas(tenant_id)
+    rows = await app_state(request).deps.storage.list_personas(tenant_id)
     return JSONResponse({"data": [personas.to_public(r) for r in rows]})
 
 
 async def create_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    persona = await personas.create(deps(request).storage, tenant_id, await json_body(request))
+    persona = await personas.create(app_state(request).deps.storage, tenant_id, await json_body(request))
     return JSONResponse(persona, status_code=201, headers={"Location": f"/v1/personas/{persona['id']}"})
 
 
 async def get_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    row = await personas.get(deps(request).storage, tenant_id, request.path_params["id"])
+    row = await personas.get(app_state(request).deps.storage, tenant_id, request.path_params["id"])
     return JSONResponse(personas.to_public(row))
 
 
@@ -31,11 +32,12 @@ async def replace_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     partial = request.method == "PATCH"
     body = await json_body(request)
-    persona = await personas.replace(deps(request).storage, tenant_id, request.path_params["id"], body, partial=partial)
+    storage = app_state(request).deps.storage
+    persona = await personas.replace(storage, tenant_id, request.path_params["id"], body, partial=partial)
     return JSONResponse(persona)
 
 
 async def delete_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    await personas.delete(deps(request).storage, tenant_id, request.path_params["id"])
+    await personas.delete(app_state(request).deps.storage, tenant_id, request.path_params["id"])
     return Response(status_code=204)

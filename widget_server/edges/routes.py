@@ -16,11 +16,13 @@ from widget_server.edges import (
     personas,
     prompt,
     safety_policy,
+    summary,
     webhooks,
     widget_session,
     widget_ws,
 )
-from widget_server.edges.embed import embed_js
+from widget_server.edges.assets import STATIC_DIR
+from widget_server.edges.embed_script import embed_js
 
 
 def routes() -> list[BaseRoute]:
@@ -43,7 +45,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/conversations/{id}/resolve", conversations.resolve, methods=["POST"]),
         Route("/v1/analytics/events", analytics.list_events, methods=["GET"]),
         Route("/v1/analytics/export", export.export, methods=["GET"]),
-        Route("/v1/analytics/summary", export.summary, methods=["GET"]),
+        Route("/v1/analytics/summary", summary.summary, methods=["GET"]),
         Route("/v1/analytics/visitors/{visitor_id}", analytics.erase_visitor, methods=["DELETE"]),
         Route("/v1/analytics/retention", analytics.get_retention, methods=["GET"]),
         Route("/v1/analytics/retention", analytics.put_retention, methods=["PUT"]),
@@ -57,5 +59,5 @@ def routes() -> list[BaseRoute]:
         Route("/v1/widget/sessions", widget_session.create_session, methods=["POST"]),
         Route("/v1/widget/sessions", widget_session.preflight, methods=["OPTIONS"]),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
-        Mount("/static", app=StaticFiles(directory=pages.STATIC_DIR, check_dir=False), name="static"),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]

@@ -8,8 +8,8 @@ import yaml
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from widget_server.domain.policy_guard import PolicyGuard, validate
-from widget_server.edges.http import deps, json_body, read_body, tenant_of
+from widget_server.edges.http import json_body, read_body, tenant_of
+from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, PolicyNotFound
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -30,7 +30,7 @@ async def _body(request: Request) -> Any:
 
 async def get_policy(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    row = await deps(request).storage.get_policy(tenant_id)
+    row = await app_state(request).deps.storage.get_policy(tenant_id)
     if row is None:
         raise PolicyNotFound("this tenant has no safety policy")
     return JSONResponse(_public(row))
@@ -38,20 +38,11 @@ async def get_policy(request: Request) -> Response:
 
 async def put_policy(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    body = await _body(request)
-    guard = deps(request).guard
-    if isinstance(guard, PolicyGuard):
-        row = await guard.save(tenant_id, body)
-    else:  # another guard is in charge; still store a valid policy
-        row = await deps(request).storage.put_policy(tenant_id, validate(body)[0])
+    row = await app_state(request).deps.guard.save(tenant_id, await _body(request))
     return JSONResponse(_public(row))
 
 
 async def delete_policy(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    guard = deps(request).guard
-    if isinstance(guard, PolicyGuard):
-        await guard.delete(tenant_id)
-    elif not await deps(request).storage.delete_policy(tenant_id):
-        raise PolicyNotFound("this tenant has no safety policy")
+    await app_state(request).deps.guard.delete(tenant_id)
     return Response(status_code=204)

@@ -1,22 +1,19 @@
 """`POST /v1/widget/sessions`: a browser trades a publishable key and its Origin for a 15-minute token.
 
 Cross-origin by nature: the preflight and the answer echo the caller's Origin (no credentials, no cookie),
-so the widget can read a refusal and show it; whether the origin may chat is decided by the key's allowlist.
+so the widget can read a refusal and show it; whether the origin may chat is decided by the key's allowlist
+(`domain/widget_sessions.py`).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from widget_server.domain import personas, tenants
-from widget_server.domain.tenants import SessionClaims
-from widget_server.edges.http import deps, error_response, json_body, only_fields
-from widget_server.errors import AuthError, InvalidRequest, OriginNotAllowed, WidgetError
-from widget_server.ids import new_id
+from widget_server.domain.widget_sessions import start_session
+from widget_server.edges.http import error_response, json_body, only_fields
+from widget_server.edges.state import app_state
+from widget_server.errors import WidgetError
 
 FIELDS = {"key", "persona", "visitor_id", "user"}
 
@@ -38,58 +35,18 @@ async def preflight(request: Request) -> Response:
 
 
 def ws_url(request: Request) -> str:
-    public = request.state.settings.public_url
+    public = app_state(request).settings.public_url
     base = public.rstrip("/") if public else str(request.base_url).rstrip("/")
     return base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/v1/widget/ws"
 
 
-def _visitor_id(value: Any) -> str:
-    if value is None:
-        return new_id("vis")
-    if not isinstance(value, str) or not 1 <= len(value) <= 80 or not value.isprintable():
-        raise InvalidRequest("visitor_id must be a printable string of 1 to 80 characters")
-    return value
-
-
 async def create_session(request: Request) -> Response:
     try:
-        return cors(request, await _create(request))
+        state = app_state(request)
+        body = only_fields(await json_body(request), FIELDS, {"key", "persona"})
+        session = await start_session(state.deps.storage, state.signer, body["key"], request.headers.get("origin"),
+                                      body["persona"], body.get("visitor_id"), body.get("user"))
+        response: Response = JSONResponse({**session, "ws_url": ws_url(request)}, status_code=201)
     except WidgetError as exc:
-        return cors(request, error_response(request, exc))
-
-
-async def _create(request: Request) -> Response:
-    d, signer = deps(request), request.state.signer
-    body = only_fields(await json_body(request), FIELDS, {"key", "persona"})
-    key = await tenants.authenticate_publishable(d.storage, body["key"])
-    origin = request.headers.get("origin")
-    if not tenants.origin_allowed(origin, key["origins"]):
-        raise OriginNotAllowed(f"origin {origin or '(none)'} is not allowed for this key",
-                               details={"origin": origin})
-    tenant_id = key["tenant_id"]
-    persona = await personas.get(d.storage, tenant_id, str(body["persona"]))
-    user_id = await _verified_user(d.storage, tenant_id, body.get("user"))
-    claims = SessionClaims(tenant_id, persona["id"], tenants.normalize_origin_rule(origin or ""),
-                           _visitor_id(body.get("visitor_id")), user_id)
-    token = signer.sign(claims)
-    expires = datetime.now(UTC) + timedelta(seconds=signer.max_age_s)
-    return JSONResponse({
-        "token": token, "expires_at": expires.isoformat(), "ws_url": ws_url(request),
-        "visitor_id": claims.visitor_id, "persona": personas.widget_view(persona),
-    }, status_code=201)
-
-
-async def _verified_user(storage: Any, tenant_id: str, user: Any) -> str | None:
-    tenant = await storage.get_tenant(tenant_id)
-    if user is None:
-        if tenant and tenant["require_identity"]:
-            raise AuthError("this site requires a verified user", code="auth.identity_required")
-        return None
-    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-        raise InvalidRequest("user must be an object with a string id")
-    secret = tenant["identity_secret"] if tenant else None
-    if secret:
-        if not tenants.identity_ok(secret, user["id"], str(user.get("hash", ""))):
-            raise AuthError("user hash does not match", code="auth.identity_invalid")
-        return str(user["id"])
-    return None  # without an identity secret a claimed user id is not trusted
+        response = error_response(request, exc)
+    return cors(request, response)

@@ -1,4 +1,9 @@
-"""`WS /v1/widget/ws`: the widget protocol, version 1 (DESIGN.md). One socket = one visitor's conversation."""
+"""`WS /v1/widget/ws`: the widget protocol, version 1 (DESIGN.md). One socket = one visitor's conversation.
+
+The hello handshake, then a reader (client frames, parsed by `widget_frames`, each type to its handler) and a
+writer (the conversation channel's frames) until either ends. Any client frame the protocol cannot use gets an
+`error` frame and the socket keeps serving; only the close codes below end it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,19 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from widget_server.domain import chat, personas, tenants
-from widget_server.domain.channels import CLOSED, Channel
-from widget_server.domain.feedback import submit, widget_event
+from widget_server.domain import personas, tenants
+from widget_server.domain.chat import conversations, feedback
+from widget_server.domain.chat.channels import CLOSED, Channel
+from widget_server.domain.chat.conversations import Conversation
+from widget_server.domain.chat.turn import spawn_turn
 from widget_server.domain.tenants import SessionClaims
+from widget_server.edges import widget_frames as frames
+from widget_server.edges.state import app_state
 from widget_server.errors import (
     InvalidRequest,
     OriginNotAllowed,
@@ -46,24 +56,25 @@ class Session:
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
-        self.deps: chat.Deps = ws.state.deps
+        self.state = app_state(ws)
+        self.deps = self.state.deps
         self.settings = self.deps.settings
         self.channel: Channel | None = None
-        self.conv: chat.Conversation | None = None
+        self.conv: Conversation | None = None
+        self.queue: asyncio.Queue[dict[str, Any]] | None = None
         self.strikes = 0
+        self.handlers: dict[str, Callable[[frames.Frame], Awaitable[None]]] = {
+            "message": self.on_message, "cancel": self.on_cancel, "feedback": self.on_feedback,
+            "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_text(_dump(frame))
 
-    async def send_error(self, err: WidgetError, **extra: Any) -> None:
-        seq = self.channel.seq if self.channel else 0
-        frame = {"type": "error", "code": err.code, "message": err.message, "retryable": err.retryable, "seq": seq}
-        if err.details:
-            frame["details"] = err.details
-        await self.send({**frame, **extra})
+    async def send_error(self, err: WidgetError) -> None:
+        await self.send(err.frame(seq=self.channel.seq if self.channel else 0))
 
-    async def receive(self, timeout: float | None = None) -> Any:
-        """The next client frame as JSON; `None` for a malformed one (already answered)."""
+    async def receive(self, timeout: float | None = None) -> frames.Frame | None:
+        """The next client frame; `None` for one that could not be parsed (already answered)."""
         async with asyncio.timeout(timeout):
             message = await self.ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -72,18 +83,14 @@ class Session:
         if text is None:
             await self.send_error(InvalidRequest("binary frames are not supported", code="frame.binary"))
             return None
-        if len(text.encode()) > self.settings.max_frame_bytes:
+        if len(text.encode(errors="surrogatepass")) > self.settings.max_frame_bytes:
             raise Closing(CLOSE["too_big"], InvalidRequest(
                 f"frame larger than {self.settings.max_frame_bytes} bytes", code="frame.too_large"))
         try:
-            frame = json.loads(text)
-        except ValueError:
-            await self.send_error(InvalidRequest("frame is not valid JSON", code="frame.invalid_json"))
+            return frames.decode(text)
+        except InvalidRequest as exc:
+            await self.send_error(exc)
             return None
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            await self.send_error(InvalidRequest("a frame is a JSON object with a type", code="frame.invalid"))
-            return None
-        return frame
 
     async def handshake(self) -> dict[str, Any]:
         try:
@@ -92,39 +99,31 @@ class Session:
             raise Closing(CLOSE["hello"], InvalidRequest("no hello in time", code="hello.timeout")) from exc
         if frame is None or frame["type"] != "hello":
             raise Closing(CLOSE["token"], TokenInvalid("the first frame must be hello"))
-        claims = self._claims(frame.get("token"))
+        try:
+            token, resume_id, last_seq = frames.hello(frame)
+        except InvalidRequest as exc:
+            raise Closing(CLOSE["token"], exc) from exc
+        claims = self._claims(token)
         persona = await self.deps.storage.get_persona(claims.tenant_id, claims.persona_id)
         if persona is None:
             raise Closing(CLOSE["not_found"], PersonaNotFound("this persona no longer exists"))
-        resume = frame.get("resume") if isinstance(frame.get("resume"), dict) else {}
-        return await self._open(claims, persona, resume)
+        return await self._open(claims, persona, resume_id, last_seq)
 
     def _claims(self, token: Any) -> SessionClaims:
         try:
-            claims: SessionClaims = self.ws.state.signer.verify(token)
+            claims = self.state.signer.verify(token)
         except TokenInvalid as exc:
             raise Closing(CLOSE["token"], exc) from exc
-        origin = self.ws.headers.get("origin")
-        if not tenants.origin_allowed(origin, [claims.origin]):
+        if not tenants.origin_allowed(self.ws.headers.get("origin"), [claims.origin]):
             raise Closing(CLOSE["origin"], OriginNotAllowed("this socket's origin does not match the session"))
         return claims
 
-    async def _open(self, claims: SessionClaims, persona: dict[str, Any], resume: dict[str, Any]) -> dict[str, Any]:
+    async def _open(self, claims: SessionClaims, persona: dict[str, Any], resume_id: str | None,
+                    last_seq: int | None) -> dict[str, Any]:
         d = self.deps
-        row = None
-        if isinstance(resume.get("conversation_id"), str):
-            row = await d.storage.get_conversation(claims.tenant_id, resume["conversation_id"])
-            if row and (row["visitor_id"] != claims.visitor_id or row["persona_id"] != persona["id"]):
-                row = None  # not this visitor's: start afresh, reveal nothing
-        if row is None:
-            self.conv = await chat.start_conversation(d, claims.tenant_id, persona, claims.visitor_id, "widget",
-                                                      claims.origin)
-            status = "bot"
-        else:
-            self.conv = chat.Conversation(row["id"], claims.tenant_id, persona, claims.visitor_id, "widget")
-            status = row["status"]
-        last_seq = resume.get("last_seq") if row is not None else None
-        last_seq = last_seq if isinstance(last_seq, int) and not isinstance(last_seq, bool) else None
+        self.conv, from_storage = await conversations.open_widget(
+            d, claims.tenant_id, persona, claims.visitor_id, claims.origin, resume_id)
+        last_seq = last_seq if from_storage else None
         # A channel made just now (this node restarted, or forgot an idle conversation) holds no frames of
         # the conversation's past, whatever last_seq says: the client rebuilds from the stored transcript.
         known = d.hub.get(self.conv.id) is not None
@@ -133,8 +132,8 @@ class Session:
         # Taken before reading the transcript: frames a running reply emits meanwhile come as backlog.
         after = last_seq if resumed and last_seq is not None else channel.seq
         ready = {"type": "ready", "conversation_id": self.conv.id, "persona": personas.widget_view(persona),
-                 "status": status, "resumed": resumed, "seq": after}
-        if not resumed and row is not None:
+                 "status": self.conv.status, "resumed": resumed, "seq": after}
+        if not resumed and from_storage:
             ready["messages"] = await self._history()
         self.channel = channel
         self.queue, backlog = channel.attach(after)
@@ -147,6 +146,7 @@ class Session:
                 for r in rows]
 
     async def writer(self) -> None:
+        assert self.queue is not None
         while True:
             frame = await self.queue.get()
             if frame is CLOSED:
@@ -160,26 +160,25 @@ class Session:
             if frame is not None:
                 await self.dispatch(frame)
 
-    async def dispatch(self, frame: dict[str, Any]) -> None:
-        handler = {"message": self.on_message, "cancel": self.on_cancel, "feedback": self.on_feedback,
-                   "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}.get(frame["type"])
-        if handler is None:
-            await self.send_error(InvalidRequest(f"unknown frame type {frame['type']!r}", code="frame.unknown_type"))
-            return
+    async def dispatch(self, frame: frames.Frame) -> None:
+        handler = self.handlers.get(frame["type"])
         try:
+            if handler is None:
+                raise InvalidRequest(f"unknown frame type {frame['type'][:40]!r}", code="frame.unknown_type")
             await handler(frame)
         except WidgetError as exc:
             await self.send_error(exc)
 
-    async def on_ping(self, frame: dict[str, Any]) -> None:
+    async def on_ping(self, frame: frames.Frame) -> None:
         assert self.channel is not None
         await self.send({"type": "pong", "seq": self.channel.seq})
 
-    async def on_hello(self, frame: dict[str, Any]) -> None:
+    async def on_hello(self, frame: frames.Frame) -> None:
         raise InvalidRequest("already said hello", code="frame.unexpected")
 
-    async def on_message(self, frame: dict[str, Any]) -> None:
+    async def on_message(self, frame: frames.Frame) -> None:
         assert self.conv is not None and self.channel is not None
+        text, client_id = frames.message(frame)
         wait = await self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
         if wait is not None:
             self.strikes += 1
@@ -187,29 +186,30 @@ class Session:
                 raise Closing(CLOSE["rate"], RateLimited("too many messages"))
             raise RateLimited(f"too many messages: try again in {wait:.0f} s", details={"retry_after_s": wait})
         self.strikes = 0
-        chat.spawn_turn(self.deps, self.conv, self.channel, frame.get("text"), frame.get("client_id"))
+        spawn_turn(self.deps, self.conv, self.channel, text, client_id)
 
-    async def on_cancel(self, frame: dict[str, Any]) -> None:
+    async def on_cancel(self, frame: frames.Frame) -> None:
         assert self.channel is not None
-        task = self.channel.replies.get(str(frame.get("message_id")))
+        task = self.channel.replies.get(frames.message_id(frame))
         if task is not None:
             task.cancel()
 
-    async def on_feedback(self, frame: dict[str, Any]) -> None:
+    async def on_feedback(self, frame: frames.Frame) -> None:
         assert self.conv is not None
-        await submit(self.deps, self.conv, frame)
+        await feedback.submit(self.deps, self.conv, *frames.feedback(frame))
 
-    async def on_event(self, frame: dict[str, Any]) -> None:
+    async def on_event(self, frame: frames.Frame) -> None:
         assert self.conv is not None
-        widget_event(self.deps, self.conv, frame)
+        feedback.widget_event(self.deps, self.conv, *frames.event(frame))
 
 
 async def widget_socket(ws: WebSocket) -> None:
-    ws.state.metrics.connections.inc()
+    metrics = app_state(ws).metrics
+    metrics.connections.inc()
     try:
         await _serve(ws)
     finally:
-        ws.state.metrics.connections.dec()
+        metrics.connections.dec()
 
 
 async def _serve(ws: WebSocket) -> None:
@@ -238,7 +238,7 @@ async def _serve(ws: WebSocket) -> None:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if session.channel is not None and hasattr(session, "queue"):
+        if session.channel is not None and session.queue is not None:
             session.channel.detach(session.queue)
 
 

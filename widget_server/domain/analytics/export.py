@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventFilter
-from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.rows import Row
 from widget_server.domain.analytics.encoders import (
     ENCODERS,
@@ -122,7 +120,7 @@ async def begin(storage: Storage, export: Export) -> Export:
 
 async def count(storage: Storage, export: Export) -> int:
     """How many rows `stream` will write (for a progress bar)."""
-    agg = Aggregates(storage.engine)
+    agg = storage.aggregates
     if export.level == "conversation":
         return await agg.count_conversations(export.tenant_id, export.filters, export.upto)
     return await agg.count_events(export.tenant_id, export.filters, export.upto)
@@ -156,7 +154,7 @@ def _plan(storage: Storage, export: Export) -> tuple[Encoder, AsyncIterator[Sequ
     """Events as JSONL or CSV come rendered by the database (cheap for the live conversations sharing this
     process); Parquet and conversation rows are typed rows encoded here."""
     if export.level == "event" and export.format in ("jsonl", "csv"):
-        reader = ExportReader(storage.engine)
+        reader = storage.export_rows
         read = reader.cells if export.format == "csv" else reader.lines
         encoder = RenderedCsvEncoder if export.format == "csv" else RenderedJsonlEncoder
         return encoder(export.schema), read(export.tenant_id, export.filters, upto=export.upto, page=PAGE)
@@ -165,7 +163,7 @@ def _plan(storage: Storage, export: Export) -> tuple[Encoder, AsyncIterator[Sequ
 
 async def _rows(storage: Storage, export: Export) -> AsyncIterator[list[Row]]:
     if export.level == "conversation":
-        agg, after = Aggregates(storage.engine), ""
+        agg, after = storage.aggregates, ""
         while rows := await agg.conversation_page(export.tenant_id, export.filters, upto=export.upto,
                                                   after=after, limit=PAGE):
             yield rows

@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.backends.storage.engine import now
+from widget_server.clock import now
+from widget_server.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
+MAX_DAYS = 36500
+
+
+def checked_days(days: Any) -> int | None:
+    """A tenant's retention period: null (the server's default) or whole days from 1 to 36500."""
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS):
+        raise InvalidRequest(f"retention_days must be null or an integer from 1 to {MAX_DAYS}",
+                             details={"errors": [{"field": "retention_days", "message": "out of range"}]})
+    return days
+
+
+def view(days: int | None, default_days: int | None) -> dict[str, int | None]:
+    """`retention_days` null means the server's default applies (`effective_days`; null there: kept until erased)."""
+    return {"retention_days": days, "effective_days": days or default_days}
 
 
 async def sweep(storage: Storage, default_days: int | None) -> dict[str, dict[str, int]]:

@@ -7,7 +7,6 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventFilter
 from widget_server.domain.analytics.query import parse_filter
 from widget_server.errors import InvalidRequest
@@ -26,7 +25,7 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> d
     triggers by reason, escalations, feedback (the latest rating of each reply). `days` is a continuous series
     (days without events count zero) over `from`..`to`, or from the first to the last day with events."""
     upto = await storage.events.high_water(tenant_id)
-    raw = await Aggregates(storage.engine).summary(tenant_id, filters, upto)
+    raw = await storage.aggregates.summary(tenant_id, filters, upto)
     by_type: dict[str, int] = raw["by_type"]
     ttft = raw["ttft"]
     rules = dict(sorted(raw["rules"].items(), key=lambda kv: (-kv[1], kv[0] or "")))

@@ -27,7 +27,8 @@ from datetime import timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.backends.storage.rows import Row, now
+from widget_server.backends.storage.rows import Row
+from widget_server.clock import now
 from widget_server.domain.analytics.delivery import Hook, Sender, Try, delivery_body
 from widget_server.domain.analytics.signing import derive_secret
 from widget_server.domain.events import Event

@@ -12,27 +12,10 @@ import time
 from collections import deque
 from typing import Any
 
-from widget_server.backends.providers import Turn
+from widget_server.domain.chat.frames import Frame
+from widget_server.domain.chat.memory import Memory
 
-Frame = dict[str, Any]
 CLOSED = {"type": "_superseded"}  # tells an older socket that a newer one took the conversation over
-
-
-class Recent:
-    """A conversation's last turns, kept with its channel so that a turn needs no history read."""
-
-    def __init__(self, size: int) -> None:
-        self.turns: deque[Turn] = deque(maxlen=size)
-        self.loaded = False
-
-    def load(self, turns: list[Turn]) -> None:
-        self.turns.clear()
-        self.turns.extend(turns)
-        self.loaded = True
-
-    def add(self, turn: Turn) -> None:
-        if self.loaded:
-            self.turns.append(turn)
 
 
 class Channel:
@@ -43,7 +26,7 @@ class Channel:
         self.subscriber: asyncio.Queue[Frame] | None = None
         self.replies: dict[str, asyncio.Task[Any]] = {}
         self.turn_lock = asyncio.Lock()  # one reply at a time per conversation, in order
-        self.recent: Recent | None = None
+        self.memory: Memory | None = None  # made by the first turn, kept while the channel lives
         self._client_ids: deque[str] = deque(maxlen=256)
         self.grace_s = grace_s
         self.idle_since = time.monotonic()

@@ -1,6 +1,8 @@
 """A turn: input check → provider stream → output check → store → events.
 
 Every channel (WebSocket, REST, SSE) runs the same turn and only differs in where its frames go: `emit`.
+Whatever way a reply ends (stopped, refused, failed, cut short by the client), it is stored, its `reply.end`
+frame is sent and exactly one `reply.completed` event is recorded.
 """
 
 from __future__ import annotations
@@ -12,49 +14,22 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from widget_server.backends.providers import Finish, Provider, ProviderRequest, Providers, Turn
-from widget_server.backends.ratelimit import RateLimiter
-from widget_server.backends.storage import Storage
-from widget_server.backends.storage.engine import now
-from widget_server.domain.channels import Channel, Hub, Recent
-from widget_server.domain.coalesce import Coalescer
-from widget_server.domain.events import Event, EventSink
-from widget_server.domain.guard import Decision, Guard, GuardContext
-from widget_server.errors import InvalidRequest, ProviderError, ProviderTimeout, WidgetError
+from widget_server.backends.providers import Finish, Provider, ProviderRequest, Turn
+from widget_server.clock import now
+from widget_server.domain.chat.channels import Channel
+from widget_server.domain.chat.coalesce import Coalescer
+from widget_server.domain.chat.conversations import Conversation, check_message
+from widget_server.domain.chat.deps import Deps
+from widget_server.domain.chat.escalation import escalate_if_asked
+from widget_server.domain.chat.frames import Emit
+from widget_server.domain.chat.memory import Memory
+from widget_server.domain.guardrails.check import CheckContext
+from widget_server.domain.guardrails.decision import Decision
+from widget_server.domain.guardrails.tenant_guard import counted
+from widget_server.errors import ProviderError, ProviderTimeout, WidgetError
 from widget_server.ids import new_id
-from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
-Emit = Callable[[dict[str, Any]], Any]
-
-
-@dataclass
-class Deps:
-    """What a turn needs; built once by the app's lifespan."""
-
-    settings: Settings
-    storage: Storage
-    providers: Providers
-    guard: Guard
-    events: EventSink
-    hub: Hub
-    limiter: RateLimiter
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: str
-    tenant_id: str
-    persona: dict[str, Any]  # the stored persona row
-    visitor_id: str
-    channel: str
-
-    @property
-    def guard_context(self) -> GuardContext:
-        return GuardContext(self.tenant_id, self.persona["id"], self.id, self.channel)
-
-    def event(self, type_: str, **attributes: Any) -> Event:
-        return Event(type_, self.tenant_id, self.persona["id"], self.id, self.visitor_id, self.channel, attributes)
 
 
 @dataclass
@@ -62,25 +37,13 @@ class Reply:
     message_id: str
     text: str = ""
     finish_reason: str = "stop"
-    guardrail: dict[str, Any] | None = None
+    guardrail: dict[str, Any] | None = None  # the annotation stored on the reply
+    guardrails: list[dict[str, Any]] = field(default_factory=list)  # every decision of the turn, input first
     usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
     timing: dict[str, int | None] = field(default_factory=lambda: {"ttft_ms": None, "total_ms": 0})
     model: str | None = None
     provider: str | None = None
     error: dict[str, Any] | None = None
-
-
-async def start_conversation(
-    deps: Deps, tenant_id: str, persona: dict[str, Any], visitor_id: str, channel: str, origin: str | None = None
-) -> Conversation:
-    conv = Conversation(new_id("conv"), tenant_id, persona, visitor_id, channel)
-    stamp = now()
-    await deps.storage.create_conversation({
-        "id": conv.id, "tenant_id": tenant_id, "persona_id": persona["id"], "visitor_id": visitor_id,
-        "channel": channel, "status": "bot", "origin": origin, "created_at": stamp, "updated_at": stamp,
-    })
-    deps.events.emit(conv.event("conversation.started", origin=origin))
-    return conv
 
 
 @dataclass
@@ -95,30 +58,30 @@ class Accepted:
     stored: asyncio.Task[None]
 
 
-async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit) -> Accepted:
+def new_memory(deps: Deps, conv: Conversation) -> Memory:
+    return Memory(deps.settings.history_turns, conv.guard)
+
+
+def guard_columns(state: CheckContext) -> dict[str, Any]:
+    return {"guard_refusals": state.refusals, "guard_previous": state.previous}
+
+
+async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit, memory: Memory) -> Accepted:
     """Check the visitor's message, start storing it, and tell the client it was accepted."""
     arrived = time.monotonic()
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidRequest("message text must be a non-empty string", code="message.invalid")
-    if len(text) > deps.settings.max_message_chars:
-        raise InvalidRequest(f"message is longer than {deps.settings.max_message_chars} characters",
-                             code="message.too_long")
-    decision = await deps.guard.check_input(conv.guard_context, text)
+    text = check_message(text, deps.settings.max_message_chars)
+    decision, memory.guard = await deps.guard.check_input(conv.guard_context, text, memory.guard)
     shown = decision.text if decision.action == "mask" else decision.shown or text
     message_id = new_id("msg")
     client_id = client_id if isinstance(client_id, str) else None
     stored = asyncio.create_task(deps.storage.add_message({
         "id": message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "visitor",
         "text": shown, "client_id": client_id, "created_at": now(),
-        "guardrail": _annotation(decision, "input") if decision.action != "allow" else None,
-    }))
+        "guardrail": decision.annotation("input") if decision.action != "allow" else None,
+    }, guard_columns(memory.guard)))
     emit({"type": "message.accepted", "client_id": client_id, "message_id": message_id, "text": shown})
     deps.events.emit(conv.event("message.received", message_id=message_id, chars=len(text)))
     return Accepted(message_id, shown, decision, arrived, stored)
-
-
-def _annotation(decision: Decision, source: str) -> dict[str, Any]:
-    return {"action": decision.action, "reason": decision.reason, "source": source}
 
 
 def _context(role: str, text: str, finish_reason: str | None) -> bool:
@@ -126,17 +89,16 @@ def _context(role: str, text: str, finish_reason: str | None) -> bool:
     return role != "system" and finish_reason != "guardrail" and bool(text)
 
 
-async def history(deps: Deps, conv: Conversation, before_message_id: str, recent: Recent | None) -> tuple[Turn, ...]:
-    """The turns before this one: from the channel's memory when it has them, else from storage."""
-    if recent is not None and recent.loaded:
-        return tuple(recent.turns)
+async def history(deps: Deps, conv: Conversation, before_message_id: str, memory: Memory) -> tuple[Turn, ...]:
+    """The turns before this one: from memory when it has them, else from storage."""
+    if memory.loaded:
+        return tuple(memory.turns)
     n = deps.settings.history_turns
     rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=n + 1)
     turns = [Turn(r["role"], r["text"]) for r in rows
              if r["id"] != before_message_id and _context(r["role"], r["text"], r.get("finish_reason"))]
     turns = turns[-n:] if n else []
-    if recent is not None:
-        recent.load(turns)
+    memory.load(turns)
     return tuple(turns)
 
 
@@ -157,48 +119,44 @@ def provider_request(
 
 async def run_turn(
     deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
-    on_start: Callable[[str], None] | None = None, recent: Recent | None = None,
+    on_start: Callable[[str], None] | None = None, memory: Memory | None = None,
 ) -> Reply:
     """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled`, stored."""
-    acc = await accept(deps, conv, text, client_id, emit)
+    memory = memory or new_memory(deps, conv)
+    acc = await accept(deps, conv, text, client_id, emit, memory)
     decision = acc.decision
     reply = Reply(new_id("msg"))
     if on_start is not None:
         on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
-    if decision.action != "allow":
-        deps.events.emit(conv.event("guardrail.triggered", rule=decision.reason, action=decision.action,
-                                    source="input", message_id=acc.message_id))
-    if decision.stops:
-        _refuse(reply, decision, "input", emit)
-        await escalate_if_asked(deps, conv, decision, emit)
-    else:
-        turns = await history(deps, conv, acc.message_id, recent)
-        provider, request = provider_request(deps, conv, acc.text, turns)
-        await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived)
-    await finish(deps, conv, reply, emit, acc)
-    if recent is not None:
-        recent.add(Turn("visitor", acc.text))
-        if _context("persona", reply.text, reply.finish_reason):
-            recent.add(Turn("persona", reply.text))
+    try:
+        if decision.action != "allow":
+            reply.guardrails.append(decision.annotation("input"))
+            deps.events.emit(conv.guardrail_event(decision, "input", acc.message_id))
+        if decision.stops:
+            _refuse(reply, decision, "input", emit)
+            await escalate_if_asked(deps, conv, decision, emit)
+        else:
+            turns = await history(deps, conv, acc.message_id, memory)
+            provider, request = provider_request(deps, conv, acc.text, turns)
+            await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived, memory)
+    except asyncio.CancelledError:
+        reply.finish_reason = "cancelled"  # cut short before or after streaming: still stored and recorded
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()
+    await finish(deps, conv, reply, emit, acc, memory)
+    memory.add(Turn("visitor", acc.text))
+    if _context("persona", reply.text, reply.finish_reason):
+        memory.add(Turn("persona", reply.text))
     return reply
 
 
 def _refuse(reply: Reply, decision: Decision, source: str, emit: Emit) -> None:
     reply.finish_reason = "guardrail"
-    reply.guardrail = _annotation(decision, source)
+    reply.guardrail = decision.annotation(source)
     reply.text = decision.text
     emit({"type": "guardrail", "message_id": reply.message_id, "action": decision.action,
           "reason": decision.reason, "text": decision.text})
-
-
-async def escalate_if_asked(deps: Deps, conv: Conversation, decision: Decision, emit: Emit) -> None:
-    """Hand the conversation to a person: its status says so, the visitor is told, support gets the event."""
-    if decision.action != "escalate":
-        return
-    await deps.storage.set_conversation_status(conv.tenant_id, conv.id, "escalated")
-    emit({"type": "escalation", "status": "requested"})
-    deps.events.emit(conv.event("escalation.triggered", reason=decision.reason))
 
 
 async def _next(items: AsyncGenerator[str | Finish, None], timeout_s: float) -> str | Finish:
@@ -208,7 +166,7 @@ async def _next(items: AsyncGenerator[str | Finish, None], timeout_s: float) -> 
 
 async def stream_reply(
     deps: Deps, conv: Conversation, provider: Provider, request: ProviderRequest, reply: Reply, emit: Emit,
-    arrived: float,
+    arrived: float, memory: Memory,
 ) -> None:
     s = deps.settings
     deltas = Coalescer(lambda t: emit({"type": "reply.delta", "message_id": reply.message_id, "text": t}),
@@ -237,16 +195,17 @@ async def stream_reply(
             if decision is not None and decision.stops:
                 deltas.flush()
                 _refuse(reply, decision, "output", emit)
+                reply.guardrails.append(decision.annotation("output"))
+                memory.guard = counted(memory.guard, decision)
                 await escalate_if_asked(deps, conv, decision, emit)
-                deps.events.emit(conv.event("guardrail.triggered", rule=decision.reason, action=decision.action,
-                                            source="output", message_id=reply.message_id))
+                deps.events.emit(conv.guardrail_event(decision, "output", reply.message_id))
                 return
     except (TimeoutError, ProviderError) as exc:
         reply.finish_reason = "error"
         err = exc if isinstance(exc, ProviderError) else ProviderTimeout("the model did not answer in time")
         reply.error = {"code": err.code, "message": err.message, "retryable": True}
         deltas.flush()
-        emit({"type": "error", **reply.error, "message_id": reply.message_id})
+        emit(err.frame(retryable=True, message_id=reply.message_id))
     except asyncio.CancelledError:
         reply.finish_reason = "cancelled"
         if (task := asyncio.current_task()) is not None:
@@ -263,16 +222,18 @@ async def stream_reply(
 
 def _masked_output(deps: Deps, conv: Conversation, reply: Reply, reasons: list[str]) -> None:
     """What the output filter masked without stopping: on the stored reply, and one event per rule."""
-    if reasons and reply.guardrail is None:
-        reply.guardrail = {"action": "mask", "reason": reasons[0], "source": "output"}
     for reason in dict.fromkeys(reasons):
-        deps.events.emit(conv.event("guardrail.triggered", rule=reason, action="mask", source="output",
-                                    message_id=reply.message_id))
+        masked = Decision("mask", reason)
+        reply.guardrails.append(masked.annotation("output"))
+        if reply.guardrail is None:
+            reply.guardrail = masked.annotation("output")
+        deps.events.emit(conv.guardrail_event(masked, "output", reply.message_id))
 
 
-async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted) -> None:
+async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted, memory: Memory) -> None:
     """Store the reply after the visitor's message, then close it for the client (so `reply.end` means
-    stored), then record it. Runs even when the turn was cancelled."""
+    stored), then record it. Runs to the end even when the turn is cancelled meanwhile: the writes go on
+    (shielded), and `reply.end` and `reply.completed` are always emitted."""
     reply.timing["total_ms"] = round((time.monotonic() - acc.arrived) * 1000)
     try:
         await asyncio.shield(acc.stored)
@@ -280,10 +241,14 @@ async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: 
             "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
             "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
             "usage": reply.usage, "timing": reply.timing, "created_at": now(),
-        }))
+        }, guard_columns(memory.guard)))
     finally:
         emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
-              "usage": reply.usage, "timing": reply.timing})
+              "usage": reply.usage, "timing": reply.timing, "guardrails": reply.guardrails})
+        _record(deps, conv, reply)
+
+
+def _record(deps: Deps, conv: Conversation, reply: Reply) -> None:
     deps.events.emit(conv.event(
         "reply.completed", message_id=reply.message_id, finish_reason=reply.finish_reason,
         ttft_ms=reply.timing["ttft_ms"], total_ms=reply.timing["total_ms"],
@@ -315,31 +280,18 @@ def spawn_turn(
     async def turn() -> None:
         try:
             async with channel.turn_lock:
-                channel.recent = channel.recent or Recent(deps.settings.history_turns)
-                await run_turn(deps, conv, text, client_id, channel.emit, started, channel.recent)
+                channel.memory = channel.memory or new_memory(deps, conv)
+                await run_turn(deps, conv, text, client_id, channel.emit, started, channel.memory)
         except WidgetError as exc:
-            channel.emit({"type": "error", "code": exc.code, "message": exc.message, "retryable": exc.retryable,
-                          "client_id": client_id if isinstance(client_id, str) else None})
+            channel.emit(exc.frame(client_id=client_id if isinstance(client_id, str) else None))
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("turn failed", extra={"conversation_id": conv.id})
-            channel.emit({"type": "error", "code": "internal", "message": "server error", "retryable": True})
+            channel.emit(WidgetError("server error").frame(retryable=True))
         finally:
             channel.replies.pop(key, None)
 
     task = asyncio.create_task(turn())
     channel.replies[key] = task
     return task
-
-
-async def resolve_escalation(deps: Deps, conversation: dict[str, Any], note: str | None) -> None:
-    """Support hands an escalated conversation back to the bot: the status, the visitor's widget, the event."""
-    tenant_id, conv_id = conversation["tenant_id"], conversation["id"]
-    await deps.storage.set_conversation_status(tenant_id, conv_id, "bot")
-    if (channel := deps.hub.get(conv_id)) is not None:
-        channel.emit({"type": "escalation", "status": "resolved"})
-    waited = round((now() - conversation["updated_at"]).total_seconds() * 1000)
-    deps.events.emit(Event("escalation.resolved", tenant_id, conversation["persona_id"], conv_id,
-                           conversation["visitor_id"], conversation["channel"],
-                           {"note": note, "escalated_ms": waited}))

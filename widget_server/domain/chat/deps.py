@@ -1,0 +1,24 @@
+"""What the chat domain needs from the floors below, built once by the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from widget_server.backends.providers import Providers
+from widget_server.backends.ratelimit import RateLimiter
+from widget_server.backends.storage import Storage
+from widget_server.domain.chat.channels import Hub
+from widget_server.domain.events import EventSink
+from widget_server.domain.guardrails.tenant_guard import TenantGuard
+from widget_server.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    storage: Storage
+    providers: Providers
+    guard: TenantGuard
+    events: EventSink
+    hub: Hub
+    limiter: RateLimiter

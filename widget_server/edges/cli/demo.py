@@ -1,0 +1,82 @@
+"""`demo` (the demo tenant, persona, key, made once) and `serve`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from widget_server.backends.storage import Storage
+from widget_server.domain import personas, tenants
+from widget_server.edges.cli.common import read_demo, with_storage
+from widget_server.settings import Settings
+
+DEMO_PERSONA: dict[str, Any] = {
+    "name": "Ada", "slug": "ada",
+    "description": "The demo persona: a friendly guide to the Crumb & Co bakery.",
+    "system_prompt": "Ada is the friendly assistant of Crumb & Co, a small bakery. Ada answers in one or two short, "
+                     "kind sentences about bread, cakes, opening hours (8am to 6pm, Monday to Saturday) and orders.",
+    "greeting": "Hi, I'm Ada from Crumb & Co. What can I bake for you today?",
+    "starters": ["What bread do you have?", "When are you open?", "Can I order a cake?"],
+}
+
+
+async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
+    """The demo tenant, persona and key; made once, then read back (the keys live in data_dir/demo.json)."""
+    async def run(storage: Storage) -> dict[str, Any]:
+        demo = read_demo(settings)
+        if demo and await storage.get_tenant(demo["tenant_id"]) is not None:
+            if origin not in demo["origins"]:
+                demo["publishable_key"], demo["origins"] = await tenants.create_publishable_key(
+                    storage, demo["tenant_id"], [*demo["origins"], origin])
+        else:
+            tenant_id, secret = await tenants.create_tenant(storage, "Demo")
+            pk, origins = await tenants.create_publishable_key(storage, tenant_id, [origin])
+            demo = {"tenant_id": tenant_id, "secret_key": secret, "publishable_key": pk, "origins": origins}
+        if await storage.get_persona(demo["tenant_id"], DEMO_PERSONA["slug"]) is None:
+            await personas.create(storage, demo["tenant_id"], DEMO_PERSONA)
+        demo.update(persona=DEMO_PERSONA["slug"], persona_name=DEMO_PERSONA["name"])
+        path = Path(settings.data_dir) / "demo.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(demo, indent=2))
+        return demo
+    storage_result: dict[str, Any] = {}
+
+    async def wrapped(storage: Storage) -> int:
+        storage_result.update(await run(storage))
+        return 0
+    await with_storage(settings, wrapped)
+    return storage_result
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from widget_server.app import create_app
+    from widget_server.logconfig import setup_logging
+
+    setup_logging()
+    # The app refuses frames over 16 KiB itself (an error frame, then 1009); the transport cuts far larger ones.
+    uvicorn.run(create_app(settings), host=host, port=port, ws_max_size=4 * settings.max_frame_bytes,
+                log_config=None, timeout_graceful_shutdown=10)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    origin = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    demo = asyncio.run(ensure_demo(settings, origin))
+    print(f"""
+widget_server demo
+  demo page:        {origin}/
+  API docs:         {origin}/openapi.json
+  tenant_id:        {demo['tenant_id']}
+  secret key:       {demo['secret_key']}
+  publishable key:  {demo['publishable_key']}  (origins: {', '.join(demo['origins'])})
+  persona:          {demo['persona']}
+  provider:         {settings.provider}
+  try:  curl -s {origin}/v1/personas/{demo['persona']}/prompt -H 'Authorization: Bearer {demo['secret_key']}' \\
+             -H 'content-type: application/json' -d '{{"message": "When are you open?"}}'
+""", flush=True)
+    return 0 if args.no_serve else serve(settings, args.host, args.port)

@@ -1,0 +1,33 @@
+"""The app's state as endpoints see it: one typed object, made by the lifespan, read with `app_state(conn)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from widget_server.domain.analytics.webhooks import WebhookDispatcher
+from widget_server.domain.analytics.writer import EventWriter
+from widget_server.domain.chat.deps import Deps
+from widget_server.domain.tenants import SessionSigner
+from widget_server.metrics import Metrics
+from widget_server.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppState:
+    deps: Deps  # what the chat domain needs: settings, storage, providers, guard, events, hub, limiter
+    signer: SessionSigner
+    metrics: Metrics
+    writer: EventWriter
+    webhooks: WebhookDispatcher
+
+    @property
+    def settings(self) -> Settings:
+        return self.deps.settings
+
+
+def app_state(conn: HTTPConnection) -> AppState:
+    """The state of the app serving this request or socket (the lifespan puts it in every request's state)."""
+    state: AppState = conn.state.app
+    return state

@@ -1,0 +1,158 @@
+"""Client frames of the widget protocol, parsed strictly: any text frame gets either a clean frame or an
+`InvalidRequest` naming the field and the problem, never an exception the socket cannot answer.
+
+What a frame may hold is what storage and the other side can hold: identifiers are printable strings of at most
+80 characters, text has no lone surrogates (they cannot be encoded as UTF-8), no control characters and no bidi
+overrides, numbers are integers in range, JSON is at most a few levels deep and has no NaN or Infinity (which
+PostgreSQL's JSON refuses). Fields a frame type does not use are ignored, so a newer widget still talks to an
+older server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from widget_server.domain.chat.conversations import BIDI, check_text
+from widget_server.domain.chat.feedback import RATINGS, WIDGET_EVENTS
+from widget_server.errors import InvalidRequest
+
+MAX_ID = 80
+MAX_TOKEN = 4096
+MAX_SEQ = 2**53  # what a JavaScript client can count to
+MAX_DEPTH = 8  # of a whole frame: {"type": "event", "props": {…}} leaves props a few levels
+MAX_PROPS = 2000  # characters of an event's props as JSON
+Frame = dict[str, Any]
+
+
+def invalid(field: str, problem: str, code: str = "frame.invalid") -> InvalidRequest:
+    return InvalidRequest(f"{field}: {problem}", code=code, details={"field": field, "problem": problem})
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in a frame")
+
+
+def _finite(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 parses as infinity
+        raise ValueError("numbers must be finite")
+    return value
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """Whether `value` nests at most `limit` levels of arrays and objects."""
+    if isinstance(value, dict | list):
+        if limit == 0:
+            return False
+        items = value.values() if isinstance(value, dict) else value
+        return all(_depth(v, limit - 1) for v in items)
+    return True
+
+
+def decode(text: str) -> Frame:
+    """A JSON object with a string `type`, or `InvalidRequest`."""
+    try:
+        frame = json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+    except RecursionError:
+        raise InvalidRequest("frame is nested too deeply", code="frame.too_deep") from None
+    except ValueError:
+        raise InvalidRequest("frame is not valid JSON", code="frame.invalid_json") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise InvalidRequest("a frame is a JSON object with a type", code="frame.invalid")
+    if not _depth(frame, MAX_DEPTH):
+        raise InvalidRequest(f"frame is nested more than {MAX_DEPTH} levels deep", code="frame.too_deep")
+    return frame
+
+
+def ident(frame: Frame, field: str, *, required: bool = False) -> str | None:
+    """An identifier the client sends back (a client or message id): a printable string of 1 to 80 characters."""
+    value = frame.get(field)
+    if value is None:
+        if required:
+            raise invalid(field, "is required")
+        return None
+    if not isinstance(value, str):
+        raise invalid(field, "must be a string")
+    if not 1 <= len(value) <= MAX_ID:
+        raise invalid(field, f"must be 1 to {MAX_ID} characters")
+    if not value.isprintable() or BIDI.intersection(value):
+        raise invalid(field, "must be printable (no control, format or bidi characters)")
+    return value
+
+
+def integer(value: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise invalid(field, "must be an integer")
+    if not low <= value <= high:
+        raise invalid(field, f"must be from {low} to {high}")
+    return value
+
+
+def _strings_clean(value: Any, field: str) -> None:
+    if isinstance(value, str):
+        check_text(value, field)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key, field)
+            _strings_clean(item, field)
+    elif isinstance(value, list):
+        for item in value:
+            _strings_clean(item, field)
+
+
+def hello(frame: Frame) -> tuple[Any, str | None, int | None]:
+    """The token, and the conversation to resume with the client's last `seq` (None, None without resume)."""
+    token = frame.get("token")
+    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
+        raise invalid("token", f"must be a string of at most {MAX_TOKEN} characters")
+    resume = frame.get("resume")
+    if resume is None:
+        return token, None, None
+    if not isinstance(resume, dict):
+        raise invalid("resume", "must be an object with conversation_id and last_seq")
+    conversation_id = ident(resume, "conversation_id")
+    last_seq = resume.get("last_seq")
+    if last_seq is not None:
+        last_seq = integer(last_seq, "resume.last_seq", 0, MAX_SEQ)
+    return token, conversation_id, last_seq
+
+
+def message(frame: Frame) -> tuple[Any, str | None]:
+    """The text (checked by the chat domain, as on every channel) and the client's id for the message."""
+    return frame.get("text"), ident(frame, "client_id")
+
+
+def message_id(frame: Frame) -> str:
+    found = ident(frame, "message_id", required=True)
+    assert found is not None
+    return found
+
+
+def feedback(frame: Frame) -> tuple[str, str, str | None]:
+    """The rated reply, the rating (`up` or `down`) and an optional comment of at most 2000 characters."""
+    rated = message_id(frame)
+    rating = frame.get("rating")
+    if rating not in RATINGS:
+        raise invalid("rating", "must be up or down", code="feedback.invalid")
+    comment = frame.get("comment")
+    if comment is not None:
+        if not isinstance(comment, str) or len(comment) > 2000:
+            raise invalid("comment", "must be a string of at most 2000 characters", code="feedback.invalid")
+        check_text(comment, "comment")
+    return rated, rating, comment
+
+
+def event(frame: Frame) -> tuple[str, dict[str, Any]]:
+    """A widget event's name and its props (a JSON object of at most 2000 characters)."""
+    name = frame.get("name")
+    if name not in WIDGET_EVENTS:
+        raise invalid("name", f"must be one of {', '.join(WIDGET_EVENTS)}", code="event.invalid")
+    props = frame.get("props")
+    if props is None:
+        return name, {}
+    if not isinstance(props, dict) or len(json.dumps(props)) > MAX_PROPS:
+        raise invalid("props", f"must be an object of at most {MAX_PROPS} characters as JSON", code="event.invalid")
+    _strings_clean(props, "props")
+    return name, props
