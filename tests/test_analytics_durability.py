@@ -100,9 +100,11 @@ def test_events_wait_out_a_database_outage_and_none_is_lost(
             for ws in sockets:
                 ws.send({"type": "event", "name": "widget.opened" if round_ % 2 else "widget.closed"})
                 sent += 1
-            time.sleep(0.15)  # three seconds of traffic with the database away
-        metrics = _scrape(stack)
-        assert metrics["widget_events_buffered"] >= 1 and metrics["widget_event_write_errors_total"] >= 1
+            time.sleep(0.15)  # traffic paced over three seconds with the database away
+        deadline = time.monotonic() + 10
+        while not ((m := _scrape(stack))["widget_events_buffered"] >= 1 and m["widget_event_write_errors_total"] >= 1):
+            assert time.monotonic() < deadline, f"the writer never reported the database away: {m}"
+            time.sleep(0.05)
         health = httpx.get(f"{stack.url}/health")
         assert health.status_code == 503 and health.json()["events"]["status"] == "retrying"
         proxy.restore()

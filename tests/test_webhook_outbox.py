@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.conftest import ORIGIN, Stack, _tenant, fresh_pg_database
-from tests.support.receiver import Receiver, attempts, create, readme_verify
+from tests.support.receiver import Receiver, attempts, create, readme_verify, settled
 from tests.support.servers import serve_in_thread, serve_process
 from tests.support.upstream import Upstream
 from widget_server.app import create_app
@@ -94,8 +94,7 @@ def test_a_pending_delivery_is_made_by_the_next_server_after_a_clean_stop(
         assert got[-1].body == got[0].body and got[-1].headers["widget-event-id"] == got[0].headers["widget-event-id"]
         assert readme_verify()(hook["secret"], got[-1].headers["widget-signature"], got[-1].body)
         assert_continued(wait_attempts(second, hook["id"], tried + 1), tried)
-        assert pending(db_url, keys["tenant_id"]) == []
-        time.sleep(0.3)
+        settled(second)  # nothing left in the outbox, nothing in flight: no further try can come
         assert len(receiver.of(name)) == tried + 1
 
 
@@ -161,7 +160,7 @@ def test_two_servers_on_one_postgres_deliver_each_event_exactly_once(
                 ws.send({"type": "event", "name": "widget.opened"})
         sent = len(sockets) * 20
         receiver.wait(name, lambda g: len(g) >= sent, timeout=30)
-        time.sleep(0.5)  # a second delivery of any event would be here by now
+        settled(a, b, timeout=30)  # every delivery made and no try in flight on either node
     finally:
         receiver.delay[name] = 0
     ids = [r.headers["widget-event-id"] for r in receiver.of(name)]
@@ -191,10 +190,9 @@ def test_an_erased_visitors_pending_delivery_is_dropped(
     r = httpx.delete(f"{stack.url}/v1/analytics/visitors/{event['visitor_id']}", headers=stack.auth)
     assert r.status_code == 200 and r.json()["deleted"]["events"] >= 1
     wait_pending(stack.settings.resolved_database_url, stack.tenant_id, lambda rows: not rows)
+    settled(stack)  # out of the outbox and no try in flight: no later retry can come
     tries = len(receiver.of(name))
     assert tries < stack.settings.webhook_attempts  # it was dropped, not run out of tries
-    time.sleep(1.0)  # past the next retry's backoff
-    assert len(receiver.of(name)) == tries
 
 
 def test_a_replayed_batch_enqueues_nothing_twice(db_url: str) -> None:
@@ -253,9 +251,9 @@ def test_a_hanging_receiver_holds_only_its_own_slots_and_a_shutdown_gives_its_de
         await storage.events.insert([event_row(e) for e in events])
         dispatcher = WebhookDispatcher(storage, settings, Metrics(), "server-secret")
         dispatcher.start()
-        while len(receiver.of(fast)) < 6 or len(receiver.of(slow)) < PER_WEBHOOK:
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.3)
+        while len(receiver.of(fast)) < 6 or len(receiver.of(slow)) < PER_WEBHOOK or not (
+                len(dispatcher._tries) == PER_WEBHOOK and dispatcher.idle.is_set()):
+            await asyncio.sleep(0.02)  # until the worker waits with only the slow webhook's tries running
         assert len(receiver.of(slow)) == PER_WEBHOOK  # its other deliveries wait; the fast webhook got all six
         started = time.monotonic()
         await dispatcher.aclose()

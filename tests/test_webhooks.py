@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.support.errors import assert_error
-from tests.support.receiver import Receiver, attempts, create, readme_verify
+from tests.support.receiver import Receiver, attempts, create, readme_verify, settled
 from widget_server.domain.analytics.destinations import UnsafeURL, resolve
 from widget_server.domain.analytics.signing import sign
 
@@ -77,8 +77,8 @@ def test_an_escalation_is_pushed_to_the_support_team(stack_factory: Callable[...
     name, url = receiver.new()
     hook = create(stack, url, event_types=["escalation.triggered"]).json()
     ready, _ = stack.turn(stack.persona(), "can I talk to a human")
-    receiver.wait(name, lambda g: len(g) >= 1)
-    time.sleep(0.3)  # the turn's other events were committed with it: any wrongly sent would be here too
+    stack.wait_events(lambda got: len(got) == 1, type="reply.completed")  # the turn's last event is committed
+    settled(stack)  # and every delivery of its events made: any wrongly sent would be here
     got = receiver.of(name)
     assert [r.json["type"] for r in got] == ["escalation.triggered"]  # nothing else: it asked for this type only
     assert got[0].json["data"]["conversation_id"] == ready["conversation_id"]
@@ -117,7 +117,7 @@ def test_two_500s_then_delivered_on_the_third_try(
     metrics = httpx.get(f"{stack.url}/metrics").text
     assert 'widget_webhook_deliveries_total{outcome="retrying"} 2.0' in metrics
     assert 'widget_webhook_deliveries_total{outcome="delivered"} 1.0' in metrics
-    time.sleep(0.3)  # the backoff is 0.05 s: a fourth try would have come by now
+    settled(stack)  # nothing left to try: no fourth try can come
     assert len(receiver.of(name)) == 3
 
 
@@ -148,7 +148,7 @@ def test_tenants_never_see_each_others_webhooks(
     their_hook = create(stack, their_url, sk=other["sk"]).json()
     stack.turn(stack.persona(), "hello")
     receiver.wait(mine, lambda g: "reply.completed" in {r.json["type"] for r in g})
-    time.sleep(0.3)  # deliveries of one batch go out together: a wrong one would have arrived too
+    settled(stack, Stack(stack.url, stack.settings, other["tenant_id"], other["sk"], other["pk"], stack.exits))
     assert receiver.of(theirs) == []
     assert all(r.json["data"]["tenant_id"] == stack.tenant_id for r in receiver.of(mine))
     their_auth = {"Authorization": f"Bearer {other['sk']}"}
@@ -173,7 +173,7 @@ def test_delete_stops_deliveries_and_retries(stack_factory: Callable[..., Stack]
     tries = len(receiver.of(failing))
     ready, _ = stack.turn(persona, "second")
     receiver.wait(control, lambda g: any(r.json["data"]["conversation_id"] == ready["conversation_id"] for r in g))
-    time.sleep(1.0)  # past the second and third tries' backoff (0.3 s, 0.6 s)
+    settled(stack)  # the deleted webhook's retries are gone from the outbox, and nothing is in flight
     assert len(receiver.of(failing)) <= tries + 1  # at most one try already under way when it was deleted
     assert all(r.json["data"]["conversation_id"] != ready["conversation_id"] for r in receiver.of(failing))
     assert_error(httpx.delete(f"{stack.url}/v1/webhooks/{hook['id']}", headers=stack.auth), 404, "webhook.not_found")

@@ -39,6 +39,8 @@ class Metrics:
                                           registry=r)
         self.webhook_deliveries = Counter("widget_webhook_deliveries", "Webhook delivery attempts, by outcome",
                                           ["outcome"], registry=r)
+        self.webhook_in_flight = Gauge("widget_webhook_tries_in_flight", "Webhook tries this node is making now",
+                                       registry=r)
 
     def observe_event(self, type_: str, attributes: dict[str, Any]) -> None:
         self.events_queued.inc()

@@ -78,6 +78,30 @@ class Receiver:
         return got
 
 
+def _in_flight(stack: Stack) -> float:
+    line = "widget_webhook_tries_in_flight "
+    text = httpx.get(f"{stack.url}/metrics").text
+    return float(next(row[len(line):] for row in text.splitlines() if row.startswith(line)))
+
+
+def settled(*stacks: Stack, timeout: float = 10) -> None:
+    """Wait until no delivery is left to make: the tenants' outbox is empty and no node has a try in flight.
+    Deliveries are written with their events, so once the events of interest are committed (wait for them
+    first), nothing can arrive after this that has not arrived already: no sleep "long enough" needed."""
+    from widget_server.backends.storage import open_storage
+
+    async def pending() -> int:
+        storage = await open_storage(stacks[0].settings.resolved_database_url)
+        try:
+            return sum([len(await storage.deliveries.pending(s.tenant_id)) for s in stacks])
+        finally:
+            await storage.close()
+
+    deadline = time.monotonic() + timeout
+    while asyncio.run(pending()) or any(_in_flight(s) for s in stacks):
+        assert time.monotonic() < deadline, "webhook deliveries never settled"
+        time.sleep(0.02)
+
 
 def readme_verify() -> Callable[..., bool]:
     """The README's verification snippet, run as a receiver would copy it."""

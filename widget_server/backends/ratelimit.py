@@ -10,6 +10,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,14 @@ class RateLimiter(Protocol):
 
 
 class MemoryRateLimiter:
-    def __init__(self, limit: int, window_s: float) -> None:
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.clock = clock
         self._hits: dict[str, deque[float]] = {}
 
     async def hit(self, key: str) -> float | None:
-        stamp = time.monotonic()
+        stamp = self.clock()
         hits = self._hits.setdefault(key, deque())
         while hits and hits[0] <= stamp - self.window_s:
             hits.popleft()
@@ -60,9 +62,11 @@ return false
 
 
 class RedisRateLimiter:
-    def __init__(self, url: str, limit: int, window_s: float, prefix: str = "widget:rl:") -> None:
+    def __init__(self, url: str, limit: int, window_s: float, prefix: str = "widget:rl:",
+                 clock: Callable[[], float] = time.time) -> None:
         import redis.asyncio as redis
 
+        self.clock = clock  # Unix seconds: the window is kept in Redis, shared by nodes whose clocks agree
         self._redis: Any = redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
         self._script = self._redis.register_script(SLIDING_WINDOW)
         self.limit = limit
@@ -70,7 +74,7 @@ class RedisRateLimiter:
         self.prefix = prefix
 
     async def hit(self, key: str) -> float | None:
-        now_ms = time.time() * 1000
+        now_ms = self.clock() * 1000
         try:
             wait = await self._script(keys=[self.prefix + key],
                                       args=[now_ms, self.window_ms, self.limit, f"{now_ms}:{secrets.token_hex(4)}"])

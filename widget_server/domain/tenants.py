@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from widget_server.backends.storage import Storage
 from widget_server.errors import AuthError, InvalidRequest, TenantNotFound, TokenExpired, TokenInvalid
@@ -112,10 +114,15 @@ class SessionClaims:
 
 
 class SessionSigner:
-    """Signed widget tokens: one salt for the purpose, `max_age` always checked."""
+    """Signed widget tokens: one salt for the purpose, `max_age` always checked. `clock` (Unix seconds) stamps
+    and ages tokens; tests give one to make a token that is already old."""
 
-    def __init__(self, secret: str, max_age_s: int) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt=SESSION_SALT)
+    def __init__(self, secret: str, max_age_s: int, clock: Callable[[], float] = time.time) -> None:
+        class Clocked(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(clock())
+
+        self._serializer = URLSafeTimedSerializer(secret, salt=SESSION_SALT, signer=Clocked)
         self.max_age_s = max_age_s
 
     def sign(self, claims: SessionClaims) -> str:

@@ -56,6 +56,9 @@ class WebhookDispatcher:
         self._sender = Sender(timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private,
                               max_connections=MAX_CONCURRENCY)
         self._wake = asyncio.Event()
+        # Set while the worker waits with nothing it could claim now; cleared whenever it is woken. With no
+        # tries in flight it means: this node will make no delivery until new work is due (tests wait for it).
+        self.idle = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._tries: set[asyncio.Task[None]] = set()
         self._recording: set[asyncio.Future[None]] = set()
@@ -75,7 +78,11 @@ class WebhookDispatcher:
     def submit(self, events: Sequence[Event]) -> None:
         """The writer committed `events` and their deliveries with them: look for due ones now. Never raises."""
         if events and not self._closing:
-            self._wake.set()
+            self._wake_up()
+
+    def _wake_up(self) -> None:
+        self.idle.clear()
+        self._wake.set()
 
     async def _work(self) -> None:
         failures = 0
@@ -97,9 +104,12 @@ class WebhookDispatcher:
             wait = min(poll * 2 ** min(failures, 10), max(MAX_IDLE_S, poll))
             if self._due:
                 wait = min(wait, max(self._due[0] - time.monotonic(), 0.0))
+            if not self._wake.is_set():
+                self.idle.set()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
+            self.idle.clear()
 
     async def _claim(self) -> bool:
         """Claim what can start now and start it; True when more may be due and there is room to take it."""
@@ -124,19 +134,21 @@ class WebhookDispatcher:
     def _start(self, row: Row) -> None:
         hook_id = row["webhook_id"]
         self._per_hook[hook_id] += 1
+        self.metrics.webhook_in_flight.inc()
         task = asyncio.get_running_loop().create_task(self._try(row))
         self._tries.add(task)
         task.add_done_callback(lambda t: self._done(t, hook_id))
 
     def _done(self, task: asyncio.Task[None], hook_id: str) -> None:
         self._tries.discard(task)
+        self.metrics.webhook_in_flight.dec()
         self._per_hook[hook_id] -= 1
         if self._per_hook[hook_id] <= 0:
             del self._per_hook[hook_id]
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("webhook try failed", exc_info=exc, extra={"webhook_id": hook_id})
         if self._backlog and not self._closing:
-            self._wake.set()
+            self._wake_up()
 
     async def _try(self, row: Row) -> None:
         if row["event"] is None:  # erased or purged since: it is not ours to send any more
@@ -180,7 +192,7 @@ class WebhookDispatcher:
             return  # the webhook was deleted meanwhile
         if retry_in is not None:
             heapq.heappush(self._due, time.monotonic() + retry_in)
-            self._wake.set()  # the worker's next wait ends when this retry falls due
+            self._wake_up()  # the worker's next wait ends when this retry falls due
         elif outcome == "failed":
             log.warning("webhook delivery failed", extra=context)
 
