@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -12,9 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import ORIGIN, Stack, _tenant
 from tests.support.errors import assert_error
 from tests.support.receiver import Receiver, attempts, create, readme_verify, settled
+from tests.support.servers import serve_process
 from widget_server.domain.analytics.destinations import UnsafeURL, resolve
 from widget_server.domain.analytics.signing import sign
 
@@ -254,3 +256,32 @@ def test_at_most_twenty_webhooks(stack_factory: Callable[..., Stack], db_url: st
     assert_error(create(stack, "https://93.184.215.14/21"), 409, "webhook.limit_reached", "conflict")
     assert len(httpx.get(f"{stack.url}/v1/webhooks", headers=stack.auth).json()["data"]) == 20
     assert_error(httpx.get(f"{stack.url}/v1/webhooks", headers={"Authorization": "Bearer sk_nope"}), 401)
+
+
+def test_a_delivery_logs_neither_the_urls_credentials_nor_its_query_tokens(
+    tmp_path: Path, upstream: tuple[Any, str], receiver: Receiver
+) -> None:
+    """`widget-server serve` logs at INFO; the HTTP client's own request log printed the whole webhook URL."""
+    db = f"sqlite:///{tmp_path / 'widget.db'}"
+    keys = asyncio.run(_tenant(db, [ORIGIN]))
+    env = {"WIDGET_DATA_DIR": str(tmp_path), "WIDGET_DATABASE_URL": db, "WIDGET_PROVIDER": "openai",
+           "WIDGET_OPENAI_BASE_URL": upstream[1].replace("http://", "http://operator:up5tream@"),
+           "WIDGET_SECRET_KEY": "logs", "WIDGET_EVENTS_FLUSH_MS": "20", "WIDGET_WEBHOOK_ALLOW_PRIVATE": "true"}
+    name, url = receiver.new()
+    secret_url = url.replace("http://", "http://hookuser:hookpa55@") + "?token=t0kenvalue"
+    proc, base = serve_process(env)
+    exits = contextlib.ExitStack()
+    stack = Stack(base, None, keys["tenant_id"], keys["sk"], keys["pk"], exits)  # type: ignore[arg-type]
+    try:
+        create(stack, secret_url, event_types=["reply.completed"])
+        stack.turn(stack.persona(), "hello")
+        got = receiver.wait(name, lambda g: len(g) == 1)
+        assert got[0].headers["authorization"].startswith("Basic ")  # the credentials went where they belong
+    finally:
+        exits.close()
+        proc.terminate()
+        _, logs = proc.communicate(timeout=30)
+    text = logs.decode()
+    assert "widget_server ready" in text  # the log was read
+    for secret in ("hookpa55", "t0kenvalue", "up5tream"):
+        assert secret not in text

@@ -1,4 +1,11 @@
-"""Time-sortable identifiers (48-bit milliseconds + 80 random bits, Crockford base32) and key material."""
+"""Identifiers and key material.
+
+Row ids are time-sortable (48-bit milliseconds + 80 bits, Crockford base32) and strictly increasing within a
+process, which gives keyset pagination and message order for free; within one millisecond they count up, so
+they are guessable from one another. Ids that also act as bearer secrets (a visitor id, a conversation id a
+widget resumes with) must not be: `new_unguessable_id` keeps the time prefix but draws all 80 bits afresh, and
+`new_visitor_id` is 128 random bits.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,18 @@ def new_id(prefix: str) -> str:
         rand = int.from_bytes(os.urandom(10), "big") >> 1  # leave room to count up
     _last[0], _last[1] = ms, rand
     return f"{prefix}_{_b32(ms, 10)}{_b32(rand, 16)}"
+
+
+def new_unguessable_id(prefix: str) -> str:
+    """Time-sortable like `new_id` (to the millisecond), with 80 fresh random bits: knowing one id tells nothing of
+    the next."""
+    ms = time.time_ns() // 1_000_000
+    return f"{prefix}_{_b32(ms, 10)}{_b32(int.from_bytes(os.urandom(10), 'big'), 16)}"
+
+
+def new_visitor_id() -> str:
+    """A visitor id: 128 random bits, since with a conversation id it is what lets a widget resume."""
+    return f"vis_{secrets.token_urlsafe(16)}"
 
 
 def new_key(prefix: str) -> str:

@@ -155,7 +155,7 @@ class LocalProvider:
     async def health(self) -> dict[str, Any]:
         if self._load_error:
             return {"status": "error", "kind": self.kind, "error": self._load_error}
-        return {"status": "ok", "kind": self.kind, "model": MODEL_NAME, "loaded": self._llm is not None}
+        return {"status": "ok", "kind": self.kind, "loaded": self._llm is not None}
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

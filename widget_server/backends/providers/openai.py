@@ -109,7 +109,7 @@ class OpenAIProvider:
             except Exception as exc:
                 status = {"status": "error", "error": _describe(exc)}
             self._health = (stamp, status)
-        return {**self._health[1], "kind": self.kind, "base_url": self._base_url, "model": self._model}
+        return {**self._health[1], "kind": self.kind}  # no URL or model: /health needs no key
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -20,7 +20,7 @@ from widget_server.domain.guardrails.check import CheckContext
 from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.tenant_guard import GuardContext
 from widget_server.errors import ConversationNotFound, InvalidRequest
-from widget_server.ids import new_id
+from widget_server.ids import new_unguessable_id, new_visitor_id
 
 MAX_VISITOR_ID = 80
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # embeddings, overrides, isolates
@@ -57,7 +57,7 @@ def from_row(row: dict[str, Any], persona: dict[str, Any]) -> Conversation:
 def visitor_id(value: Any) -> str:
     """The visitor id a client gave (a printable string of 1 to 80 characters), or a new one when it gave none."""
     if value is None:
-        return new_id("vis")
+        return new_visitor_id()
     if (not isinstance(value, str) or not 1 <= len(value) <= MAX_VISITOR_ID or not value.isprintable()
             or BIDI.intersection(value)):
         raise InvalidRequest(f"visitor_id must be a printable string of 1 to {MAX_VISITOR_ID} characters",
@@ -92,7 +92,7 @@ def check_message(text: Any, max_chars: int) -> str:
 
 async def start(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: str, channel: str,
                 origin: str | None = None) -> Conversation:
-    conv = Conversation(new_id("conv"), tenant_id, persona, visitor, channel)
+    conv = Conversation(new_unguessable_id("conv"), tenant_id, persona, visitor, channel)
     stamp = now()
     await deps.storage.create_conversation({
         "id": conv.id, "tenant_id": tenant_id, "persona_id": persona["id"], "visitor_id": visitor,
