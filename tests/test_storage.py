@@ -106,3 +106,21 @@ def test_migration_0005_rewrites_persona_topics_to_the_one_schema(empty_db_url: 
 
     assert asyncio.run(run()) == {"allowed": [{"id": "bike-repair", "description": "", "examples": ["fix my bike"]}],
                                   "denied": [], "off_topic": "refuse"}
+
+
+def test_the_data_dirs_files_are_private(stack_factory: Any, tmp_path: Path) -> None:
+    """The database (and its WAL), the signing secret: readable by the server's user only, whatever the umask."""
+    import os
+    import stat
+
+    data = tmp_path / "fresh" / "data"
+    old = os.umask(0o022)  # the usual default: new files 0644
+    try:
+        stack = stack_factory(data_dir=data, database_url=f"sqlite:///{data / 'widget.db'}", secret_key=None)
+        stack.turn(stack.persona(), "hello")
+    finally:
+        os.umask(old)
+    files = sorted(p for p in data.iterdir() if p.is_file())
+    assert {p.name for p in files} >= {"widget.db", "widget.db-wal", "secret_key"}
+    assert {p.name: stat.filemode(p.stat().st_mode) for p in files} == {p.name: "-rw-------" for p in files}
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700

@@ -30,6 +30,7 @@ from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
 from widget_server.metrics import Metrics
+from widget_server.private_files import private_file
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,8 @@ def signing_secret(settings: Settings) -> str:
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
     path = Path(settings.data_dir) / "secret_key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
+    if not path.exists() or not path.read_text().strip():
+        private_file(path).write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
 
 

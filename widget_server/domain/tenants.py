@@ -100,8 +100,9 @@ async def authenticate_publishable(storage: Storage, key: str) -> dict[str, Any]
 
 
 def identity_ok(secret: str, user_id: str, user_hash: str) -> bool:
-    expected = hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, user_hash or "")
+    expected = hmac.new(secret.encode(), user_id.encode(errors="surrogatepass"), hashlib.sha256).hexdigest()
+    # bytes, not str: compare_digest refuses non-ASCII strings, and a hash is hex anyway
+    return hmac.compare_digest(expected.encode(), (user_hash or "").encode(errors="surrogatepass"))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ async def json_body(request: Request) -> Any:
         return json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest("the body is not valid JSON", code="request.invalid_json") from exc
+    except RecursionError:  # the JSON parser recurses per level of nesting
+        raise InvalidRequest("the body is nested too deeply", code="request.invalid_json") from None
 
 
 def only_fields(body: Any, allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]

@@ -21,10 +21,13 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 async def _body(request: Request) -> Any:
     if request.headers.get("content-type", "").split(";")[0].strip() in YAML_TYPES:
+        raw = await read_body(request)
         try:
-            return yaml.safe_load(await read_body(request))
+            return yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise InvalidRequest("the body is not valid YAML", code="request.invalid_yaml") from exc
+        except RecursionError:  # the YAML parser recurses per level of nesting
+            raise InvalidRequest("the body is nested too deeply", code="request.invalid_yaml") from None
     return await json_body(request)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from widget_server.backends.storage.store import Storage
+from widget_server.private_files import private_file
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 727274  # PostgreSQL advisory lock: one of several starting nodes migrates, the others wait
@@ -32,7 +33,11 @@ async def open_storage(url: str) -> Storage:
     """Connect and bring the schema to the newest migration."""
     aurl = async_url(url)
     if aurl.startswith("sqlite"):
-        Path(aurl.split(":///", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        database = Path(aurl.split(":///", 1)[1])
+        private_file(database)  # SQLite gives its -wal and -shm files the database's mode
+        for side in ("-wal", "-shm"):
+            if (extra := database.with_name(database.name + side)).exists():
+                private_file(extra)
         engine = create_async_engine(aurl, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:

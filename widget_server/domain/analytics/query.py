@@ -72,7 +72,7 @@ def decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, seq = raw.partition(":")
-        if prefix != "e1" or not seq.isdigit():
+        if prefix != "e1" or not seq.isascii() or not seq.isdigit() or len(seq) > 18:  # a BIGINT holds 18 digits
             raise ValueError(raw)
         return int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -22,6 +22,7 @@ from typing import Any
 
 from widget_server.domain.events import Event
 from widget_server.metrics import Metrics
+from widget_server.private_files import private_file
 
 log = logging.getLogger(__name__)
 Write = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
@@ -144,8 +145,7 @@ class EventWriter:
 
     def _spill_oldest(self, n: int) -> None:
         assert self._spill is not None
-        self._spill.parent.mkdir(parents=True, exist_ok=True)
-        with self._spill.open("a") as f:
+        with private_file(self._spill).open("a") as f:
             for _ in range(min(n, len(self._buffer))):
                 f.write(_spill_line(self._buffer.popleft()))
                 self._metrics.events_spilled.inc()

@@ -11,6 +11,7 @@ from typing import Any
 from widget_server.backends.storage import Storage
 from widget_server.domain import personas, tenants
 from widget_server.edges.cli.common import read_demo, with_storage
+from widget_server.private_files import private_file
 from widget_server.settings import Settings
 
 DEMO_PERSONA: dict[str, Any] = {
@@ -38,9 +39,7 @@ async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
         if await storage.get_persona(demo["tenant_id"], DEMO_PERSONA["slug"]) is None:
             await personas.create(storage, demo["tenant_id"], DEMO_PERSONA)
         demo.update(persona=DEMO_PERSONA["slug"], persona_name=DEMO_PERSONA["name"])
-        path = Path(settings.data_dir) / "demo.json"
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(demo, indent=2))
+        private_file(Path(settings.data_dir) / "demo.json").write_text(json.dumps(demo, indent=2))
         return demo
     storage_result: dict[str, Any] = {}
 
