@@ -25,7 +25,8 @@ from widget_server.backends.storage import open_storage
 from widget_server.domain.analytics.query import COLUMNS, EXPORT_SCHEMA
 from widget_server.ids import new_id
 
-FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tTAB", "\rCR", "  =1+1",
+            "\nNL", " @A1"]
 T0 = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # half an hour before midnight UTC: day truncation must use UTC
 
 

@@ -186,6 +186,10 @@ def test_delete_stops_deliveries_and_retries(stack_factory: Callable[..., Stack]
     "http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/hook", "http://192.168.0.10/",
     "http://169.254.169.254/latest/meta-data", "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook",
     "http://0.0.0.0/", "http://100.64.0.1/", "https://does-not-exist.invalid/hook",
+    # IPv6 forms that wrap a private IPv4 address, and deprecated ranges (issue 10)
+    "http://[::7f00:1]/", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data", "http://[2002:7f00:1::]/",
+    "http://[::ffff:0:7f00:1]/", "http://[::ffff:0:0a00:1]/", "http://[fec0::1]/", "http://[64:ff9b:1::1]/",
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",
 ])
 def test_a_private_url_is_refused(stack_factory: Callable[..., Stack], url: str) -> None:
     stack = stack_factory()  # webhook_allow_private defaults to False
@@ -194,8 +198,10 @@ def test_a_private_url_is_refused(stack_factory: Callable[..., Stack], url: str)
     assert httpx.get(f"{stack.url}/v1/webhooks", headers=stack.auth).json()["data"] == []
 
 
-def test_a_public_address_is_accepted(stack: Stack) -> None:
-    assert create(stack, "https://93.184.215.14/hook").status_code == 201
+@pytest.mark.parametrize("url", ["https://93.184.215.14/hook", "https://[2606:4700::1111]/hook",
+                                 "https://[64:ff9b::5db8:d70e]/hook", "https://[2002:5db8:d70e::1]/hook"])
+def test_a_public_address_is_accepted(stack: Stack, url: str) -> None:
+    assert create(stack, url).status_code == 201, url
 
 
 def test_the_address_is_checked_again_at_delivery(

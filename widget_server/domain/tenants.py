@@ -1,4 +1,4 @@
-"""Tenants, their keys (stored only as hashes), origin allowlists and signed widget-session tokens."""
+"""Tenants, their keys (stored only as hashes) and signed widget-session tokens (origin rules: `origins`)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from widget_server.backends.storage import Storage
+from widget_server.domain import origins as origins_
 from widget_server.errors import AuthError, InvalidRequest, TenantNotFound, TokenExpired, TokenInvalid
 from widget_server.ids import hash_key, new_id, new_key
 
 SESSION_SALT = "widget-session"
-DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 async def create_tenant(storage: Storage, name: str) -> tuple[str, str]:
@@ -41,43 +40,10 @@ async def create_publishable_key(storage: Storage, tenant_id: str, origins: list
         raise TenantNotFound(f"no tenant {tenant_id}")
     if not origins:
         raise InvalidRequest("a publishable key needs at least one allowed origin")
-    clean = [normalize_origin_rule(o) for o in origins]
+    clean = [origins_.normalize_rule(o) for o in origins]
     key = new_key("pk")
     await storage.add_key(new_id("key"), tenant_id, "publishable", hash_key(key), key[:7], clean)
     return key, clean
-
-
-def normalize_origin_rule(rule: str) -> str:
-    """`https://shop.example.com`, `http://127.0.0.1:8000` or `https://*.example.com`; nothing else."""
-    parts = urlsplit(rule.strip())
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in DEFAULT_PORTS or not host or parts.path not in ("", "/") or parts.query or parts.username:
-        raise InvalidRequest(f"not an origin: {rule!r} (expected scheme://host[:port])")
-    if "*" in host and (not host.startswith("*.") or "*" in host[2:] or host.count(".") < 2):
-        raise InvalidRequest(f"a wildcard origin must look like https://*.example.com, not {rule!r}")
-    port = parts.port if parts.port and parts.port != DEFAULT_PORTS[parts.scheme] else None
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
-
-
-def origin_allowed(origin: str | None, rules: list[str]) -> bool:
-    """Fail closed: a missing, malformed or unlisted origin is refused."""
-    if not origin or origin == "null":
-        return False
-    try:
-        origin = normalize_origin_rule(origin)
-    except InvalidRequest:
-        return False
-    if "*" in origin:
-        return False
-    for rule in rules:
-        if rule == origin:
-            return True
-        if "://*." in rule:
-            scheme, suffix = rule.split("://*.", 1)
-            o_scheme, o_host = origin.split("://", 1)
-            if o_scheme == scheme and o_host.endswith("." + suffix) and o_host != suffix:
-                return True
-    return False
 
 
 async def authenticate_secret(storage: Storage, key: str | None) -> str:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.domain import personas, tenants
+from widget_server.domain import origins, personas, tenants
 from widget_server.domain.chat.conversations import visitor_id
 from widget_server.domain.tenants import SessionClaims, SessionSigner
 from widget_server.errors import AuthError, InvalidRequest, OriginNotAllowed
@@ -21,12 +21,12 @@ async def start_session(storage: Storage, signer: SessionSigner, key: Any, origi
                         visitor: Any, user: Any) -> dict[str, Any]:
     """`token`, `expires_at`, `visitor_id` and what the widget shows of the persona."""
     key_row = await tenants.authenticate_publishable(storage, key)
-    if not tenants.origin_allowed(origin, key_row["origins"]):
+    if not origins.allowed(origin, key_row["origins"]):
         raise OriginNotAllowed(f"origin {origin or '(none)'} is not allowed for this key", details={"origin": origin})
     tenant_id = key_row["tenant_id"]
     persona = await personas.get(storage, tenant_id, str(persona_ref))
     user_id = await verified_user(storage, tenant_id, user)
-    claims = SessionClaims(tenant_id, persona["id"], tenants.normalize_origin_rule(origin or ""), visitor_id(visitor),
+    claims = SessionClaims(tenant_id, persona["id"], origins.normalize_rule(origin or ""), visitor_id(visitor),
                            user_id)
     expires = datetime.now(UTC) + timedelta(seconds=signer.max_age_s)
     return {"token": signer.sign(claims), "expires_at": expires.isoformat(), "visitor_id": claims.visitor_id,

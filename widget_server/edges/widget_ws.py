@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from widget_server.domain import personas, tenants
+from widget_server.domain import origins, personas
 from widget_server.domain.chat import conversations, feedback
 from widget_server.domain.chat.channels import CLOSED, Channel
 from widget_server.domain.chat.conversations import Conversation
@@ -114,7 +114,7 @@ class Session:
             claims = self.state.signer.verify(token)
         except TokenInvalid as exc:
             raise Closing(CLOSE["token"], exc) from exc
-        if not tenants.origin_allowed(self.ws.headers.get("origin"), [claims.origin]):
+        if not origins.allowed(self.ws.headers.get("origin"), [claims.origin]):
             raise Closing(CLOSE["origin"], OriginNotAllowed("this socket's origin does not match the session"))
         return claims
 

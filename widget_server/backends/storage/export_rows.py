@@ -20,7 +20,8 @@ from widget_server.backends.storage.analytics import EventFilter
 from widget_server.backends.storage.tables import events
 
 c = events.c
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # the cells a spreadsheet evaluates
+# The cells a spreadsheet evaluates: these first characters, also after leading spaces (" =1" runs too).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
 COLUMNS = ("id", "ts", "tenant_id", "persona_id", "conversation_id", "visitor_id", "channel", "type", "schema_version",
            "attributes")  # the export schema's, as `query.COLUMNS` (a floor below it, so repeated; a test pins both)
 
@@ -57,7 +58,8 @@ class ExportReader:
 
     def _cells(self) -> list[sa.ColumnElement[Any]]:
         def safe(value: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-            return sa.case((sa.func.substr(value, 1, 1).in_(FORMULA_STARTS), "'" + value), else_=value)
+            first = sa.func.substr(sa.func.ltrim(value), 1, 1)  # ltrim: spaces, on SQLite and PostgreSQL
+            return sa.case((first.in_(FORMULA_STARTS), "'" + value), else_=value)
         special = {"ts": self._ts(), "schema_version": c.schema_version, "attributes": self._attributes()}
         return [special[name] if name in special else safe(c[name]) for name in COLUMNS]
 

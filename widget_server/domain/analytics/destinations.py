@@ -37,9 +37,41 @@ def parse_url(url: str) -> httpx.URL:
     return parsed
 
 
-def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback
+# IPv6 forms that carry an IPv4 address in their last 32 bits: judged by that address (::7f00:1 is 127.0.0.1).
+EMBEDDING = tuple(ipaddress.IPv6Network(n) for n in (
+    "::/96",  # IPv4-compatible (deprecated)
+    "::ffff:0:0:0/96",  # IPv4-translated (SIIT)
+    "64:ff9b::/96",  # NAT64, well-known prefix: 64:ff9b::a9fe:a9fe reaches 169.254.169.254
+))
+# Deprecated or local ranges Python still calls global: refused outright.
+REFUSED = tuple(ipaddress.IPv6Network(n) for n in (
+    "fec0::/10",  # site-local (deprecated)
+    "64:ff9b:1::/48",  # NAT64, local use
+    "3ffe::/16",  # 6bone (returned)
+    "5f00::/8",  # 6bone
+))
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address wraps (mapped, compatible, translated, NAT64, 6to4), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in net for net in EMBEDDING) and int(address) & 0xFFFFFFFF > 1:  # not :: or ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _public(address: Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.teredo is not None or any(address in net for net in REFUSED):
+            return False  # Teredo tunnels to an obfuscated IPv4 address: nothing to check it against
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            return _public(inner)
     return address.is_global and not address.is_multicast
 
 

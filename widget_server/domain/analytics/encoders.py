@@ -63,7 +63,7 @@ def csv_cell(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, dict | list):
         value = _json(value)
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if isinstance(value, str) and value.lstrip(" ").startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
