@@ -51,7 +51,8 @@ class Cli:
         return made["tenant_id"], made["secret_key"]
 
     def app(self) -> TestClient:
-        return TestClient(create_app(Settings(data_dir=self.data_dir, database_url=None, secret_key="x")))
+        return TestClient(create_app(Settings(data_dir=self.data_dir, database_url=None, secret_key="x")),
+                          base_url="http://localhost")
 
 
 def test_tenant_create_prints_one_json_object_with_a_secret_key(cli: Cli) -> None:

@@ -17,12 +17,12 @@ def test_a_turn_emits_its_events(settings_factory: Callable[..., Settings]) -> N
     settings = settings_factory()
     keys = asyncio.run(_tenant(settings.resolved_database_url, [ORIGIN]))
     sink = MemorySink()
-    with TestClient(create_app(settings, events=sink), base_url="http://testserver") as client:
+    with TestClient(create_app(settings, events=sink), base_url="http://localhost") as client:
         auth = {"Authorization": f"Bearer {keys['sk']}"}
         client.post("/v1/personas", headers=auth, json={"name": "E", "slug": "e", "provider": {"model": "echo"}})
         session = client.post("/v1/widget/sessions", json={"key": keys["pk"], "persona": "e"},
                               headers={"Origin": ORIGIN}).json()
-        with client.websocket_connect("/v1/widget/ws", headers={"Origin": ORIGIN}) as ws:
+        with client.websocket_connect("ws://localhost/v1/widget/ws", headers={"Origin": ORIGIN}) as ws:
             ws.send_json({"type": "hello", "token": session["token"]})
             ready = ws.receive_json()
             ws.send_json({"type": "event", "name": "widget.opened", "props": {"page": "/pricing"}})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.support.errors import assert_error
 
 
 @pytest.fixture
@@ -55,3 +57,19 @@ def test_health_reports_an_unreachable_provider(stack_factory) -> None:  # type:
     body = httpx.get(f"{stack.url}/health").json()
     assert body["status"] == "degraded" and body["storage"]["status"] == "ok"
     assert body["provider"]["status"] == "error" and body["provider"]["error"] == "APIConnectionError"
+
+
+def test_metrics_without_a_token_answer_only_this_machine(settings_factory: Callable[..., Any]) -> None:
+    from starlette.testclient import TestClient
+
+    from widget_server.app import create_app
+
+    # TestClient's requests come from the client address "testclient": another machine, as far as /metrics knows.
+    with TestClient(create_app(settings_factory()), base_url="http://localhost") as remote:
+        assert_error(remote.get("/metrics"), 403, "metrics.forbidden")  # type: ignore[arg-type]
+    with TestClient(create_app(settings_factory(metrics_token="scrape")), base_url="http://localhost") as remote:
+        assert remote.get("/metrics", headers={"Authorization": "Bearer scrape"}).status_code == 200
+
+
+def test_metrics_without_a_token_answer_a_loopback_client(stack: Stack) -> None:
+    assert httpx.get(f"{stack.url}/metrics").status_code == 200

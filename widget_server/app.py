@@ -25,6 +25,7 @@ from widget_server.domain.chat.deps import Deps
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.tenants import SessionSigner
+from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts)],
         exception_handlers={WidgetError: on_error, HTTPException: on_http_exception, Exception: on_unexpected},
         lifespan=lifespan,
     )

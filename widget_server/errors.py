@@ -69,6 +69,14 @@ class OriginNotAllowed(WidgetError):
     type = "auth"
 
 
+class MetricsForbidden(WidgetError):
+    """`/metrics` without its token, from another machine."""
+
+    status_code = 403
+    code = "metrics.forbidden"
+    type = "auth"
+
+
 class NotFound(WidgetError):
     status_code = 404
     code = "not_found"

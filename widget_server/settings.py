@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     secret_key: SecretStr | None = None  # signs widget tokens; default: a random key kept in data_dir
     public_url: str | None = None  # how browsers reach this server, for `ws_url`; default: the request's
+    allowed_hosts: str | None = None  # comma-separated Host names served; default: public_url's, else loopback
 
     provider: Literal["local", "openai"] = "local"
     openai_base_url: str | None = None
@@ -62,6 +64,15 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, gt=0)  # wait before the 2nd try; doubles after each failure
     webhook_allow_private: bool = False  # deliveries to loopback/private addresses (tests, on-premise receivers)
     webhook_poll_s: float = Field(2.0, gt=0)  # how often a node looks for deliveries left by a restart or another node
+
+    @property
+    def hosts(self) -> list[str]:
+        """The Host names this server answers (see `edges/hosts.py`)."""
+        if self.allowed_hosts:
+            return [h.strip() for h in self.allowed_hosts.split(",") if h.strip()]
+        if self.public_url:
+            return [urlsplit(self.public_url).hostname or ""]
+        return ["127.0.0.1", "localhost", "::1"]
 
     @property
     def resolved_database_url(self) -> str:

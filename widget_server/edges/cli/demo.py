@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ def serve(settings: Settings, host: str, port: int) -> int:
     from widget_server.logconfig import setup_logging
 
     setup_logging()
+    if host not in ("127.0.0.1", "localhost", "::1") and not (settings.allowed_hosts or settings.public_url):
+        logging.getLogger(__name__).warning(
+            "listening on %s, but only loopback Host names are served: set WIDGET_PUBLIC_URL (how browsers reach "
+            "this server) or WIDGET_ALLOWED_HOSTS", host)
     # The app refuses frames over 16 KiB itself (an error frame, then 1009); the transport cuts far larger ones.
     uvicorn.run(create_app(settings), host=host, port=port, ws_max_size=4 * settings.max_frame_bytes,
                 log_config=None, timeout_graceful_shutdown=10)
