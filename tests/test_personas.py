@@ -342,3 +342,23 @@ def test_topics_the_policy_would_refuse_are_refused_when_written(db_stack: Stack
     r = api.patch(made["id"], {"topics": topics})
     assert r.status_code in (400, 422) and field in fields_named(r.json()["error"])
     assert api.get(made["id"]).json() == made  # nothing was written
+
+
+def test_starters_are_bounded_in_number_and_length(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    err = assert_error(api.post({"name": "X", "starters": ["s" * 201]}), 422, "persona.invalid")
+    assert fields_named(err) == {"starters.0"}
+    assert fields_named(assert_error(api.post({"name": "X", "starters": ["s"] * 9}), 422)) == {"starters"}
+
+
+def test_a_tenant_has_a_bounded_number_of_personas(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    from widget_server.domain import personas
+
+    monkeypatch.setattr(personas, "MAX_PERSONAS", 3)  # the same check as at 500, without making 500
+    api = Api(stack)
+    for _ in range(3):
+        assert api.post(full_body()).status_code == 201
+    err = assert_error(api.post(full_body()), 422, "persona.limit_reached")
+    assert err["details"]["limit"] == 3
+    other = stack.tenant()
+    assert Api(stack, sk=other["sk"]).post(full_body()).status_code == 201  # another tenant's count is its own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -58,6 +59,43 @@ def test_an_invalid_policy_is_a_422_naming_the_field(stack: Stack, change: dict[
     assert error["details"]["errors"][0]["field"] == field and field in error["message"]
     assert error["request_id"] == r.headers["x-request-id"]
     assert httpx.get(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 404  # nothing stored
+
+
+def _over(limit: str) -> int:
+    from widget_server.domain.guardrails.policy import LIMITS
+
+    return LIMITS[limit] + 1
+
+
+@pytest.mark.parametrize(("change", "field", "limit"), [
+    ({"blocked_terms": [{"id": "long", "terms": ["x" * 12_000]}]}, "blocked_terms.0.terms.0", "term_chars"),
+    ({"blocked_terms": [{"id": f"g{i}", "terms": ["x"]} for i in range(_over("term_groups"))]}, "blocked_terms",
+     "term_groups"),
+    ({"blocked_terms": [{"id": f"g{g}", "terms": [f"t{g}-{i}" for i in range(600)]} for g in range(2)]},
+     "(policy)", "terms"),
+    ({"patterns": [{"id": f"p{i}", "regex": "a", "applies_to": ["input"]} for i in range(_over("patterns"))]},
+     "patterns", "patterns"),
+    ({"patterns": [{"id": "big", "regex": "|".join(f"word{i}" for i in range(400)), "applies_to": ["input"]}]},
+     "patterns.0.regex", "pattern_chars"),
+    ({"patterns": [{"id": "prog", "regex": r"\w{1000}" * 7, "applies_to": ["input"]}]},
+     "patterns.0.regex", "pattern_program"),
+    ({"topics": {"allowed": [{"id": "a", "examples": ["x" * 201]}]}}, "topics.allowed.0.examples.0",
+     "example_chars"),
+    ({"topics": {"allowed": [{"id": f"t{i}", "examples": [f"e{i}-{j}" for j in range(50)]} for i in range(7)]}},
+     "topics", "examples"),
+    ({"refusals": {"default": "no " * 1000}}, "refusals.default", "text_chars"),
+])
+def test_every_size_a_tenant_chooses_is_bounded(stack: Stack, change: dict[str, Any], field: str, limit: str) -> None:
+    """One 12,000-character term cost 263 MiB to compile; every tenant-chosen size now has a documented limit."""
+    from widget_server.domain.guardrails.policy import LIMITS
+
+    r = put(stack, {**POLICY, **change})
+    assert r.status_code == 422, r.text
+    errors = r.json()["error"]["details"]["errors"]
+    assert errors[0]["field"].startswith(field) and str(LIMITS[limit]) in errors[0]["message"], errors[0]
+    assert httpx.get(f"{stack.url}/v1/safety-policy", headers=stack.auth).status_code == 404  # nothing stored
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"`{limit}`" in readme, f"the limit {limit} is not documented"
 
 
 def test_policies_are_per_tenant(stack: Stack) -> None:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from widget_server.backends.storage import DuplicateError, Storage
 from widget_server.clock import now
 from widget_server.domain.guardrails.policy import Topics
-from widget_server.domain.guardrails.tenant_guard import compile_persona_topics
+from widget_server.domain.guardrails.tenant_guard import compile_persona_topics, off_loop
 from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+MAX_PERSONAS = 500  # per tenant
 
 
 class Strict(BaseModel):
@@ -37,7 +38,7 @@ class PersonaBody(Strict):
     description: str = Field("", max_length=2000)
     system_prompt: str = Field("", max_length=20000)
     greeting: str = Field("", max_length=2000)
-    starters: list[str] = Field(default_factory=list, max_length=8)
+    starters: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=8)
     avatar_url: str | None = Field(None, max_length=500)
     language: str = Field("en", max_length=16)
     provider: ProviderSettings = Field(default_factory=ProviderSettings)
@@ -105,8 +106,14 @@ def parse(body: Any, *, partial_of: dict[str, Any] | None = None) -> PersonaBody
             label = "missing field" if first["type"] == "missing" else "unknown field"
             raise InvalidRequest(f"{label}: {where}", details=_errors(exc)) from exc
         raise PersonaInvalid(f"invalid field: {where}", details=_errors(exc)) from exc  # a value refused: 422
-    compile_persona_topics(persona.topics.model_dump())  # topics that cannot be enforced are not stored
     return persona
+
+
+async def _enforceable(persona: PersonaBody) -> None:
+    """Topics that cannot be enforced (the embedding model missing) are not stored; compiling them also warms
+    the guard's cache. Off the event loop, like every compilation."""
+    if persona.topics.allowed or persona.topics.denied:
+        await off_loop(compile_persona_topics, persona.topics.model_dump())
 
 
 def to_public(row: dict[str, Any]) -> dict[str, Any]:
@@ -122,6 +129,10 @@ def _doc(body: PersonaBody) -> dict[str, Any]:
 
 async def create(storage: Storage, tenant_id: str, body: Any) -> dict[str, Any]:
     persona = parse(body)
+    if await storage.count_personas(tenant_id) >= MAX_PERSONAS:
+        raise PersonaInvalid(f"a tenant may have at most {MAX_PERSONAS} personas; delete one first",
+                             code="persona.limit_reached", details={"limit": MAX_PERSONAS})
+    await _enforceable(persona)
     slug = persona.slug or slugify(persona.name)
     stamp = now()
     row = {"id": new_id("per"), "tenant_id": tenant_id, "slug": slug, "doc": _doc(persona),
@@ -144,6 +155,7 @@ async def replace(storage: Storage, tenant_id: str, ref: str, body: Any, *, part
     row = await get(storage, tenant_id, ref)
     current = {**row["doc"], "slug": row["slug"]}
     persona = parse(body, partial_of=current if partial else None)
+    await _enforceable(persona)
     slug = persona.slug or (row["slug"] if partial else slugify(persona.name))
     try:
         await storage.update_persona(tenant_id, row["id"], slug, _doc(persona))

@@ -118,6 +118,11 @@ class Storage:
     async def list_personas(self, tenant_id: str) -> list[Row]:
         return await self._all(sa.select(personas).where(personas.c.tenant_id == tenant_id).order_by(personas.c.id))
 
+    async def count_personas(self, tenant_id: str) -> int:
+        query = sa.select(sa.func.count()).select_from(personas).where(personas.c.tenant_id == tenant_id)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
     async def get_persona(self, tenant_id: str, ref: str) -> Row | None:
         query = sa.select(personas).where(
             personas.c.tenant_id == tenant_id, sa.or_(personas.c.id == ref, personas.c.slug == ref)

@@ -37,18 +37,25 @@ class CompiledPattern:
 
 @dataclass(frozen=True)
 class Terms:
-    """The blocked terms of one source: an automaton over their keys, one over their squeezed keys, and the
-    prefixes a match still being streamed can have."""
+    """The blocked terms of one source: an automaton over their keys and one over their squeezed keys. Whether
+    a text's end could be the start of a term still being streamed is asked of the automatons themselves (their
+    tries hold every prefix), so memory grows with the terms' length, not its square."""
 
     automaton: Any  # ahocorasick.Automaton, value (key, rule)
     squeezed: Any  # ahocorasick.Automaton over squeezed keys, value (key, rule)
-    prefixes: frozenset[str]
-    squeezed_prefixes: frozenset[str]
+    firsts: frozenset[str]  # the first characters of the keys, as written and squeezed
     longest: int
 
     @property
     def empty(self) -> bool:
-        return not self.prefixes
+        return self.longest == 0
+
+    def is_prefix(self, text: str) -> bool:
+        """Whether `text` (non-empty) starts some key: more text could complete a term."""
+        return bool(self.automaton.match(text)) if self.longest else False
+
+    def is_squeezed_prefix(self, text: str) -> bool:
+        return bool(self.squeezed.match(text)) if len(self.squeezed) else False
 
 
 class Inert:
@@ -57,7 +64,7 @@ class Inert:
     nothing, releases such a text as it comes: a scan would find nothing in it and hold none of it back."""
 
     def __init__(self, terms: Terms, patterns: tuple[CompiledPattern, ...], pii_entities: frozenset[str]) -> None:
-        self.term_firsts = frozenset(k[0] for k in terms.prefixes | terms.squeezed_prefixes)
+        self.term_firsts = terms.firsts
         firsts = [p.first for p in patterns]
         self.pattern_firsts = None if None in firsts else frozenset().union(*(f for f in firsts if f is not None))
         self.pii_chars = frozenset().union(*(pii.TAIL_CHARS[e] for e in pii_entities))
@@ -144,10 +151,8 @@ def _terms(policy: Policy, source: str) -> Terms:
             short = normalize.squeeze(key)
             if len(short) >= 3:  # two spelled-out letters are too common to mean anything
                 squeezed.setdefault(short, (short, rule))
-    prefixes = frozenset(k[:i] for k in plain for i in range(1, len(k) + 1))
-    squeezed_prefixes = frozenset(k[:i] for k in squeezed for i in range(1, len(k) + 1))
-    return Terms(_automaton(plain), _automaton(squeezed), prefixes, squeezed_prefixes,
-                 max((len(k) for k in plain), default=0))
+    firsts = frozenset(k[0] for k in [*plain, *squeezed])
+    return Terms(_automaton(plain), _automaton(squeezed), firsts, max((len(k) for k in plain), default=0))
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:

@@ -103,13 +103,13 @@ def _spaced_tail(text: str) -> list[int]:
 def _term_hold(terms: Terms, text: str) -> int:
     n, hold = len(text), len(text)
     for k in range(min(terms.longest, n), 0, -1):
-        if text[n - k:] in terms.prefixes:
+        if terms.is_prefix(text[n - k:]):
             hold = n - k
             break
     pos = _spaced_tail(text)
     letters = "".join(text[i] for i in pos)
     for j in range(max(0, len(pos) - terms.longest), len(pos)):
-        if letters[j:] in terms.squeezed_prefixes:
+        if terms.is_squeezed_prefix(letters[j:]):
             return min(hold, pos[j])
     return hold
 

@@ -1,11 +1,13 @@
 """`TenantGuard`: applies a tenant's compiled guardrail policy (and a persona's own topics) to a conversation.
 
 The one part of guardrails that reads storage, through the `PolicyStore` it is handed (the engine modules stay
-pure). Policies are compiled when saved and kept in a per-process cache; `save` and `delete` invalidate it, and
-an entry is read again after `ttl_s` so that other nodes see a change soon. A tenant without a policy (and a
-persona without topics) is let through. A policy or persona topics that cannot be compiled (the stored document
-no longer validates, the embedding model is missing) fail closed: every message is refused as
-`policy.unavailable`, never let through unchecked.
+pure). A policy is compiled when saved and the compiled form kept until the policy changes: after `ttl_s` only
+its `updated_at` is compared, so another node's change is compiled once, within `ttl_s`. Compiling (regexes,
+embedding topic examples) runs in a worker thread within a time budget, never on the event loop.
+
+A tenant without a policy (and a persona without topics) is let through. A policy or persona topics that cannot
+be compiled (the stored document no longer validates, the embedding model is missing) fail closed: every message
+is refused as `policy.unavailable`, never let through unchecked.
 
 The guard keeps no per-conversation state: the caller hands in the conversation's `CheckContext` (refusals in a
 row, the previous turn) and stores the one it gets back with the conversation.
@@ -13,10 +15,12 @@ row, the previous turn) and stores the one it gets back with the conversation.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
@@ -27,11 +31,13 @@ from widget_server.domain.guardrails.embeddings import embed_cached
 from widget_server.domain.guardrails.policy import Refusals, Topics, parse_policy
 from widget_server.domain.guardrails.stream import StrictFilter
 from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, has_examples, refers_back
-from widget_server.errors import PolicyNotFound, WidgetError
+from widget_server.errors import PolicyError, PolicyNotFound, WidgetError
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
+T = TypeVar("T")
 UNAVAILABLE = "policy.unavailable"
+COMPILE_BUDGET_S = 120.0  # the largest policy allowed compiles in about 5 s on two busy cores
 
 
 class PolicyStore(Protocol):
@@ -78,63 +84,102 @@ def unavailable() -> Decision:
     return Decision("refuse", UNAVAILABLE, Refusals().default)
 
 
+async def off_loop(fn: Callable[[Any], T], arg: Any) -> T:
+    """`fn(arg)` in a worker thread within `COMPILE_BUDGET_S`: compiling regexes and embedding topic examples
+    must not stall every tenant's replies (a policy with 150 examples held the event loop for 3.8 s)."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(fn, arg), COMPILE_BUDGET_S)
+    except TimeoutError:
+        raise PolicyError(f"compiling this policy took longer than {COMPILE_BUDGET_S:g} s: make it smaller") from None
+
+
+class CompileCache(Generic[T]):
+    """Compiled forms by key, each kept until its source changes: the source's stamp (a policy's `updated_at`,
+    a persona's topics) is read again after `ttl_s`, and compiled again only when it differs, so another node's
+    change is seen within `ttl_s` and nothing is compiled twice. Concurrent callers share one compilation."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._entries: dict[Any, tuple[float, str, T]] = {}
+        self._running: dict[tuple[Any, str], asyncio.Task[T]] = {}
+
+    def peek(self, key: Any) -> T | None:
+        entry = self._entries.get(key)
+        return entry[2] if entry is not None else None
+
+    def put(self, key: Any, stamp: str, value: T) -> None:
+        self._entries[key] = (time.monotonic(), stamp, value)
+
+    async def get(self, key: Any, load: Callable[[], Awaitable[tuple[str, Any]]],
+                  compile_: Callable[[Any], Awaitable[T]]) -> T:
+        entry = self._entries.get(key)
+        if entry is not None and time.monotonic() - entry[0] < self.ttl_s:
+            return entry[2]
+        stamp, source = await load()
+        if entry is not None and entry[1] == stamp:
+            self.put(key, stamp, entry[2])
+            return entry[2]
+        task = self._running.get((key, stamp))
+        if task is None:
+            task = self._running[(key, stamp)] = asyncio.ensure_future(compile_(source))
+            task.add_done_callback(lambda _: self._running.pop((key, stamp), None))
+        value = await asyncio.shield(task)
+        self.put(key, stamp, value)
+        return value
+
+
 class TenantGuard:
     def __init__(self, store: PolicyStore, ttl_s: float = 5.0) -> None:
         self.store = store
-        self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, Compiled]] = {}
-        self._persona_topics: dict[tuple[str, str], tuple[float, str, CompiledTopics | Unavailable | None]] = {}
+        self._policies: CompileCache[Compiled] = CompileCache(ttl_s)
+        self._persona_topics: CompileCache[CompiledTopics | Unavailable | None] = CompileCache(ttl_s)
         self._bare: CompiledPolicy | None = None  # the empty policy, for persona topics without a tenant policy
 
     async def policy(self, tenant_id: str) -> Compiled:
-        cached = self._cache.get(tenant_id)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
-            return cached[1]
-        row = await self.store.get_policy(tenant_id)
-        compiled: Compiled = None
-        if row is not None:
+        async def load() -> tuple[str, Any]:
+            row = await self.store.get_policy(tenant_id)
+            return (row["updated_at"].isoformat(), row["doc"]) if row is not None else ("", None)
+
+        async def compile_(doc: Any) -> Compiled:
+            if doc is None:
+                return None
             try:
-                compiled = validate(row["doc"])[1]
+                return (await off_loop(validate, doc))[1]
             except (WidgetError, ValueError, RuntimeError) as exc:
                 log.error("stored policy cannot be compiled; refusing every message",
                           extra={"tenant_id": tenant_id, "error": repr(exc)})
-                compiled = BROKEN
-        self._cache[tenant_id] = (time.monotonic(), compiled)
-        return compiled
+                return BROKEN
+
+        return await self._policies.get(tenant_id, load, compile_)
 
     async def save(self, tenant_id: str, doc: Any) -> Row:
-        stored, compiled = validate(doc)
+        stored, compiled = await off_loop(validate, doc)
         row = await self.store.put_policy(tenant_id, stored)
-        self._cache[tenant_id] = (time.monotonic(), compiled)
+        self._policies.put(tenant_id, row["updated_at"].isoformat(), compiled)
         return row
 
     async def delete(self, tenant_id: str) -> None:
         found = await self.store.delete_policy(tenant_id)
-        self._cache[tenant_id] = (time.monotonic(), None)
+        self._policies.put(tenant_id, "", None)
         if not found:
             raise PolicyNotFound("this tenant has no safety policy")
 
     async def persona_topics(self, ctx: GuardContext) -> CompiledTopics | Unavailable | None:
         """The persona's own topics, compiled (and cached like policies); None when it has none."""
-        key = (ctx.tenant_id, ctx.persona_id)
-        cached = self._persona_topics.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl_s:
-            return cached[2]
-        row = await self.store.get_persona(ctx.tenant_id, ctx.persona_id)
-        doc = ((row or {}).get("doc") or {}).get("topics")
-        stamp = repr(doc)
-        if cached is not None and cached[1] == stamp:
-            self._persona_topics[key] = (time.monotonic(), stamp, cached[2])
-            return cached[2]
-        compiled: CompiledTopics | Unavailable | None
-        try:
-            compiled = compile_persona_topics(doc)
-        except (ValidationError, WidgetError, RuntimeError) as exc:
-            log.error("persona topics cannot be compiled; refusing every message",
-                      extra={"tenant_id": ctx.tenant_id, "persona_id": ctx.persona_id, "error": repr(exc)})
-            compiled = BROKEN
-        self._persona_topics[key] = (time.monotonic(), stamp, compiled)
-        return compiled
+        async def load() -> tuple[str, Any]:
+            row = await self.store.get_persona(ctx.tenant_id, ctx.persona_id)
+            doc = ((row or {}).get("doc") or {}).get("topics")
+            return repr(doc), doc
+
+        async def compile_(doc: Any) -> CompiledTopics | Unavailable | None:
+            try:
+                return await off_loop(compile_persona_topics, doc)
+            except (ValidationError, WidgetError, RuntimeError) as exc:
+                log.error("persona topics cannot be compiled; refusing every message",
+                          extra={"tenant_id": ctx.tenant_id, "persona_id": ctx.persona_id, "error": repr(exc)})
+                return BROKEN
+
+        return await self._persona_topics.get((ctx.tenant_id, ctx.persona_id), load, compile_)
 
     async def _effective(self, ctx: GuardContext) -> Compiled:
         compiled = await self.policy(ctx.tenant_id)
@@ -165,10 +210,10 @@ class TenantGuard:
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter:
         # The turn checked its input first, so the policy is cached (a stale entry beats none here).
-        cached = self._cache.get(ctx.tenant_id)
-        if cached is None or not isinstance(cached[1], CompiledPolicy):
+        compiled = self._policies.peek(ctx.tenant_id)
+        if not isinstance(compiled, CompiledPolicy):
             return PassThroughFilter()
-        return StrictFilter(cached[1])
+        return StrictFilter(compiled)
 
 
 def counted(state: CheckContext, decision: Decision) -> CheckContext:
