@@ -6,11 +6,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.support.errors import assert_error
 from tests.support.servers import free_port
 from tests.support.upstream import Upstream
 from widget_server.backends.providers.local import bundled_model_path
@@ -154,3 +156,47 @@ def test_local_trim_never_takes_back_sent_text() -> None:
     pieces = [" ", " Fresh", " rye", " ", "\n", "and", " spelt", " \n", " "]
     sent = "".join(trim.feed(p) for p in pieces)
     assert sent == "Fresh rye \nand spelt"
+
+
+def _prompt(stack: Stack, persona: str) -> httpx.Response:
+    return httpx.post(f"{stack.url}/v1/personas/{persona}/prompt", json={"message": "hello there"},
+                      headers=stack.auth, timeout=30)
+
+
+def test_a_personas_own_endpoint_never_gets_the_operators_key(
+    stack_factory: Any, upstream: tuple[Upstream, str]
+) -> None:
+    fake, url = upstream
+    stack = stack_factory(openai_api_key="sk-operator-secret", allow_persona_base_url=True,
+                          allow_private_upstreams=True)
+    persona = stack.persona("echo", provider={"kind": "openai", "model": "echo", "base_url": url})
+    before = len(fake.keys)
+    assert _prompt(stack, persona).json()["text"] == "hello there"
+    assert fake.keys[before:] == ["not-needed"]  # the persona's endpoint: no key of the operator's
+    assert _prompt(stack, stack.persona("echo")).status_code == 200
+    assert fake.keys[-1] == "sk-operator-secret"  # the server's own endpoint still gets it
+
+
+def test_a_personas_endpoint_on_a_private_address_is_refused(
+    stack_factory: Any, upstream: tuple[Upstream, str]
+) -> None:
+    fake, url = upstream
+    stack = stack_factory(allow_persona_base_url=True)  # private upstreams not allowed: the webhook rules
+    persona = stack.persona("echo", provider={"kind": "openai", "model": "echo", "base_url": url})
+    before = len(fake.requests)
+    err = assert_error(_prompt(stack, persona), 422, "provider.refused")
+    assert "non-public address" in err["message"]
+    assert len(fake.requests) == before  # nothing was called
+
+
+def test_the_operator_restricts_the_models_a_persona_may_name(stack_factory: Any) -> None:
+    stack = stack_factory(allowed_models="echo, words-*")
+    assert _prompt(stack, stack.persona("words-3")).status_code == 200
+    err = assert_error(_prompt(stack, stack.persona("pace-10-3")), 422, "provider.refused")
+    assert "pace-10-3" in err["message"]
+    ws = stack.open(stack.persona("gpt-expensive"))
+    ws.recv()
+    ws.send({"type": "message", "client_id": "c1", "text": "hi"})
+    frames = ws.until("reply.end")
+    assert [f["code"] for f in frames if f["type"] == "error"] == ["provider.refused"]
+    assert frames[-1]["finish_reason"] == "error"

@@ -124,6 +124,14 @@ class ProviderTimeout(ProviderError):
     code = "provider.timeout"
 
 
+class UpstreamRefused(ProviderError):
+    """The persona's provider settings are not allowed on this server (a model, an endpoint): nothing is called."""
+
+    status_code = 422
+    code = "provider.refused"
+    retryable = False
+
+
 class PolicyError(WidgetError):
     status_code = 422
     code = "policy.invalid"

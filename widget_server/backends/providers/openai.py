@@ -41,20 +41,21 @@ class OpenAIProvider:
         self._model = model
         self._timeout = timeout_s
         self._retries = retries
-        self._clients: dict[str | None, openai.AsyncOpenAI] = {}
+        self._clients: dict[tuple[str | None, str], openai.AsyncOpenAI] = {}
         self._health: tuple[float, dict[str, Any]] | None = None
 
-    def client(self, base_url: str | None) -> openai.AsyncOpenAI:
-        url = base_url or self._base_url
-        if url not in self._clients:
+    def client(self, base_url: str | None, api_key: str | None = None) -> openai.AsyncOpenAI:
+        """The server's endpoint with the server's key, or a persona's endpoint with its own key (or none):
+        the operator's key is never sent to a URL a tenant chose."""
+        url, key = (base_url, api_key or "not-needed") if base_url else (self._base_url, self._api_key)
+        if (url, key) not in self._clients:
             # Our own retry loop decides what is retried (only before the first token), so the SDK's is off.
-            self._clients[url] = openai.AsyncOpenAI(
-                base_url=url, api_key=self._api_key, timeout=self._timeout, max_retries=0
-            )
-        return self._clients[url]
+            self._clients[(url, key)] = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=self._timeout,
+                                                           max_retries=0)
+        return self._clients[(url, key)]
 
     async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
-        client = self.client(request.base_url)
+        client = self.client(request.base_url, request.api_key)
         # The SDK's documented raw request (`client.post`) with a plain JSON body and untyped chunks: the typed
         # `chat.completions.create` spent ~7 ms of CPU per request transforming the messages and ~0.25 ms per
         # chunk building models (bench/stream.py), most of the server's per-turn cost.

@@ -16,6 +16,7 @@ from typing import Any
 
 from widget_server.backends.providers import Finish, Provider, ProviderRequest, Turn
 from widget_server.clock import now
+from widget_server.domain.chat import upstream
 from widget_server.domain.chat.channels import Channel
 from widget_server.domain.chat.coalesce import Coalescer
 from widget_server.domain.chat.conversations import Conversation, check_message
@@ -102,21 +103,6 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str, memory
     return tuple(turns)
 
 
-def provider_request(
-    deps: Deps, conv: Conversation, text: str, turns: tuple[Turn, ...]
-) -> tuple[Provider, ProviderRequest]:
-    doc = conv.persona["doc"]
-    conf = doc.get("provider") or {}
-    base_url = conf.get("base_url") if deps.settings.allow_persona_base_url else None
-    request = ProviderRequest(
-        persona_name=doc["name"], system_prompt=doc.get("system_prompt", ""), history=turns, message=text,
-        model=conf.get("model"), temperature=conf.get("temperature", 0.7),
-        max_tokens=min(conf.get("max_tokens") or deps.settings.max_tokens, deps.settings.max_tokens),
-        base_url=base_url,
-    )
-    return deps.providers.get(conf.get("kind")), request
-
-
 async def run_turn(
     deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
     on_start: Callable[[str], None] | None = None, memory: Memory | None = None,
@@ -138,7 +124,7 @@ async def run_turn(
             await escalate_if_asked(deps, conv, decision, emit)
         else:
             turns = await history(deps, conv, acc.message_id, memory)
-            provider, request = provider_request(deps, conv, acc.text, turns)
+            provider, request = upstream.provider_request(deps, conv, acc.text, turns)
             await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived, memory)
     except asyncio.CancelledError:
         reply.finish_reason = "cancelled"  # cut short before or after streaming: still stored and recorded
@@ -173,6 +159,13 @@ async def stream_reply(
                        s.coalesce_ms / 1000)
     out = deps.guard.output_filter(conv.guard_context)
     parts: list[str] = []
+    try:
+        await upstream.check(s, request)
+    except ProviderError as exc:
+        reply.finish_reason, reply.model, reply.provider = "error", request.model or provider.kind, provider.kind
+        reply.error = {"code": exc.code, "message": exc.message, "retryable": exc.retryable}
+        emit(exc.frame(message_id=reply.message_id))
+        return
     items = provider.stream(request)
     try:
         while True:
