@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
 
 from bench.serve import AppSpec, Served  # noqa: E402
 from widget_server.backends.storage import Storage, open_storage  # noqa: E402
-from widget_server.domain import tenants  # noqa: E402
+from widget_server.domain import keys, tenants  # noqa: E402
 from widget_server.domain.analytics.writer import EventWriter  # noqa: E402
 from widget_server.domain.events import Event  # noqa: E402
 from widget_server.ids import new_id  # noqa: E402
@@ -136,7 +136,7 @@ async def _populate(storage: Storage, tenant_id: str, n: int) -> None:
 
 async def _tenant(storage: Storage) -> tuple[str, str, str]:
     tenant_id, sk = await tenants.create_tenant(storage, "bench " + secrets.token_hex(3))
-    pk, _ = await tenants.create_publishable_key(storage, tenant_id, [ORIGIN])
+    pk, _ = await keys.create_key(storage, tenant_id, "publishable", [ORIGIN])
     return tenant_id, sk, pk
 
 

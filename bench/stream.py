@@ -58,7 +58,7 @@ if str(ROOT) not in sys.path:
 
 from bench.serve import AppSpec, Lag, Served  # noqa: E402
 from widget_server.backends.storage import open_storage  # noqa: E402
-from widget_server.domain import tenants  # noqa: E402
+from widget_server.domain import keys, tenants  # noqa: E402
 
 ORIGIN = "https://shop.example"
 PACED = "pace-20-30"  # 30 words, one every 20 ms
@@ -307,7 +307,7 @@ async def create_tenant(database_url: str) -> dict[str, str]:
     storage = await open_storage(database_url)
     try:
         tenant_id, sk = await tenants.create_tenant(storage, "Bench " + secrets.token_hex(3))
-        pk, _ = await tenants.create_publishable_key(storage, tenant_id, [ORIGIN])
+        pk, _ = await keys.create_key(storage, tenant_id, "publishable", [ORIGIN])
     finally:
         await storage.close()
     return {"tenant_id": tenant_id, "sk": sk, "pk": pk}

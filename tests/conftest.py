@@ -21,7 +21,7 @@ from tests.support.servers import serve_in_thread
 from tests.support.upstream import Upstream
 from widget_server.app import create_app
 from widget_server.backends.storage import open_storage
-from widget_server.domain import tenants
+from widget_server.domain import keys, tenants
 from widget_server.settings import Settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -90,7 +90,7 @@ async def _tenant(url: str, origins: list[str]) -> dict[str, str]:
     storage = await open_storage(url)
     try:
         tenant_id, sk = await tenants.create_tenant(storage, "Test " + secrets.token_hex(3))
-        pk, _ = await tenants.create_publishable_key(storage, tenant_id, origins)
+        pk, _ = await keys.create_key(storage, tenant_id, "publishable", origins)
     finally:
         await storage.close()
     return {"tenant_id": tenant_id, "sk": sk, "pk": pk}

@@ -85,7 +85,7 @@ def test_key_create_prints_the_key_and_normalized_origins(cli: Cli) -> None:
     out = cli.ok("key", "create", "--tenant", tenant_id, "--origin", "https://a.example",
                  "--origin", "https://*.b.example", "--origin", "HTTPS://C.example:443/", "--json")
     made = json.loads(out)
-    assert set(made) == {"key", "origins"}
+    assert set(made) == {"key", "id", "kind", "origins"} and made["kind"] == "publishable"
     assert made["key"].startswith("pk_")
     assert made["origins"] == ["https://a.example", "https://*.b.example", "https://c.example"]
 

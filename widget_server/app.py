@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -31,20 +31,9 @@ from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
 from widget_server.metrics import Metrics
-from widget_server.private_files import private_file
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def signing_secret(settings: Settings) -> str:
-    """The configured secret, or one made once and kept in the data dir (set it when running several nodes)."""
-    if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
-    path = Path(settings.data_dir) / "secret_key"
-    if not path.exists() or not path.read_text().strip():
-        private_file(path).write_text(secrets.token_urlsafe(48))
-    return path.read_text().strip()
 
 
 def create_app(settings: Settings | None = None, *, events: EventSink | None = None) -> Starlette:
@@ -56,7 +45,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         storage = await open_storage(settings.resolved_database_url)
         providers = Providers(settings)
         metrics = Metrics()
-        secret = signing_secret(settings)
+        secret = settings.signing_secret()
         webhooks = WebhookDispatcher(storage, settings, metrics, secret)
         writer = EventWriter(
             storage.events.insert, metrics, batch=settings.events_batch, flush_s=settings.events_flush_ms / 1000,
@@ -75,7 +64,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"app": AppState(deps, signer, metrics, writer, webhooks)}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret))}
         finally:
             sweeper.cancel()
             tasks = deps.hub.cancel_all()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from widget_server.private_files import private_file
 
 
 class Settings(BaseSettings):
@@ -75,6 +78,15 @@ class Settings(BaseSettings):
         if self.public_url:
             return [urlsplit(self.public_url).hostname or ""]
         return ["127.0.0.1", "localhost", "::1"]
+
+    def signing_secret(self) -> str:
+        """The configured secret, or one made once and kept in the data dir (set it when running several nodes)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = Path(self.data_dir) / "secret_key"
+        if not path.exists() or not path.read_text().strip():
+            private_file(path).write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     @property
     def resolved_database_url(self) -> str:

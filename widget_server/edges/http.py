@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from widget_server.domain import tenants
+from widget_server.domain import keys
 from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, WidgetError
 
@@ -74,7 +74,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 async def tenant_of(request: Request) -> str:
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-    return await tenants.authenticate_secret(app_state(request).deps.storage, key)
+    return await keys.authenticate_secret(app_state(request).deps.storage, key)
 
 
 MAX_BODY = 1024 * 1024

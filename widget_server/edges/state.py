@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
@@ -21,6 +22,7 @@ class AppState:
     metrics: Metrics
     writer: EventWriter
     webhooks: WebhookDispatcher
+    secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
 
     @property
     def settings(self) -> Settings:

@@ -44,8 +44,9 @@ async def create_session(request: Request) -> Response:
     try:
         state = app_state(request)
         body = only_fields(await json_body(request), FIELDS, {"key", "persona"})
-        session = await start_session(state.deps.storage, state.signer, body["key"], request.headers.get("origin"),
-                                      body["persona"], body.get("visitor_id"), body.get("user"))
+        session = await start_session(state.deps.storage, state.signer, state.secret.get_secret_value(), body["key"],
+                                      request.headers.get("origin"), body["persona"], body.get("visitor_id"),
+                                      body.get("user"))
         response: Response = JSONResponse({**session, "ws_url": ws_url(request)}, status_code=201)
     except WidgetError as exc:
         response = error_response(request, exc)

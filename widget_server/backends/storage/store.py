@@ -103,15 +103,41 @@ class Storage:
         await self._write(sa.insert(api_keys).values(**row))
         return row
 
+    @staticmethod
+    def _active(at: datetime) -> sa.ColumnElement[bool]:
+        k = api_keys.c
+        return sa.and_(k.revoked_at.is_(None), sa.or_(k.expires_at.is_(None), k.expires_at > at))
+
     async def find_key(self, key_hash: str, kind: str) -> Row | None:
-        query = sa.select(api_keys).where(
-            api_keys.c.key_hash == key_hash, api_keys.c.kind == kind, api_keys.c.revoked_at.is_(None)
-        )
+        """The active key (not revoked, not past its rotation's grace period) with this hash."""
+        query = sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.kind == kind,
+                                          self._active(now()))
         return await self._one(query)
 
-    async def list_keys(self, tenant_id: str, kind: str) -> list[Row]:
-        query = sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.kind == kind)
+    async def key_active(self, tenant_id: str, key_id: str) -> bool:
+        query = sa.select(api_keys.c.id).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id,
+                                               self._active(now()))
+        return await self._one(query) is not None
+
+    async def get_key(self, tenant_id: str, key_id: str) -> Row | None:
+        return await self._one(sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id))
+
+    async def list_keys(self, tenant_id: str, kind: str | None = None) -> list[Row]:
+        query = sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id)
+        if kind is not None:
+            query = query.where(api_keys.c.kind == kind)
         return await self._all(query.order_by(api_keys.c.id))
+
+    async def end_key(self, tenant_id: str, key_id: str, *, revoked_at: datetime | None = None,
+                      expires_at: datetime | None = None) -> None:
+        """Revoke a key now, or let it expire (a rotation's grace period)."""
+        values = {"revoked_at": revoked_at} if revoked_at is not None else {"expires_at": expires_at}
+        await self._write(sa.update(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+                          .values(**values))
+
+    async def set_identity(self, tenant_id: str, **values: Any) -> None:
+        """`require_identity`, `identity_salt` or `identity_secret` (None clears the legacy plaintext)."""
+        await self._write(sa.update(tenants).where(tenants.c.id == tenant_id).values(**values))
 
     # personas
 

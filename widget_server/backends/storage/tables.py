@@ -13,7 +13,8 @@ tenants = sa.Table(
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("identity_secret", sa.String(100)),
+    sa.Column("identity_secret", sa.String(100)),  # legacy plaintext, set by hand; cleared by a rotation
+    sa.Column("identity_salt", sa.String(64)),  # the identity secret is derived from the server key and this
     sa.Column("require_identity", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", TS, nullable=False),
 )
@@ -29,6 +30,7 @@ api_keys = sa.Table(
     sa.Column("origins", sa.JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("revoked_at", TS),
+    sa.Column("expires_at", TS),  # a rotated key works until then
 )
 
 personas = sa.Table(

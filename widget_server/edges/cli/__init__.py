@@ -42,8 +42,28 @@ def _parser() -> argparse.ArgumentParser:
     key = sub.add_parser("key").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", help="create a publishable key for some origins")
     kc.add_argument("--tenant", required=True)
-    kc.add_argument("--origin", action="append", required=True, help="repeat for several origins")
+    kc.add_argument("--origin", action="append", help="an allowed origin of a publishable key; repeat for several")
+    kc.add_argument("--kind", choices=["publishable", "secret"], help="default: publishable with --origin, else secret")
     kc.add_argument("--json", action="store_true")
+    kl = key.add_parser("list", help="the tenant's keys (never the keys themselves), active or ended")
+    kr = key.add_parser("rotate", help="a new key like KEY_ID; the old one works --grace seconds more")
+    kr.add_argument("key_id")
+    kr.add_argument("--grace", type=int, default=86400, help="seconds the old key keeps working (default a day)")
+    kv = key.add_parser("revoke", help="KEY_ID stops working now")
+    kv.add_argument("key_id")
+    for cmd in (kl, kr, kv):
+        cmd.add_argument("--tenant", required=True)
+        cmd.add_argument("--json", action="store_true")
+
+    ident = sub.add_parser("identity", help="identity verification: user.hash = HMAC-SHA256(secret, user.id)")
+    ident_sub = ident.add_subparsers(dest="action", required=True)
+    ident_sub.add_parser("show", help="whether verified users are required, and whether a secret is set")
+    ident_sub.add_parser("rotate", help="make a new identity secret (printed once); the old one stops verifying")
+    ir = ident_sub.add_parser("require", help="require a verified user for every widget session, or not")
+    ir.add_argument("state", choices=["on", "off"])
+    for cmd in ident_sub.choices.values():
+        cmd.add_argument("--tenant", required=True)
+        cmd.add_argument("--json", action="store_true")
 
     persona = sub.add_parser("persona").add_subparsers(dest="action", required=True)
     pi = persona.add_parser("import", help="create or update a persona from a YAML file")
@@ -85,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return demo.cmd_demo(settings, args)
         handler = {("tenant", "create"): commands.cmd_tenant_create, ("key", "create"): commands.cmd_key_create,
-                   ("persona", "import"): commands.cmd_persona_import,
-                   ("persona", "export"): commands.cmd_persona_export}
+                   ("key", "list"): commands.cmd_key_list, ("key", "rotate"): commands.cmd_key_rotate,
+                   ("key", "revoke"): commands.cmd_key_revoke, ("persona", "import"): commands.cmd_persona_import,
+                   ("persona", "export"): commands.cmd_persona_export,
+                   **{("identity", a): commands.cmd_identity for a in ("show", "rotate", "require")}}
         if args.command == "export":
             return asyncio.run(export.cmd_export(settings, args))
         return asyncio.run(handler[(args.command, args.action)](settings, args))

@@ -1,14 +1,15 @@
-"""`tenant create`, `key create`, `persona import|export`."""
+"""`tenant create`, `key create|list|rotate|revoke`, `identity show|rotate|require`, `persona import|export`."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 import yaml
 
 from widget_server.backends.storage import Storage
-from widget_server.domain import personas, tenants
+from widget_server.domain import identity, keys, personas, tenants
 from widget_server.edges.cli.common import require_tenant, tenant_arg, with_storage, yaml_problem
 from widget_server.errors import SlugTaken, WidgetError
 from widget_server.settings import Settings
@@ -25,11 +26,70 @@ async def cmd_tenant_create(settings: Settings, args: argparse.Namespace) -> int
     return await with_storage(settings, run)
 
 
+def _show_key(key: str, made: dict[str, Any], as_json: bool, ending: str = "") -> None:
+    if as_json:
+        print(json.dumps({"key": key, "id": made["id"], "kind": made["kind"], "origins": made["origins"]}))
+        return
+    lines = [f"key:     {key}", f"id:      {made['id']}"]
+    if made["origins"]:
+        lines.append(f"origins: {' '.join(made['origins'])}")
+    print("\n".join(lines + [f"(the key is shown only this once{ending})"]))
+
+
 async def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
     async def run(storage: Storage) -> int:
-        key, origins = await tenants.create_publishable_key(storage, args.tenant, args.origin)
-        text = f"key:     {key}\norigins: {' '.join(origins)}"
-        print(json.dumps({"key": key, "origins": origins}) if args.json else text)
+        kind = args.kind or ("publishable" if args.origin else "secret")
+        key, made = await keys.create_key(storage, args.tenant, kind, args.origin)
+        _show_key(key, made, args.json)
+        return 0
+    return await with_storage(settings, run)
+
+
+async def cmd_key_list(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(storage: Storage) -> int:
+        await require_tenant(storage, args.tenant)
+        rows = [keys.to_public(r) for r in await storage.list_keys(args.tenant)]
+        if args.json:
+            print(json.dumps(rows))
+        for r in [] if args.json else rows:
+            state = ("revoked " + r["revoked_at"]) if r["revoked_at"] else (
+                ("expires " + r["expires_at"]) if r["expires_at"] else "active")
+            print(f"{r['id']}  {r['kind']:<11}  {r['hint']}…  {state}  {' '.join(r['origins'])}".rstrip())
+        return 0
+    return await with_storage(settings, run)
+
+
+async def cmd_key_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(storage: Storage) -> int:
+        key, made = await keys.rotate(storage, args.tenant, args.key_id, args.grace)
+        _show_key(key, made, args.json, f"; the old key works for {args.grace} s more")
+        return 0
+    return await with_storage(settings, run)
+
+
+async def cmd_key_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    async def run(storage: Storage) -> int:
+        await keys.revoke(storage, args.tenant, args.key_id)
+        print(f"revoked {args.key_id}")
+        return 0
+    return await with_storage(settings, run)
+
+
+async def cmd_identity(settings: Settings, args: argparse.Namespace) -> int:
+    """`identity show|rotate|require on|off`: the tenant's identity verification."""
+    async def run(storage: Storage) -> int:
+        if args.action == "rotate":
+            shown = await identity.rotate(storage, settings.signing_secret(), args.tenant)
+        elif args.action == "require":
+            shown = await identity.require(storage, args.tenant, args.state == "on")
+        else:
+            shown = await identity.settings(storage, args.tenant)
+        if args.json:
+            print(json.dumps(shown))
+        else:
+            print("\n".join(f"{k}: {v}" for k, v in shown.items()))
+            if "secret" in shown:
+                print("(the secret is shown only this once: user.hash = hex HMAC-SHA256(secret, user.id))")
         return 0
     return await with_storage(settings, run)
 

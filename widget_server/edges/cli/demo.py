@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.domain import personas, tenants
+from widget_server.domain import keys, personas, tenants
 from widget_server.edges.cli.common import read_demo, with_storage
 from widget_server.private_files import private_file
 from widget_server.settings import Settings
@@ -31,12 +31,13 @@ async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
         demo = read_demo(settings)
         if demo and await storage.get_tenant(demo["tenant_id"]) is not None:
             if origin not in demo["origins"]:
-                demo["publishable_key"], demo["origins"] = await tenants.create_publishable_key(
-                    storage, demo["tenant_id"], [*demo["origins"], origin])
+                demo["publishable_key"], made = await keys.create_key(
+                    storage, demo["tenant_id"], "publishable", [*demo["origins"], origin])
+                demo["origins"] = made["origins"]
         else:
             tenant_id, secret = await tenants.create_tenant(storage, "Demo")
-            pk, origins = await tenants.create_publishable_key(storage, tenant_id, [origin])
-            demo = {"tenant_id": tenant_id, "secret_key": secret, "publishable_key": pk, "origins": origins}
+            pk, made = await keys.create_key(storage, tenant_id, "publishable", [origin])
+            demo = {"tenant_id": tenant_id, "secret_key": secret, "publishable_key": pk, "origins": made["origins"]}
         if await storage.get_persona(demo["tenant_id"], DEMO_PERSONA["slug"]) is None:
             await personas.create(storage, demo["tenant_id"], DEMO_PERSONA)
         demo.update(persona=DEMO_PERSONA["slug"], persona_name=DEMO_PERSONA["name"])

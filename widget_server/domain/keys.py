@@ -1,0 +1,108 @@
+"""A tenant's API keys: secret `sk_` keys for its servers, publishable `pk_` keys (with their allowed origins)
+for browsers. Shown once when made, stored only as a SHA-256 hash (192-bit random keys: a fast hash cannot be
+brute-forced and allows lookup).
+
+A key is revoked at once, or rotated: a new key of the same kind (and origins) is made, and the old one keeps
+working for a grace period so that a deployment can switch over; then it stops. A widget session remembers the
+publishable key it was made with, and a socket opened with it is refused once that key has ended.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from widget_server.backends.storage import Storage
+from widget_server.clock import now
+from widget_server.domain import origins as origins_
+from widget_server.errors import AuthError, Conflict, InvalidRequest, NotFound, TenantNotFound
+from widget_server.ids import hash_key, new_id, new_key
+
+KINDS = {"secret": "sk", "publishable": "pk"}
+MAX_GRACE_S = 30 * 86400
+DEFAULT_GRACE_S = 86400
+
+
+def to_public(row: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see of a key: never the key, only its first characters."""
+    def stamp(name: str) -> str | None:
+        return row[name].isoformat() if row.get(name) else None
+
+    return {"id": row["id"], "kind": row["kind"], "hint": row["hint"], "origins": row["origins"],
+            "created_at": stamp("created_at"), "expires_at": stamp("expires_at"), "revoked_at": stamp("revoked_at")}
+
+
+async def create_key(storage: Storage, tenant_id: str, kind: str, origins: list[str] | None = None
+                     ) -> tuple[str, dict[str, Any]]:
+    """The new key (returned this once) and its public view; a publishable key needs its allowed origins."""
+    if kind not in KINDS:
+        raise InvalidRequest("kind must be secret or publishable", details={"field": "kind"})
+    if await storage.get_tenant(tenant_id) is None:
+        raise TenantNotFound(f"no tenant {tenant_id}")
+    clean: list[str] = []
+    if kind == "publishable":
+        if not origins:
+            raise InvalidRequest("a publishable key needs at least one allowed origin", details={"field": "origins"})
+        clean = [origins_.normalize_rule(o) for o in origins]
+    key = new_key(KINDS[kind])
+    row = await storage.add_key(new_id("key"), tenant_id, kind, hash_key(key), key[:7], clean)
+    return key, to_public(row)
+
+
+async def authenticate_secret(storage: Storage, key: str | None) -> str:
+    """The tenant id of an active secret key, or `AuthError`."""
+    if not key or not key.startswith("sk_"):
+        raise AuthError("missing or malformed API key: send Authorization: Bearer sk_…")
+    row = await storage.find_key(hash_key(key), "secret")
+    if row is None:
+        raise AuthError("unknown, revoked or expired API key")
+    return str(row["tenant_id"])
+
+
+async def authenticate_publishable(storage: Storage, key: Any) -> dict[str, Any]:
+    if not isinstance(key, str) or not key.startswith("pk_"):
+        raise AuthError("missing or malformed publishable key")
+    row = await storage.find_key(hash_key(key), "publishable")
+    if row is None:
+        raise AuthError("unknown, revoked or expired publishable key")
+    return row
+
+
+async def _own(storage: Storage, tenant_id: str, key_id: str) -> dict[str, Any]:
+    row = await storage.get_key(tenant_id, key_id)
+    if row is None:
+        raise NotFound(f"no key {key_id[:40]!r}", code="key.not_found")
+    if row["revoked_at"] is not None or (row["expires_at"] is not None and row["expires_at"] <= now()):
+        raise Conflict("this key has ended already", code="key.ended")
+    return row
+
+
+async def _last_secret(storage: Storage, tenant_id: str, key_id: str) -> bool:
+    """Whether `key_id` is the tenant's only secret key that is active and not already on its way out."""
+    live = [k for k in await storage.list_keys(tenant_id, "secret")
+            if k["revoked_at"] is None and k["expires_at"] is None]
+    return [k["id"] for k in live] == [key_id]
+
+
+async def rotate(storage: Storage, tenant_id: str, key_id: str, grace_s: Any = DEFAULT_GRACE_S
+                 ) -> tuple[str, dict[str, Any]]:
+    """A new key like `key_id` (returned once); the old one works for `grace_s` more seconds, then stops."""
+    if not isinstance(grace_s, int) or isinstance(grace_s, bool) or not 0 <= grace_s <= MAX_GRACE_S:
+        raise InvalidRequest(f"grace_s must be whole seconds from 0 to {MAX_GRACE_S}", details={"field": "grace_s"})
+    old = await _own(storage, tenant_id, key_id)
+    key, made = await create_key(storage, tenant_id, old["kind"], old["origins"] or None)
+    await storage.end_key(tenant_id, key_id, expires_at=now() + timedelta(seconds=grace_s))
+    return key, made
+
+
+async def revoke(storage: Storage, tenant_id: str, key_id: str) -> None:
+    """The key stops working now. The last secret key is kept: without one the tenant could not come back."""
+    row = await _own(storage, tenant_id, key_id)
+    if row["kind"] == "secret" and await _last_secret(storage, tenant_id, key_id):
+        raise Conflict("this is the tenant's last secret key: make or rotate to another first", code="key.last_secret")
+    await storage.end_key(tenant_id, key_id, revoked_at=now())
+
+
+async def active(storage: Storage, tenant_id: str, key_id: str | None) -> bool:
+    """Whether a widget session's publishable key still works (sessions made before keys were recorded: no)."""
+    return key_id is not None and await storage.key_active(tenant_id, key_id)
