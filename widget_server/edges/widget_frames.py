@@ -130,8 +130,11 @@ def _strings_clean(value: Any, field: str) -> None:
 def hello(frame: Frame) -> tuple[Any, str | None, int | None]:
     """The token, and the conversation to resume with the client's last `seq` (None, None without resume)."""
     token = frame.get("token")
-    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
-        raise invalid("token", f"must be a string of at most {MAX_TOKEN} characters")
+    # A session token is printable ASCII (itsdangerous, URL-safe): anything else is refused here, before the
+    # signer, which would fail to encode a lone surrogate as UTF-8 (a server error, not a bad token).
+    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN or not token.isascii()
+                              or not token.isprintable()):
+        raise invalid("token", f"must be a printable ASCII string of at most {MAX_TOKEN} characters")
     resume = frame.get("resume")
     if resume is None:
         return token, None, None
