@@ -267,7 +267,10 @@ def spawn_turn(
 ) -> asyncio.Task[None] | None:
     """Run a turn in the background of a conversation's channel: it outlives a dropped socket (resume),
     replies run one after another, and `cancel` finds it by the reply's message id once it started.
-    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored."""
+    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored.
+    The message is checked first (`InvalidRequest`, at once): a refused message was not accepted, so its
+    client id stays free for the corrected message, which would otherwise be dropped as a resend."""
+    check_message(text, deps.settings.max_message_chars)
     if isinstance(client_id, str) and client_id and not channel.first_time(client_id):
         return None
     key = new_id("turn")
