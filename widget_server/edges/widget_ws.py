@@ -48,7 +48,12 @@ class Closing(Exception):
 
 
 def _dump(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate cannot go out as UTF-8, but escaped (valid JSON) it can:
+        return json.dumps(frame, separators=(",", ":"))  # the writer must not die of one that slipped through
+    return text
 
 
 class Session:

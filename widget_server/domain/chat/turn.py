@@ -18,7 +18,7 @@ from widget_server.backends.providers import Finish, Provider, ProviderRequest, 
 from widget_server.clock import now
 from widget_server.domain.chat.channels import Channel
 from widget_server.domain.chat.coalesce import Coalescer
-from widget_server.domain.chat.conversations import Conversation, check_message
+from widget_server.domain.chat.conversations import Conversation, check_message, storable
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.escalation import escalate_if_asked
 from widget_server.domain.chat.frames import Emit
@@ -179,7 +179,7 @@ async def stream_reply(
             timeout = s.provider_stall_s if reply.timing["ttft_ms"] is not None else s.provider_timeout_s
             item = await _next(items, timeout)
             if isinstance(item, Finish):
-                reply.finish_reason, reply.model = item.reason, item.model
+                reply.finish_reason, reply.model = item.reason, storable(item.model) if item.model else None
                 reply.usage = {"input_tokens": item.usage.input_tokens, "output_tokens": item.usage.output_tokens}
                 parts.append(tail := out.flush())
                 deltas.add(tail)
@@ -189,7 +189,7 @@ async def stream_reply(
             else:
                 if reply.timing["ttft_ms"] is None:
                     reply.timing["ttft_ms"] = round((time.monotonic() - arrived) * 1000)
-                released, decision = out.feed(item)
+                released, decision = out.feed(storable(item))  # a provider may send NUL: shown as stored
                 parts.append(released)
                 deltas.add(released)
             if decision is not None and decision.stops:
