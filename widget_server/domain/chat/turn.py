@@ -230,18 +230,33 @@ def _masked_output(deps: Deps, conv: Conversation, reply: Reply, reasons: list[s
         deps.events.emit(conv.guardrail_event(masked, "output", reply.message_id))
 
 
+async def _store(deps: Deps, conv: Conversation, reply: Reply, acc: Accepted, memory: Memory) -> None:
+    await acc.stored
+    await deps.storage.add_message({
+        "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
+        "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
+        "usage": reply.usage, "timing": reply.timing, "created_at": now(),
+    }, guard_columns(memory.guard))
+
+
+async def _despite_cancel(write: asyncio.Future[None]) -> None:
+    """Wait for `write` however often the waiting task is cancelled meanwhile."""
+    while True:
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            if (task := asyncio.current_task()) is None:
+                raise
+            task.uncancel()  # the turn goes on: it was cut short already, and is being closed
+
+
 async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted, memory: Memory) -> None:
     """Store the reply after the visitor's message, then close it for the client (so `reply.end` means
-    stored), then record it. Runs to the end even when the turn is cancelled meanwhile: the writes go on
-    (shielded), and `reply.end` and `reply.completed` are always emitted."""
+    stored), then record it. Runs to the end however often the turn is cancelled meanwhile (a second `cancel`
+    frame, the client leaving): the writes go on, and `reply.end` and `reply.completed` are always emitted."""
     reply.timing["total_ms"] = round((time.monotonic() - acc.arrived) * 1000)
     try:
-        await asyncio.shield(acc.stored)
-        await asyncio.shield(deps.storage.add_message({
-            "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
-            "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
-            "usage": reply.usage, "timing": reply.timing, "created_at": now(),
-        }, guard_columns(memory.guard)))
+        await _despite_cancel(asyncio.ensure_future(_store(deps, conv, reply, acc, memory)))
     finally:
         emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
               "usage": reply.usage, "timing": reply.timing, "guardrails": reply.guardrails})
