@@ -48,7 +48,12 @@ class Closing(Exception):
 
 
 def _dump(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate cannot go out as UTF-8, but escaped (valid JSON) it can:
+        return json.dumps(frame, separators=(",", ":"))  # the writer must not die of one that slipped through
+    return text
 
 
 class Session:
@@ -179,6 +184,14 @@ class Session:
     async def on_message(self, frame: frames.Frame) -> None:
         assert self.conv is not None and self.channel is not None
         text, client_id = frames.message(frame)
+        try:
+            await self._count_message()
+            spawn_turn(self.deps, self.conv, self.channel, text, client_id)
+        except WidgetError as exc:  # as a turn's own errors: naming the message, so the widget knows which
+            await self.send(exc.frame(seq=self.channel.seq, client_id=client_id))
+
+    async def _count_message(self) -> None:
+        assert self.conv is not None
         wait = await self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
         if wait is not None:
             self.strikes += 1
@@ -186,7 +199,6 @@ class Session:
                 raise Closing(CLOSE["rate"], RateLimited("too many messages"))
             raise RateLimited(f"too many messages: try again in {wait:.0f} s", details={"retry_after_s": wait})
         self.strikes = 0
-        spawn_turn(self.deps, self.conv, self.channel, text, client_id)
 
     async def on_cancel(self, frame: frames.Frame) -> None:
         assert self.channel is not None

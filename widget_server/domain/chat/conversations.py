@@ -8,6 +8,7 @@ conversation gets a 404.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from widget_server.ids import new_unguessable_id, new_visitor_id
 
 MAX_VISITOR_ID = 80
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # embeddings, overrides, isolates
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,13 @@ def check_text(value: str, field: str, code: str = "frame.invalid") -> str:
             problem = f"contains {kind} (U+{ord(ch):04X})"
             raise InvalidRequest(f"{field} {problem}", code=code, details={"field": field, "problem": problem})
     return value
+
+
+def storable(text: str) -> str:
+    """`text` with what no database can hold replaced by U+FFFD: NUL (PostgreSQL's text and JSON refuse it) and
+    lone surrogates (not encodable as UTF-8). For text from elsewhere than the visitor (a provider's reply),
+    which is shown and stored as it is repaired here, never refused."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def check_message(text: Any, max_chars: int) -> str:

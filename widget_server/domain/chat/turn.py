@@ -19,7 +19,7 @@ from widget_server.clock import now
 from widget_server.domain.chat import upstream
 from widget_server.domain.chat.channels import Channel
 from widget_server.domain.chat.coalesce import Coalescer
-from widget_server.domain.chat.conversations import Conversation, check_message
+from widget_server.domain.chat.conversations import Conversation, check_message, storable
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.escalation import escalate_if_asked
 from widget_server.domain.chat.frames import Emit
@@ -172,7 +172,7 @@ async def stream_reply(
             timeout = s.provider_stall_s if reply.timing["ttft_ms"] is not None else s.provider_timeout_s
             item = await _next(items, timeout)
             if isinstance(item, Finish):
-                reply.finish_reason, reply.model = item.reason, item.model
+                reply.finish_reason, reply.model = item.reason, storable(item.model) if item.model else None
                 reply.usage = {"input_tokens": item.usage.input_tokens, "output_tokens": item.usage.output_tokens}
                 parts.append(tail := out.flush())
                 deltas.add(tail)
@@ -182,7 +182,7 @@ async def stream_reply(
             else:
                 if reply.timing["ttft_ms"] is None:
                     reply.timing["ttft_ms"] = round((time.monotonic() - arrived) * 1000)
-                released, decision = out.feed(item)
+                released, decision = out.feed(storable(item))  # a provider may send NUL: shown as stored
                 parts.append(released)
                 deltas.add(released)
             if decision is not None and decision.stops:
@@ -223,18 +223,33 @@ def _masked_output(deps: Deps, conv: Conversation, reply: Reply, reasons: list[s
         deps.events.emit(conv.guardrail_event(masked, "output", reply.message_id))
 
 
+async def _store(deps: Deps, conv: Conversation, reply: Reply, acc: Accepted, memory: Memory) -> None:
+    await acc.stored
+    await deps.storage.add_message({
+        "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
+        "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
+        "usage": reply.usage, "timing": reply.timing, "created_at": now(),
+    }, guard_columns(memory.guard))
+
+
+async def _despite_cancel(write: asyncio.Future[None]) -> None:
+    """Wait for `write` however often the waiting task is cancelled meanwhile."""
+    while True:
+        try:
+            return await asyncio.shield(write)
+        except asyncio.CancelledError:
+            if (task := asyncio.current_task()) is None:
+                raise
+            task.uncancel()  # the turn goes on: it was cut short already, and is being closed
+
+
 async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: Accepted, memory: Memory) -> None:
     """Store the reply after the visitor's message, then close it for the client (so `reply.end` means
-    stored), then record it. Runs to the end even when the turn is cancelled meanwhile: the writes go on
-    (shielded), and `reply.end` and `reply.completed` are always emitted."""
+    stored), then record it. Runs to the end however often the turn is cancelled meanwhile (a second `cancel`
+    frame, the client leaving): the writes go on, and `reply.end` and `reply.completed` are always emitted."""
     reply.timing["total_ms"] = round((time.monotonic() - acc.arrived) * 1000)
     try:
-        await asyncio.shield(acc.stored)
-        await asyncio.shield(deps.storage.add_message({
-            "id": reply.message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "persona",
-            "text": reply.text, "finish_reason": reply.finish_reason, "guardrail": reply.guardrail,
-            "usage": reply.usage, "timing": reply.timing, "created_at": now(),
-        }, guard_columns(memory.guard)))
+        await _despite_cancel(asyncio.ensure_future(_store(deps, conv, reply, acc, memory)))
     finally:
         emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
               "usage": reply.usage, "timing": reply.timing, "guardrails": reply.guardrails})
@@ -260,7 +275,10 @@ def spawn_turn(
 ) -> asyncio.Task[None] | None:
     """Run a turn in the background of a conversation's channel: it outlives a dropped socket (resume),
     replies run one after another, and `cancel` finds it by the reply's message id once it started.
-    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored."""
+    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored.
+    The message is checked first (`InvalidRequest`, at once): a refused message was not accepted, so its
+    client id stays free for the corrected message, which would otherwise be dropped as a resend."""
+    check_message(text, deps.settings.max_message_chars)
     if isinstance(client_id, str) and client_id and not channel.first_time(client_id):
         return None
     key = new_id("turn")
