@@ -134,7 +134,7 @@ def test_a_visitor_who_leaves_stops_the_provider(stack_factory, upstream: tuple[
 
 
 def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  # type: ignore[no-untyped-def]
-    stack = stack_factory(provider="local", max_tokens=24, provider_timeout_s=120)
+    stack = stack_factory(provider="local", max_tokens=24, provider_timeout_s=120, provider_stall_s=60)  # a busy CPU
     r = httpx.post(f"{stack.url}/v1/personas", headers=stack.auth, json={
         "name": "Ada", "slug": "ada", "system_prompt": "Ada is the friendly assistant of a small bakery."})
     assert r.status_code == 201
@@ -146,7 +146,7 @@ def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  
     assert text.strip() and "Visitor:" not in text
     assert _stored_reply(stack, ready["conversation_id"])["text"] == text
     health = httpx.get(f"{stack.url}/health").json()
-    assert health["provider"] == {"status": "ok", "kind": "local", "model": "gemma-3-270m-q4_k_m", "loaded": True}
+    assert health["provider"] == {"status": "ok", "kind": "local", "loaded": True}
 
 
 def test_local_trim_never_takes_back_sent_text() -> None:
