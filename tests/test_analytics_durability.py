@@ -185,3 +185,32 @@ def test_a_shutdown_with_the_database_away_spills_and_the_next_start_writes_them
     asyncio.run(second())
     assert stored == ids and not (tmp_path / "spill.jsonl").exists()
 
+
+
+def test_an_event_the_database_refuses_is_set_aside_and_the_rest_are_written(db_url: str, tmp_path: Path) -> None:
+    """A value the database cannot hold (NUL in text on PostgreSQL, a non-finite number on both, …) was retried
+    forever and held up every later event: it is now split off, set aside, and the others are written."""
+    from widget_server.backends.storage import open_storage
+
+    async def run() -> tuple[list[str], list[str], float]:
+        storage = await open_storage(db_url)
+        metrics = Metrics()
+        writer = EventWriter(storage.events.insert, metrics, batch=50, flush_s=0.01,
+                             spill_path=tmp_path / "events-spill.jsonl")
+        tenant = "ten_poison_" + tmp_path.name[-8:]
+        good = [Event("widget.opened", tenant, visitor_id=f"v{i}") for i in range(20)]
+        bad = Event("widget.opened", tenant, visitor_id="v-bad", attributes={"props": {"n": float("nan")}})
+        for event in [*good[:10], bad, *good[10:]]:
+            writer.emit(event)
+        await writer.flush()
+        rows = await storage.events.page(tenant, EventFilter(), limit=100)
+        await writer.aclose()
+        await storage.close()
+        rejected = [json.loads(line)["id"] for line in (tmp_path / "events-rejected.jsonl").read_text().splitlines()]
+        return [r["id"] for r in rows], rejected, metrics.events_rejected._value.get()
+
+    from widget_server.backends.storage.analytics import EventFilter
+
+    stored, rejected, counted = asyncio.run(run())
+    assert len(stored) == 20 and len(rejected) == 1 and counted == 1
+    assert rejected[0] not in stored

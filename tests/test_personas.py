@@ -362,3 +362,11 @@ def test_a_tenant_has_a_bounded_number_of_personas(stack: Stack, monkeypatch: py
     assert err["details"]["limit"] == 3
     other = stack.tenant()
     assert Api(stack, sk=other["sk"]).post(full_body()).status_code == 201  # another tenant's count is its own
+
+
+@pytest.mark.parametrize("body", [{"name": "X", "provider": {"model": "gpt\u0000x"}}, {"name": "A\ud800"},
+                                  {"name": "X", "starters": ["hi\u0000"]}])
+def test_text_no_database_can_hold_is_a_422_not_a_500(db_stack: Stack, body: Any) -> None:
+    r = httpx.post(f"{db_stack.url}/v1/personas", content=json.dumps(body),  # escapes a lone surrogate as \ud800
+                   headers={**db_stack.auth, "Content-Type": "application/json"})
+    assert_error(r, 422, "persona.invalid")

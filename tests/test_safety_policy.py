@@ -213,3 +213,8 @@ def test_a_policy_is_stored_on_each_database(stack_factory, db_url: str) -> None
     ws.recv()
     ws.send({"type": "message", "client_id": "c1", "text": "rivalco"})
     assert next(f for f in ws.until("reply.end") if f["type"] == "guardrail")["text"] == "No."
+
+
+def test_a_term_no_database_can_hold_is_a_422_not_a_500(stack: Stack) -> None:
+    r = put(stack, {**POLICY, "blocked_terms": [{"id": "nul", "terms": ["bad\u0000term"]}]})
+    assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["field"] == "blocked_terms.0.terms"

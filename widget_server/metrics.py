@@ -35,6 +35,8 @@ class Metrics:
         self.events_buffered = Gauge("widget_events_buffered", "Analytics events waiting to be written", registry=r)
         self.events_spilled = Counter("widget_events_spilled", "Analytics events spilled to disk while the "
                                       "database was unavailable and the buffer full", registry=r)
+        self.events_rejected = Counter("widget_events_rejected", "Analytics events the database refused for their "
+                                       "values, set aside in events-rejected.jsonl", registry=r)
         self.event_write_errors = Counter("widget_event_write_errors", "Failed analytics batch writes (retried)",
                                           registry=r)
         self.webhook_deliveries = Counter("widget_webhook_deliveries", "Webhook delivery attempts, by outcome",

@@ -13,6 +13,7 @@ from widget_server.domain.guardrails.policy import Topics
 from widget_server.domain.guardrails.tenant_guard import compile_persona_topics, off_loop
 from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
+from widget_server.text import unstorable
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_PERSONAS = 500  # per tenant
@@ -20,6 +21,15 @@ MAX_PERSONAS = 500  # per tenant
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := unstorable(value)):
+            raise ValueError(f"contains {problem}")
+        if isinstance(value, list) and any(isinstance(v, str) and unstorable(v) for v in value):
+            raise ValueError("an item contains a NUL character or a lone surrogate")
+        return value
 
 
 class ProviderSettings(Strict):

@@ -21,6 +21,25 @@ from widget_server.backends.storage.tables import (
     messages,
 )
 
+
+class RowsRefused(Exception):
+    """The database refused the values of a batch (a NUL byte, a lone surrogate, a number out of range), not
+    because it is away: the same batch would be refused again."""
+
+
+def refused_for_values(exc: sa.exc.StatementError) -> bool:
+    """Whether the database (or the driver, before sending) refused the values rather than being unavailable:
+    SQLSTATE class 22 (data exception) or 23 (integrity), whatever the driver calls them, or a value that could not
+    be serialized at all."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return True
+    if isinstance(exc, sa.exc.DataError | sa.exc.IntegrityError):
+        return True
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(cause, "sqlstate", None) or "")
+    return state[:2] in ("22", "23")
+
+
 EVENT_LOCK = 727275  # PostgreSQL advisory lock: event batches commit one at a time, in `seq` order
 
 
@@ -69,12 +88,17 @@ class EventStore:
             return
         insert: Any = (postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events))
         insert = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
-        async with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
-            stored = set((await conn.execute(insert, list(rows))).scalars())
-            if stored:
-                await enqueue(conn, [r for r in rows if r["id"] in stored])
+        try:
+            async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
+                stored = set((await conn.execute(insert, list(rows))).scalars())
+                if stored:
+                    await enqueue(conn, [r for r in rows if r["id"] in stored])
+        except sa.exc.StatementError as exc:
+            if refused_for_values(exc):
+                raise RowsRefused(str(exc.orig)[:300]) from exc  # the rows, not the database: retrying changes nothing
+            raise  # the database is away or busy: worth retrying
 
     async def high_water(self, tenant_id: str) -> int:
         """The newest committed `seq` of the tenant: an export stops there, so what arrives meanwhile is out."""

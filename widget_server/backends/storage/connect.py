@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from widget_server.backends.storage.store import Storage
 from widget_server.private_files import private_file
+from widget_server.text import storable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 727274  # PostgreSQL advisory lock: one of several starting nodes migrates, the others wait
@@ -38,12 +40,22 @@ async def open_storage(url: str) -> Storage:
         for side in ("-wal", "-shm"):
             if (extra := database.with_name(database.name + side)).exists():
                 private_file(extra)
-        engine = create_async_engine(aurl, connect_args={"timeout": 30})
+        engine = create_async_engine(aurl, connect_args={"timeout": 30}, json_serializer=json_text)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_async_engine(aurl, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(aurl, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                                     json_serializer=json_text)
     await migrate(engine)
     return Storage(engine)
+
+
+def json_text(value: Any) -> str:
+    """JSON columns as both databases can hold and read back: no NaN or Infinity (PostgreSQL refuses them, SQLite's
+    JSON functions cannot read them), no NUL and no lone surrogate (PostgreSQL's `->>` fails on them). A value with
+    any of these is refused before it is sent, so the writer can set its event aside."""
+    if not storable(value):
+        raise ValueError("a JSON value holds a NUL or a lone surrogate, which no database here reads back")
+    return json.dumps(value, allow_nan=False)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

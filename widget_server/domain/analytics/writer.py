@@ -5,6 +5,9 @@
   `max_buffer` the oldest are appended to a spill file in the data dir, and replayed once writes succeed again
   (also at the next start). An event is stored at most once: rows are keyed by the event's id.
 - `aclose` (the app's shutdown, so SIGTERM under uvicorn) writes everything; what still cannot be written is spilled.
+- An event the database refuses for its values (not because it is away) would be refused again and hold up every
+  later one: the batch is split until that event is alone, and it is set aside in `events-rejected.jsonl` in the
+  data dir (counted in `widget_events_rejected_total`, logged), while the rest are written.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from widget_server.backends.storage.analytics import RowsRefused
 from widget_server.domain.events import Event
 from widget_server.metrics import Metrics
 from widget_server.private_files import private_file
@@ -108,7 +112,7 @@ class EventWriter:
             try:
                 while self._buffer:
                     batch = [self._buffer[i] for i in range(min(self._batch, len(self._buffer)))]
-                    await self._write_batch(batch)
+                    await self._write_isolating(batch)
                     for event in batch:  # by identity: a spill or an erasure may have taken some meanwhile
                         if self._buffer and self._buffer[0] is event:
                             self._buffer.popleft()
@@ -120,6 +124,26 @@ class EventWriter:
                 self.healthy = False
                 self._metrics.event_write_errors.inc()
                 raise
+
+    async def _write_isolating(self, batch: Sequence[Event]) -> None:
+        """Write the batch; when the database refuses its values, write its halves, down to the one to set aside."""
+        try:
+            await self._write_batch(batch)
+        except RowsRefused as exc:
+            if len(batch) == 1:
+                self._reject(batch[0], str(exc))
+                return
+            middle = len(batch) // 2
+            await self._write_isolating(batch[:middle])
+            await self._write_isolating(batch[middle:])
+
+    def _reject(self, event: Event, why: str) -> None:
+        self._metrics.events_rejected.inc()
+        log.error("analytics event refused by the database; set aside", extra={
+            "event_id": event.id, "event_type": event.type, "tenant_id": event.tenant_id, "error": why[:200]})
+        if self._spill is not None:
+            with private_file(self._spill.with_name("events-rejected.jsonl")).open("a") as f:
+                f.write(_spill_line(event))
 
     async def _write_batch(self, batch: Sequence[Event]) -> None:
         await self._write([event_row(e) for e in batch])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from widget_server.domain.guardrails.regex_info import max_width
 from widget_server.errors import PolicyError
+from widget_server.text import unstorable
 
 Source = Literal["input", "output"]
 BOTH: list[Source] = ["input", "output"]
@@ -41,6 +42,15 @@ def compile_re2(regex: str) -> Any:
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := unstorable(value)):
+            raise ValueError(f"contains {problem}")
+        if isinstance(value, list) and any(isinstance(v, str) and unstorable(v) for v in value):
+            raise ValueError("an item contains a NUL character or a lone surrogate")
+        return value
 
 
 class InputRules(Strict):
