@@ -489,11 +489,11 @@ def test_a_rejected_token_gets_a_new_session_and_a_newer_window_takes_over(site:
     expect(finished(w).locator(".bd")).to_have_text("one")
 
     # The token expired (4401): the widget fetches a new session and carries on in the same conversation.
-    page.evaluate("() => { const i = PersonaWidget.instances[0]; i.tok = 'expired'; i.ws.close(); }")
+    page.evaluate("() => { const i = PersonaWidget.instances[0]; i.token = 'expired'; i.ws.close(); }")
     w.locator("textarea").fill("two")
     w.locator("textarea").press("Enter")
     expect(w.locator(".m > .r.a .bd")).to_have_text(["one", "two"])
-    assert page.evaluate("PersonaWidget.instances[0].tok") != "expired"
+    assert page.evaluate("PersonaWidget.instances[0].token") != "expired"
 
     # The same visitor opens the conversation in a second tab: the first one yields (4409) and stays quiet.
     other = context.new_page()
