@@ -60,11 +60,12 @@
       }
     }
   };
-  var CSS = ':host{all:initial!important;display:block!important;position:fixed!important;bottom:0!important;' +
+  var STYLES = ':host{all:initial!important;display:block!important;position:fixed!important;bottom:0!important;' +
     'right:0!important;width:0!important;height:0!important;z-index:var(--z,2147483000)!important;' +
     'visibility:visible!important;opacity:1!important;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,' +
     'sans-serif!important;color:#1a1a1a!important}' +
     '*{box-sizing:border-box;margin:0;padding:0;font:inherit;color:inherit}[hidden]{display:none!important}' +
+    'strong{font-weight:700}em{font-style:italic}' +
     'button{cursor:pointer;background:none;border:0}' +
     'button:focus-visible,textarea:focus-visible,a:focus-visible,.m:focus-visible{outline:2px solid var(--a);' +
     'outline-offset:2px}.h button:focus-visible{outline-color:#fff}' +
@@ -254,7 +255,7 @@
     var self = this, t = self.strings, o = self.options;
     var host = self.host = d.createElement('persona-widget');
     var root = host.attachShadow({mode: 'open'});
-    if (o.accent && w.CSS && CSS.supports('color', o.accent)) host.style.setProperty('--a', o.accent);
+    if (o.accent && w.CSS && w.CSS.supports('color', o.accent)) host.style.setProperty('--a', o.accent);
     else host.style.setProperty('--a', '#1d4ed8');
     if (o.zIndex) host.style.setProperty('--z', String(parseInt(o.zIndex, 10) || 2147483000));
     if (o.position === 'left') {
@@ -263,10 +264,10 @@
     }
     try {
       sheet = sheet || new CSSStyleSheet();
-      if (!sheet.cssRules.length) sheet.replaceSync(CSS);
+      if (!sheet.cssRules.length) sheet.replaceSync(STYLES);
       root.adoptedStyleSheets = [sheet];
     } catch (e) {
-      var style = el('style', '', CSS);
+      var style = el('style', '', STYLES);
       if (o.nonce) style.nonce = o.nonce;
       root.appendChild(style);
     }

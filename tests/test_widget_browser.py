@@ -11,7 +11,6 @@ import html
 import json
 import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,9 +32,8 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]
 # The README's screenshots are refreshed on request (WIDGET_SCREENSHOTS=1), so a test run leaves the tree clean;
-# otherwise they go to a temporary folder, and are still taken (a page that cannot be captured fails the test).
-SHOTS = (Path(__file__).resolve().parents[1] / "docs" / "screenshots" if os.environ.get("WIDGET_SCREENSHOTS")
-         else Path(tempfile.gettempdir()) / "widget_screenshots")
+# otherwise they go to the test's temporary folder, and are still taken (a page that cannot be captured fails).
+README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HOSTILE = "* { all: unset } div { display: none !important }"
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1)) **bold** [ok](https://example.com/)"
 
@@ -120,11 +118,14 @@ class Site:
                 f'data-persona="{html.escape(persona)}"{attrs} async></script>')
 
     def page(self, body: str, head: str = "", headers: dict[str, str] | None = None) -> str:
+        return self.document(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                             f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title>'
+                             f'{head}</head><body><h1>A shop</h1><p><a href="#top">Skip</a></p>'
+                             f'<div><p>Products…</p></div>{body}</body></html>', headers)
+
+    def document(self, doc: str, headers: dict[str, str] | None = None) -> str:
+        """Serve a whole HTML document on the host origin; returns its URL."""
         path = f"/page-{secrets.token_hex(4)}"
-        doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-               f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>Shop</title>{head}'
-               f'</head><body><h1>A shop</h1><p><a href="#top">Skip</a></p><div><p>Products…</p></div>{body}'
-               f'</body></html>')
         self.host.pages[path] = (doc, headers or {})
         return self.origin + path
 
@@ -219,8 +220,6 @@ def test_a_reply_streams_into_the_panel_and_completes(site: Site, context: Brows
     thumbs_up.click()
     expect(thumbs_up).to_have_attribute("aria-pressed", "true")
     expect(w.locator(".sr[aria-live=polite]").last).to_have_text(f"Ada: {final} ")
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "desktop.png"))
 
 
 def test_no_cookie_is_set_on_either_origin(site: Site, context: BrowserContext) -> None:
@@ -441,8 +440,6 @@ def test_a_phone_viewport_gets_a_full_screen_panel(site: Site, browser: Browser)
         expect(w.locator(".m > .r.v")).to_have_text(["Opening hours?"])
         expect(finished(w).locator(".bd")).to_have_text("w1 w2 w3 w4 w5 w6")
         expect(w.locator(".c")).to_be_hidden()
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / "mobile.png"))
     finally:
         ctx.close()
 
@@ -550,3 +547,88 @@ def test_the_history_comes_back_from_a_server_that_restarted(site: Site, context
     expect(w.locator(".m > .r.a .bd")).to_have_text(["before the restart", "after it"])
     texts = [m["text"] for m in site.conversation(stored(page, site.pk, persona)["c"])["messages"]]
     assert texts == ["before the restart", "before the restart", "after it", "after it"]
+
+
+BAKERY = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Crumb &amp; Co. · Bakery</title>
+<style>
+body{margin:0;font:16px/1.5 Georgia,serif;color:#3b2a20;background:#fbf6ef}
+header{display:flex;align-items:center;justify-content:space-between;padding:18px 48px;background:#fff;
+  border-bottom:1px solid #eadfce}
+.logo{font-size:26px;font-weight:700}
+nav a{margin-left:28px;color:#3b2a20;text-decoration:none;font:15px system-ui,sans-serif}
+.hero{padding:56px 48px;background:#f3e3cb}
+.hero h1{font-size:42px;margin:0 0 12px;max-width:560px;line-height:1.15}
+.hero p{max-width:480px;font-size:18px;margin:0 0 24px}
+.btn{display:inline-block;padding:12px 22px;background:#9a3412;color:#fff;border-radius:6px;
+  font:600 15px system-ui,sans-serif;text-decoration:none}
+.menu{display:grid;grid-template-columns:repeat(3,1fr);gap:20px;padding:36px 48px;max-width:720px}
+.card{background:#fff;border:1px solid #eadfce;border-radius:10px;padding:16px}
+.card h3{margin:0 0 6px;font-size:18px}.card p{margin:0;font:14px/1.45 system-ui,sans-serif;color:#6b5444}
+.price{display:block;margin-top:10px;font:600 15px system-ui,sans-serif;color:#9a3412}
+.visit{padding:0 48px 40px;font:15px system-ui,sans-serif;color:#6b5444}
+@media (max-width:640px){header,.hero,.menu,.visit{padding-left:20px;padding-right:20px}nav{display:none}
+  .hero h1{font-size:30px}.menu{grid-template-columns:1fr}}
+</style></head><body>
+<header><div class="logo">Crumb &amp; Co.</div>
+<nav><a href="#bread">Bread</a><a href="#cakes">Cakes</a><a href="#visit">Visit us</a><a href="#order">Order</a></nav>
+</header>
+<section class="hero"><h1>Sourdough, pastries and celebration cakes, baked every morning.</h1>
+<p>A neighbourhood bakery on Market Street since 2009. Order a cake online, or ask Mila in the chat.</p>
+<a class="btn" href="#order">Order a cake</a></section>
+<section class="menu" id="bread">
+<div class="card"><h3>Country sourdough</h3><p>48-hour ferment, dark crust, open crumb.</p>
+<span class="price">€6.50</span></div>
+<div class="card"><h3>Cardamom buns</h3><p>Swedish-style, twisted by hand, warm from 8 am.</p>
+<span class="price">€3.20</span></div>
+<div class="card" id="cakes"><h3>Lemon elderflower cake</h3><p>Our summer favourite; serves 8 to 10.</p>
+<span class="price">€38.00</span></div>
+</section>
+<p class="visit" id="visit">Market Street 14 · Tuesday to Sunday · Cakes to order with 48 hours' notice</p>
+BODY
+</body></html>"""
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: the README's folder with WIDGET_SCREENSHOTS=1, else this test's temporary one."""
+    return README_SHOTS if os.environ.get("WIDGET_SCREENSHOTS") else tmp_path
+
+
+def test_the_readme_screenshots_show_a_conversation_on_a_bakery_site(site: Site, browser: Browser,
+                                                                    shots: Path) -> None:
+    mila = {"name": "Mila", "greeting": "Hi, I'm Mila from Crumb & Co. Ask me about bread, cakes or opening hours.",
+            "starters": ["Opening hours?", "Order a birthday cake", "Anything vegan?"]}
+    cake, hours = site.persona("say-cake", **mila), site.persona("say-hours", **mila)
+
+    desktop = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = desktop.new_page()
+        page.goto(site.document(BAKERY.replace("BODY", site.tag(cake, accent="#9a3412", lang="en"))))
+        w = open_and_send(page, "Can I order a birthday cake for Saturday?")
+        expect(w.locator(".h")).to_have_css("background-color", "rgb(154, 52, 18)")  # data-accent is applied
+        reply = finished(w).locator(".bd")
+        expect(reply.locator("strong")).to_have_text("48 hours' notice")
+        expect(reply.locator("strong")).to_have_css("font-weight", "700")  # markdown bold shows as bold
+        expect(reply.locator("em").first).to_have_css("font-style", "italic")
+        expect(reply.locator("li")).to_have_count(3)
+        expect(reply).to_contain_text("You can collect it from 8 am at our Market Street shop.")
+        page.screenshot(path=str(shots / "desktop.png"))
+    finally:
+        desktop.close()
+
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                device_scale_factor=2)
+    try:
+        page = phone.new_page()
+        page.goto(site.document(BAKERY.replace("BODY", site.tag(hours, accent="#9a3412", lang="en"))))
+        w = widget(page)
+        w.locator("button.l").click()
+        w.locator(".c button").first.click()  # the "Opening hours?" starter
+        reply = finished(w).locator(".bd")
+        expect(reply.locator("li")).to_have_count(3)
+        expect(reply).to_contain_text("usually sells out by noon on Saturdays.")
+        page.screenshot(path=str(shots / "mobile.png"))
+    finally:
+        phone.close()
+    assert (shots / "desktop.png").stat().st_size > 10_000 and (shots / "mobile.png").stat().st_size > 10_000
