@@ -238,8 +238,13 @@
     self.conversationId = saved.c;
     self.hasHistory = saved.n;
     self.build();
-    self.onOnline = function () { self.kick(); };
+    self.onOnline = function () {
+      if (!self.connected) self.forget();  // a socket begun while offline is bound to fail: begin afresh
+      self.kick();
+    };
+    self.onOffline = function () { self.lost(); };
     w.addEventListener('online', self.onOnline);
+    w.addEventListener('offline', self.onOffline);
     self.heartbeat = setInterval(function () {
       if (!self.connected) return;
       if (Date.now() - self.lastReceived > 60000) self.drop();  // no pong for two beats: the connection is dead
@@ -468,6 +473,7 @@
     clearTimeout(self.retryTimer);
     clearInterval(self.heartbeat);
     w.removeEventListener('online', self.onOnline);
+    w.removeEventListener('offline', self.onOffline);
     if (w.visualViewport) {
       w.visualViewport.removeEventListener('resize', self.fitViewport);
       w.visualViewport.removeEventListener('scroll', self.fitViewport);
@@ -520,6 +526,13 @@
     self.ws = null;
     self.connected = false;
     if (ws) ws.close();
+  };
+
+  /** Offline: say so at once (the socket's close event may come late, or never), and retry later. */
+  P.lost = function () {
+    if (!this.ws) return;
+    this.forget();
+    this.retry(0);
   };
 
   P.connect = function () {
@@ -603,6 +616,7 @@
     var self = this, n = self.attempts++;
     self.state('offline', 1);
     var wait = Math.max(min, Math.min(30000, 500 * Math.pow(2, n)));
+    clearTimeout(self.retryTimer);
     self.retryTimer = setTimeout(function () { self.connect(); }, wait / 2 + Math.random() * wait / 2);
   };
 
