@@ -251,7 +251,12 @@
       else self.sendFrame({type: 'ping'});
     }, 25000);
     self.connect();
-    if (options.open === true || options.open === 'true' || options.open === '') self.open();
+    // After init() returns, so that `init(o).on('ready', fn)` hears it.
+    Promise.resolve().then(function () {
+      if (self.destroyed) return;
+      self.emit('ready');
+      if (options.open === true || options.open === 'true' || options.open === '') self.open();
+    });
   }
 
   var P = Widget.prototype;
@@ -453,7 +458,8 @@
   };
 
   /**
-   * Listen to a widget event: ready, open, close, message, reply, guardrail, escalation, error.
+   * Listen to an event: ready (usable; once, at load), connected (a conversation is live: each time a
+   * connection to it is ready), open, close, message, reply, guardrail, escalation, error.
    * @param {string} name
    * @param {function(Object)} fn called with the event's detail
    * @returns {function} a function that removes the listener
@@ -761,7 +767,7 @@
       // A reload replays from seq 0; a pong after the replay tells whether the server still had the frames.
       if ((self.probing = f.resumed && !f.seq && self.hasHistory)) self.ws.send('{"type":"ping"}');
       self.sendFrame();
-      self.emit('ready', {conversation_id: self.conversationId, resumed: f.resumed});
+      self.emit('connected', {conversation_id: self.conversationId, resumed: f.resumed});
     },
 
     pong: function (self) {

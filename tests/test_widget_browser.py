@@ -198,16 +198,22 @@ RECORD_STATES = """() => {
 }"""
 
 
+EVENTS = """window.__events = [];
+  ['ready', 'connected', 'open', 'message', 'reply'].forEach(n => window.addEventListener('persona-widget:' + n,
+    e => window.__events.push([n, e.detail.text || e.detail.conversation_id || null,
+                               e.detail.instance === PersonaWidget.instances[0]])));"""
+
+
 def test_a_reply_streams_into_the_panel_and_completes(site: Site, context: BrowserContext) -> None:
     persona = site.persona("pace-120-8")
     page = context.new_page()
+    page.add_init_script(EVENTS)  # listening before the script loads, as a host page does
     page.goto(site.page(site.tag(persona)))
-    page.evaluate("""() => { window.__events = [];
-      ['ready', 'open', 'message', 'reply'].forEach(n => window.addEventListener('persona-widget:' + n,
-        e => window.__events.push([n, e.detail.text || null, e.detail.instance === PersonaWidget.instances[0]]))); }""")
     w = widget(page)
     expect(w.locator(".h .t")).to_have_text("Ada")
     expect(w.locator("button.l")).to_have_attribute("aria-label", "Open chat")
+    page.wait_for_function("window.__events.length > 0")
+    assert page.evaluate("window.__events") == [["ready", None, True]], "ready at load, before any message"
     page.evaluate(RECORD_STATES)
     open_and_send(page, "Tell me about bread")
     reply = finished(w)
@@ -220,10 +226,10 @@ def test_a_reply_streams_into_the_panel_and_completes(site: Site, context: Brows
     assert len(partial - {final}) >= 2, f"the reply grew through intermediate states: {partial}"
     assert all(final.startswith(p) for p in partial), "each state is a prefix of the final text"
 
-    events = page.evaluate("window.__events")
-    assert ["message", "Tell me about bread", True] in events
-    assert ["reply", final + " ", True] in events
-    assert {"ready", "open"} <= {e[0] for e in events}
+    conversation = stored(page, site.pk, persona)["c"]
+    assert page.evaluate("window.__events") == [
+        ["ready", None, True], ["open", None, True], ["connected", conversation, True],
+        ["message", "Tell me about bread", True], ["reply", final + " ", True]]
 
     thumbs_up = reply.locator(".fb button").first
     thumbs_up.click()
@@ -266,7 +272,8 @@ def test_two_instances_on_one_page_keep_their_own_conversations(site: Site, cont
     first, second = site.persona("echo", name="Ada"), site.persona("words-3", name="Bruno")
     queued = ("<script>window.PersonaWidget = window.PersonaWidget || {q: []};"
               f"PersonaWidget.q.push(['init', {{persona: {json.dumps(second)}, position: 'left', lang: 'de'}},"
-              " function (w) { window.__second = !!w; }]);</script>")
+              " function (w) { window.__second = !!w; w.on('ready', function () { window.__ready = true; }); }]);"
+              "</script>")
     page = context.new_page()
     page.goto(site.page(queued + site.tag(first)))
     expect(page.locator("persona-widget")).to_have_count(2)
@@ -275,6 +282,7 @@ def test_two_instances_on_one_page_keep_their_own_conversations(site: Site, cont
     expect(b.locator(".h .t")).to_have_text("Bruno")
     expect(b.locator("button.l")).to_have_attribute("aria-label", "Chat öffnen")
     assert page.evaluate("window.__second") is True, "a call queued before the script loaded ran"
+    page.wait_for_function("window.__ready === true")  # its callback's on('ready') heard the instance's ready
     box_a, box_b = a.locator("button.l").bounding_box(), b.locator("button.l").bounding_box()
     assert box_a and box_b and box_b["x"] < box_a["x"], "the second one sits on the left"
 
