@@ -407,7 +407,8 @@
     self.fitViewport();
     self.scroll(true);
     (self.input.disabled ? self.panel.querySelector('button') : self.input).focus();
-    if (self.conversationId || self.connected) self.sendFrame({type: 'event', name: 'widget.opened'});
+    // Queued until a connection is ready: a new visitor's first open is sent with the first message.
+    self.sendFrame({type: 'event', name: 'widget.opened'});
     self.kick();
     self.emit('open');
   };
@@ -420,7 +421,7 @@
     self.panel.hidden = true;
     self.launcher.setAttribute('aria-expanded', 'false');
     self.launcher.focus();
-    if (self.connected) self.sendFrame({type: 'event', name: 'widget.closed'});
+    self.sendFrame({type: 'event', name: 'widget.closed'});
     self.emit('close');
   };
 
@@ -509,7 +510,7 @@
 
   /** A socket starts a conversation: open one only for a visitor who has one, or who writes. */
   P.wantsSocket = function () {
-    return this.conversationId || this.outbox.length;
+    return this.conversationId || this.outbox.some(function (f) { return f.type === 'message'; });
   };
 
   /** Connect now if not connected (and not stopped); a pending backoff is cut short. */

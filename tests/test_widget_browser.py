@@ -129,6 +129,12 @@ class Site:
         self.host.pages[path] = (doc, headers or {})
         return self.origin + path
 
+    def events(self, conversation_id: str, done: Callable[[list[str]], bool]) -> list[str]:
+        """The conversation's event types, in order, once `done(types)` (the writer commits a little later)."""
+        got = self.stack.wait_events(lambda events: done([e["type"] for e in events]), sk=self.sk,
+                                     conversation=conversation_id)
+        return [e["type"] for e in sorted(got, key=lambda e: e["id"])]
+
 
 @pytest.fixture
 def server(stack_factory: Callable[..., Stack]) -> Stack:
@@ -235,6 +241,23 @@ def test_a_reply_streams_into_the_panel_and_completes(site: Site, context: Brows
     thumbs_up.click()
     expect(thumbs_up).to_have_attribute("aria-pressed", "true")
     expect(w.locator(".sr[aria-live=polite]").last).to_have_text(f"Ada: {final} ")
+
+
+def test_a_visitors_first_open_is_recorded_with_the_conversation(site: Site, context: BrowserContext) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "hello")  # a new visitor: no conversation, no socket until this message
+    expect(finished(w).locator(".bd")).to_have_text("hello")
+    w.locator(".x").click()
+    conversation = stored(page, site.pk, persona)["c"]
+    types = site.events(conversation, lambda types: "widget.closed" in types)
+    assert types == ["conversation.started", "widget.opened", "message.received", "reply.completed",
+                     "widget.closed"]
+
+    page.reload()  # a returning visitor: the socket resumes at load, and opening is recorded at once
+    widget(page).locator("button.l").click()
+    assert site.events(conversation, lambda types: types.count("widget.opened") == 2)[-1] == "widget.opened"
 
 
 def test_no_cookie_is_set_on_either_origin(site: Site, context: BrowserContext) -> None:
