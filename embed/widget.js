@@ -30,6 +30,7 @@
       escalation: {
         requested: 'Connecting you with a person…', agent_joined: 'A person joined the chat.',
         agent_left: 'The person left the chat.',
+        resolved: 'Your request was marked as solved. You can keep writing here.',
         closed: 'The conversation was closed.'
       }
     },
@@ -43,6 +44,7 @@
       escalation: {
         requested: 'Ich verbinde Sie mit einem Menschen…', agent_joined: 'Eine Person ist dem Chat beigetreten.',
         agent_left: 'Die Person hat den Chat verlassen.',
+        resolved: 'Ihr Anliegen wurde als gelöst markiert. Sie können hier weiterschreiben.',
         closed: 'Das Gespräch wurde beendet.'
       }
     },
@@ -56,6 +58,7 @@
       escalation: {
         requested: 'Te estamos conectando con una persona…', agent_joined: 'Una persona se unió al chat.',
         agent_left: 'La persona salió del chat.',
+        resolved: 'Tu consulta se marcó como resuelta. Puedes seguir escribiendo aquí.',
         closed: 'La conversación se cerró.'
       }
     }
@@ -826,7 +829,7 @@
 
     escalation: function (self, f) {
       var said = self.strings.escalation;
-      self.note(has(said, f.status) ? said[f.status] : f.status);
+      if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
       self.emit('escalation', {status: f.status});
     },
 

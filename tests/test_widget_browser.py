@@ -129,6 +129,10 @@ class Site:
         self.host.pages[path] = (doc, headers or {})
         return self.origin + path
 
+    def policy(self, body: dict[str, Any]) -> None:
+        r = httpx.put(f"{self.stack.url}/v1/safety-policy", json=body, headers={"Authorization": f"Bearer {self.sk}"})
+        assert r.status_code == 200, r.text
+
     def events(self, conversation_id: str, done: Callable[[list[str]], bool]) -> list[str]:
         """The conversation's event types, in order, once `done(types)` (the writer commits a little later)."""
         got = self.stack.wait_events(lambda events: done([e["type"] for e in events]), sk=self.sk,
@@ -586,6 +590,38 @@ def test_the_history_comes_back_from_a_server_that_restarted(site: Site, context
     expect(w.locator(".m > .r.a .bd")).to_have_text(["before the restart", "after it"])
     texts = [m["text"] for m in site.conversation(stored(page, site.pk, persona)["c"])["messages"]]
     assert texts == ["before the restart", "before the restart", "after it", "after it"]
+
+
+@pytest.mark.parametrize(("lang", "ask", "requested", "resolved"), [
+    ("en", "Can I talk to a human?", "Connecting you with a person…",
+     "Your request was marked as solved. You can keep writing here."),
+    ("de", "Kann ich mit einem Menschen sprechen?", "Ich verbinde Sie mit einem Menschen…",
+     "Ihr Anliegen wurde als gelöst markiert. Sie können hier weiterschreiben."),
+    ("es", "Quiero hablar con una persona", "Te estamos conectando con una persona…",
+     "Tu consulta se marcó como resuelta. Puedes seguir escribiendo aquí."),
+], ids=["en", "de", "es"])
+def test_escalation_notes_are_in_the_visitors_language(site: Site, context: BrowserContext, lang: str, ask: str,
+                                                       requested: str, resolved: str) -> None:
+    site.policy({"version": 1, "escalation": {"on_request": True}})
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona, lang=lang)))
+    w = open_and_send(page, ask)
+    notes = w.locator(".m > .r.n")
+    expect(notes).to_have_text([requested])
+    conversation = stored(page, site.pk, persona)["c"]
+    r = httpx.post(f"{site.stack.url}/v1/conversations/{conversation}/resolve", json={},
+                   headers={"Authorization": f"Bearer {site.sk}"})
+    assert r.status_code == 200, r.text
+    expect(notes).to_have_text([requested, resolved])  # the support team handed the conversation back
+
+    # A status this widget does not know (a newer server, or a name such as `constructor`) shows nothing raw.
+    page.evaluate("""() => { const i = PersonaWidget.instances[0];
+      i.receive({type: 'escalation', status: 'transferred', seq: i.seq + 1});
+      i.receive({type: 'escalation', status: 'constructor', seq: i.seq + 1}); }""")
+    expect(notes).to_have_count(2)
+    shown = w.locator(".m").inner_text()
+    assert "resolved" not in shown and "transferred" not in shown and "function" not in shown, shown
 
 
 BAKERY = """<!doctype html><html lang="en"><head><meta charset="utf-8">
