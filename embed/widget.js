@@ -593,7 +593,8 @@
     ws.onopen = function () {
       var hello = {type: 'hello', token: self.token};
       if (self.conversationId) {
-        hello.resume = {conversation_id: self.conversationId, last_seq: self.wantsTranscript ? -1 : self.seq};
+        hello.resume = {conversation_id: self.conversationId};
+        if (!self.wantsTranscript) hello.resume.last_seq = self.seq;  // without it: the stored transcript
       }
       self.wantsTranscript = false;
       ws.send(JSON.stringify(hello));

@@ -592,6 +592,31 @@ def test_the_history_comes_back_from_a_server_that_restarted(site: Site, context
     assert texts == ["before the restart", "before the restart", "after it", "after it"]
 
 
+
+def test_after_a_restart_the_history_comes_back_to_a_tab_that_reconnects_second(
+        site: Site, context: BrowserContext, stack_factory: Callable[..., Stack]) -> None:
+    persona = site.persona("echo")
+    page = context.new_page()
+    page.goto(site.page(site.tag(persona)))
+    w = open_and_send(page, "before the restart")
+    expect(finished(w).locator(".bd")).to_have_text("before the restart")
+
+    site.stack = off_thread(stack_factory)  # same database and secret, no frame log in memory
+    url = site.page(site.tag(persona))
+    other = context.new_page()  # a second tab reconnects first: the restarted server makes the channel afresh
+    other.goto(url)
+    widget(other).locator("button.l").click()
+    expect(widget(other).locator(".m > .r.v")).to_have_text(["before the restart"])
+    # The first tab comes back to a channel that exists but holds none of the frames it had shown: it has to
+    # ask for the stored transcript.
+    page.goto(url)
+    w = widget(page)
+    w.locator("button.l").click()
+    expect(w.locator(".m > .r.v")).to_have_text(["before the restart"])
+    expect(w.locator(".m > .r.a .bd")).to_have_text(["before the restart"])
+    expect(w.locator(".s")).to_be_hidden()
+    expect(widget(other).locator(".s")).to_have_text("This conversation continues in another window.Retry")
+
 @pytest.mark.parametrize(("lang", "ask", "requested", "resolved"), [
     ("en", "Can I talk to a human?", "Connecting you with a person…",
      "Your request was marked as solved. You can keep writing here."),
