@@ -3,48 +3,72 @@
  *
  *   <script src="https://HOST/embed.js" data-key="pk_…" data-persona="SLUG" async></script>
  *
- * Options are data-* attributes (key, persona, position, accent, title, open, lang, z-index, nonce) or the
- * object given to `PersonaWidget.init(options)`. Calls made before this script loads are queued in
- * `window.PersonaWidget.q` as `['init', options, callback]`. No cookie is set; the session token stays in
- * memory; the visitor and conversation ids live in localStorage, namespaced per key and persona.
- * Everything the page sees is in a Shadow DOM; untrusted text only ever becomes text nodes.
+ * Options: data-* attributes (key, persona, position, accent, title, open, lang, z-index, nonce) or
+ * `PersonaWidget.init(options)`; calls made before this script loads wait in `window.PersonaWidget.q` as
+ * `['init', options, callback]`. Events: see `on()`. No cookie is set; the session token stays in memory; the
+ * visitor and conversation ids live in localStorage, per key and persona. Everything is in a Shadow DOM;
+ * untrusted text only ever becomes text nodes.
  */
 (function (w, d) {
   'use strict';
 
-  var me = d.currentScript;
+  var script = d.currentScript;
   var NS = 'persona-widget:';
   var MAX = 4000;
-  var LOGGED = {'message.accepted': 1, 'reply.start': 1, 'reply.delta': 1, 'reply.end': 1, guardrail: 1,
+  // Server frames that advance `seq`: a resume never shows one twice.
+  var SEQUENCED = {'message.accepted': 1, 'reply.start': 1, 'reply.delta': 1, 'reply.end': 1, guardrail: 1,
     escalation: 1, 'agent.message': 1};
-  var K = ['open', 'close', 'msg', 'send', 'typing', 'offline', 'retry', 'origin', 'gone', 'elsewhere', 'error',
-    'left', 'up', 'down', 'failed', 'slow', 'requested', 'agent_joined', 'agent_left', 'closed', 'unread', 'stopped'];
-  var STR = {
-    en: ['Open chat', 'Close chat', 'Message', 'Send', 'Typing…', 'Offline. Reconnecting…', 'Retry',
-      'This chat is not enabled for this website.', 'This chat is no longer available.',
-      'This conversation continues in another window.', 'Something went wrong.', 'characters left', 'Helpful',
-      'Not helpful', 'The reply failed.', 'Too many messages. Please wait a moment.',
-      'Connecting you with a person…', 'A person joined the chat.', 'The person left the chat.',
-      'The conversation was closed.', 'unread', '(stopped)'],
-    de: ['Chat öffnen', 'Chat schließen', 'Nachricht', 'Senden', 'Schreibt…', 'Offline. Verbinde neu…',
-      'Erneut versuchen', 'Dieser Chat ist für diese Website nicht freigeschaltet.',
-      'Dieser Chat ist nicht mehr verfügbar.', 'Dieses Gespräch läuft in einem anderen Fenster weiter.',
-      'Etwas ist schiefgelaufen.', 'Zeichen übrig', 'Hilfreich', 'Nicht hilfreich',
-      'Die Antwort ist fehlgeschlagen.', 'Zu viele Nachrichten. Bitte kurz warten.',
-      'Ich verbinde Sie mit einem Menschen…', 'Eine Person ist dem Chat beigetreten.',
-      'Die Person hat den Chat verlassen.', 'Das Gespräch wurde beendet.', 'ungelesen', '(abgebrochen)'],
-    es: ['Abrir chat', 'Cerrar chat', 'Mensaje', 'Enviar', 'Escribiendo…', 'Sin conexión. Reconectando…',
-      'Reintentar', 'Este chat no está habilitado para este sitio web.', 'Este chat ya no está disponible.',
-      'Esta conversación continúa en otra ventana.', 'Algo salió mal.', 'caracteres restantes', 'Útil',
-      'No útil', 'La respuesta falló.', 'Demasiados mensajes. Espera un momento.',
-      'Te estamos conectando con una persona…', 'Una persona se unió al chat.', 'La persona salió del chat.',
-      'La conversación se cerró.', 'sin leer', '(detenido)']
+  // `escalation`: what the visitor reads for each escalation status.
+  var STRINGS = {
+    en: {
+      open: 'Open chat', close: 'Close chat', message: 'Message', send: 'Send', typing: 'Typing…',
+      offline: 'Offline. Reconnecting…', retry: 'Retry', origin: 'This chat is not enabled for this website.',
+      gone: 'This chat is no longer available.', elsewhere: 'This conversation continues in another window.',
+      error: 'Something went wrong.', left: 'characters left', up: 'Helpful', down: 'Not helpful',
+      failed: 'The reply failed.', slow: 'Too many messages. Please wait a moment.', unread: 'unread',
+      stopped: '(stopped)',
+      escalation: {
+        requested: 'Connecting you with a person…', agent_joined: 'A person joined the chat.',
+        agent_left: 'The person left the chat.',
+        resolved: 'Your request was marked as solved. You can keep writing here.',
+        closed: 'The conversation was closed.'
+      }
+    },
+    de: {
+      open: 'Chat öffnen', close: 'Chat schließen', message: 'Nachricht', send: 'Senden', typing: 'Schreibt…',
+      offline: 'Offline. Verbinde neu…', retry: 'Erneut versuchen',
+      origin: 'Dieser Chat ist für diese Website nicht freigeschaltet.', gone: 'Dieser Chat ist nicht mehr verfügbar.',
+      elsewhere: 'Dieses Gespräch läuft in einem anderen Fenster weiter.', error: 'Etwas ist schiefgelaufen.',
+      left: 'Zeichen übrig', up: 'Hilfreich', down: 'Nicht hilfreich', failed: 'Die Antwort ist fehlgeschlagen.',
+      slow: 'Zu viele Nachrichten. Bitte kurz warten.', unread: 'ungelesen', stopped: '(abgebrochen)',
+      escalation: {
+        requested: 'Ich verbinde Sie mit einem Menschen…', agent_joined: 'Eine Person ist dem Chat beigetreten.',
+        agent_left: 'Die Person hat den Chat verlassen.',
+        resolved: 'Ihr Anliegen wurde als gelöst markiert. Sie können hier weiterschreiben.',
+        closed: 'Das Gespräch wurde beendet.'
+      }
+    },
+    es: {
+      open: 'Abrir chat', close: 'Cerrar chat', message: 'Mensaje', send: 'Enviar', typing: 'Escribiendo…',
+      offline: 'Sin conexión. Reconectando…', retry: 'Reintentar',
+      origin: 'Este chat no está habilitado para este sitio web.', gone: 'Este chat ya no está disponible.',
+      elsewhere: 'Esta conversación continúa en otra ventana.', error: 'Algo salió mal.',
+      left: 'caracteres restantes', up: 'Útil', down: 'No útil', failed: 'La respuesta falló.',
+      slow: 'Demasiados mensajes. Espera un momento.', unread: 'sin leer', stopped: '(detenido)',
+      escalation: {
+        requested: 'Te estamos conectando con una persona…', agent_joined: 'Una persona se unió al chat.',
+        agent_left: 'La persona salió del chat.',
+        resolved: 'Tu consulta se marcó como resuelta. Puedes seguir escribiendo aquí.',
+        closed: 'La conversación se cerró.'
+      }
+    }
   };
-  var CSS = ':host{all:initial!important;display:block!important;position:fixed!important;bottom:0!important;' +
+  var STYLES = ':host{all:initial!important;display:block!important;position:fixed!important;bottom:0!important;' +
     'right:0!important;width:0!important;height:0!important;z-index:var(--z,2147483000)!important;' +
     'visibility:visible!important;opacity:1!important;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,' +
     'sans-serif!important;color:#1a1a1a!important}' +
     '*{box-sizing:border-box;margin:0;padding:0;font:inherit;color:inherit}[hidden]{display:none!important}' +
+    'strong{font-weight:700}em{font-style:italic}' +
     'button{cursor:pointer;background:none;border:0}' +
     'button:focus-visible,textarea:focus-visible,a:focus-visible,.m:focus-visible{outline:2px solid var(--a);' +
     'outline-offset:2px}.h button:focus-visible{outline-color:#fff}' +
@@ -98,6 +122,8 @@
     '.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}';
   var sheet = null;
 
+  function has(table, key) { return Object.prototype.hasOwnProperty.call(table, key); }
+
   /** @returns {Element} */
   function el(tag, cls, text) {
     var e = d.createElement(tag);
@@ -117,6 +143,13 @@
     p.setAttribute('fill', 'currentColor');
     s.appendChild(p);
     return s;
+  }
+
+  function button(parent, cls, text, onclick) {
+    var b = parent.appendChild(el('button', cls, text));
+    b.type = 'button';
+    b.onclick = onclick;
+    return b;
   }
 
   function txt(t) { return d.createTextNode(t); }
@@ -189,44 +222,53 @@
 
   /**
    * One chat widget. Create it with `PersonaWidget.init(options)`.
-   * @param {Object} o options: key, persona, position ('right'|'left'), accent, title, open, lang, zIndex, nonce
+   * @param {Object} options key, persona, position ('right'|'left'), accent, title, open, lang, zIndex, nonce
    */
-  function Widget(o) {
-    var s = this, lang = (o.lang || navigator.language || 'en').slice(0, 2).toLowerCase();
-    s.o = o;
-    s.t = {};
-    K.forEach(function (k, i) { s.t[k] = (STR[lang] || STR.en)[i]; });
-    s.h = {};
-    s.m = {};
-    s.p = {};
-    s.out = [];
-    s.seq = 0;
-    s.tries = 0;
-    s.unread = 0;
-    s.sk = NS + o.key + ':' + o.persona;
-    var saved = store(s.sk);
-    s.vid = saved.v;
-    s.cid = saved.c;
-    s.had = saved.n;
-    s.build();
-    s.wake = function () { s.kick(); };
-    w.addEventListener('online', s.wake);
-    s.beat = setInterval(function () {
-      if (!s.ready) return;
-      if (Date.now() - s.rx > 60000) s.drop();  // no pong for two beats: the connection is dead
-      else s.tx({type: 'ping'});
+  function Widget(options) {
+    var self = this, lang = (options.lang || navigator.language || 'en').slice(0, 2).toLowerCase();
+    self.options = options;
+    self.strings = has(STRINGS, lang) ? STRINGS[lang] : STRINGS.en;
+    self.listeners = {};
+    self.replies = {};  // message_id → {text, row, body, dots, guardrail}
+    self.pending = {};  // client_id → the visitor's row until the server accepts it
+    self.outbox = [];  // frames waiting for a ready connection
+    self.seq = 0;
+    self.attempts = 0;
+    self.unread = 0;
+    self.storageKey = NS + options.key + ':' + options.persona;
+    var saved = store(self.storageKey);  // {v: visitor id, c: conversation id, n: frames were shown}
+    self.visitorId = saved.v;
+    self.conversationId = saved.c;
+    self.hasHistory = saved.n;
+    self.build();
+    self.onOnline = function () {
+      if (!self.connected) self.forget();  // a socket begun while offline is bound to fail: begin afresh
+      self.kick();
+    };
+    self.onOffline = function () { self.lost(); };
+    w.addEventListener('online', self.onOnline);
+    w.addEventListener('offline', self.onOffline);
+    self.heartbeat = setInterval(function () {
+      if (!self.connected) return;
+      if (Date.now() - self.lastReceived > 60000) self.drop();  // no pong for two beats: the connection is dead
+      else self.sendFrame({type: 'ping'});
     }, 25000);
-    s.connect();
-    if (o.open === true || o.open === 'true' || o.open === '') s.open();
+    self.connect();
+    // After init() returns, so that `init(o).on('ready', fn)` hears it.
+    Promise.resolve().then(function () {
+      if (self.destroyed) return;
+      self.emit('ready');
+      if (options.open === true || options.open === 'true' || options.open === '') self.open();
+    });
   }
 
   var P = Widget.prototype;
 
   P.build = function () {
-    var s = this, t = s.t, o = s.o;
-    var host = s.host = d.createElement('persona-widget');
+    var self = this, t = self.strings, o = self.options;
+    var host = self.host = d.createElement('persona-widget');
     var root = host.attachShadow({mode: 'open'});
-    if (o.accent && w.CSS && CSS.supports('color', o.accent)) host.style.setProperty('--a', o.accent);
+    if (o.accent && w.CSS && w.CSS.supports('color', o.accent)) host.style.setProperty('--a', o.accent);
     else host.style.setProperty('--a', '#1d4ed8');
     if (o.zIndex) host.style.setProperty('--z', String(parseInt(o.zIndex, 10) || 2147483000));
     if (o.position === 'left') {
@@ -235,84 +277,78 @@
     }
     try {
       sheet = sheet || new CSSStyleSheet();
-      if (!sheet.cssRules.length) sheet.replaceSync(CSS);
+      if (!sheet.cssRules.length) sheet.replaceSync(STYLES);
       root.adoptedStyleSheets = [sheet];
     } catch (e) {
-      var st = el('style', '', CSS);
-      if (o.nonce) st.nonce = o.nonce;
-      root.appendChild(st);
+      var style = el('style', '', STYLES);
+      if (o.nonce) style.nonce = o.nonce;
+      root.appendChild(style);
     }
-    var l = s.launcher = root.appendChild(el('button', 'l'));
-    l.type = 'button';
-    l.setAttribute('aria-expanded', 'false');
-    l.setAttribute('aria-controls', 'p');
-    l.appendChild(svg('M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 28));
-    s.badge = l.appendChild(el('span', 'b'));
-    s.badge.hidden = true;
-    s.badge.setAttribute('aria-hidden', 'true');
-    l.onclick = function () { s.toggle(); };
+    var launcher = self.launcher = button(root, 'l', null, function () { self.toggle(); });
+    launcher.setAttribute('aria-expanded', 'false');
+    launcher.setAttribute('aria-controls', 'p');
+    launcher.appendChild(svg('M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z', 28));
+    self.badge = launcher.appendChild(el('span', 'b'));
+    self.badge.hidden = true;
+    self.badge.setAttribute('aria-hidden', 'true');
 
-    var p = s.panel = root.appendChild(el('div', 'p'));
-    p.id = 'p';
-    p.hidden = true;
-    p.setAttribute('role', 'dialog');
-    p.setAttribute('aria-labelledby', 't');
-    p.onkeydown = function (e) { if (e.key === 'Escape') { e.preventDefault(); s.close(); } };
-    var h = p.appendChild(el('div', 'h'));
-    s.av = h.appendChild(el('span', 'av'));
-    s.av.setAttribute('aria-hidden', 'true');
-    s.title = h.appendChild(el('h2', 't', o.title || ''));
-    s.title.id = 't';
-    var x = h.appendChild(el('button', 'x', '×'));
-    x.type = 'button';
-    x.setAttribute('aria-label', t.close);
-    x.onclick = function () { s.close(); };
-    s.bar = p.appendChild(el('div', 's'));
-    s.bar.setAttribute('role', 'status');
-    s.bar.hidden = true;
-    s.list = p.appendChild(el('div', 'm'));
-    s.list.tabIndex = 0;
-    s.list.setAttribute('aria-labelledby', 't');
-    s.greet = s.list.appendChild(el('div', 'r a'));
-    s.greet.hidden = true;
-    s.chips = p.appendChild(el('div', 'c'));
-    s.count = p.appendChild(el('div', 'k'));
-    s.count.hidden = true;
-    s.count.id = 'k';
-    var f = p.appendChild(el('form', 'f'));
-    var lab = f.appendChild(el('label', 'sr', t.msg));
-    lab.htmlFor = 'i';
-    var ta = s.input = f.appendChild(el('textarea'));
-    ta.id = 'i';
-    ta.rows = 1;
-    ta.maxLength = MAX;
-    ta.placeholder = t.msg + '…';
-    ta.setAttribute('enterkeyhint', 'send');
-    ta.setAttribute('aria-describedby', 'k');
-    var sd = s.sendBtn = f.appendChild(el('button', 'sd'));
-    sd.setAttribute('aria-label', t.send);
-    sd.appendChild(svg('M3 20l18-8L3 4v6l12 2-12 2z', 20));
-    ta.onkeydown = function (e) {
+    var panel = self.panel = root.appendChild(el('div', 'p'));
+    panel.id = 'p';
+    panel.hidden = true;
+    panel.setAttribute('role', 'dialog');
+    panel.setAttribute('aria-labelledby', 't');
+    panel.onkeydown = function (e) { if (e.key === 'Escape') { e.preventDefault(); self.close(); } };
+    var header = panel.appendChild(el('div', 'h'));
+    self.avatar = header.appendChild(el('span', 'av'));
+    self.avatar.setAttribute('aria-hidden', 'true');
+    self.title = header.appendChild(el('h2', 't', o.title || ''));
+    self.title.id = 't';
+    button(header, 'x', '×', function () { self.close(); }).setAttribute('aria-label', t.close);
+    self.statusBar = panel.appendChild(el('div', 's'));
+    self.statusBar.setAttribute('role', 'status');
+    self.statusBar.hidden = true;
+    self.list = panel.appendChild(el('div', 'm'));
+    self.list.tabIndex = 0;
+    self.list.setAttribute('aria-labelledby', 't');
+    self.greeting = self.list.appendChild(el('div', 'r a'));
+    self.greeting.hidden = true;
+    self.starters = panel.appendChild(el('div', 'c'));
+    self.counter = panel.appendChild(el('div', 'k'));
+    self.counter.hidden = true;
+    self.counter.id = 'k';
+    var form = panel.appendChild(el('form', 'f'));
+    form.appendChild(el('label', 'sr', t.message)).htmlFor = 'i';
+    var input = self.input = form.appendChild(el('textarea'));
+    input.id = 'i';
+    input.rows = 1;
+    input.maxLength = MAX;
+    input.placeholder = t.message + '…';
+    input.setAttribute('enterkeyhint', 'send');
+    input.setAttribute('aria-describedby', 'k');
+    var sendButton = self.sendButton = form.appendChild(el('button', 'sd'));
+    sendButton.setAttribute('aria-label', t.send);
+    sendButton.appendChild(svg('M3 20l18-8L3 4v6l12 2-12 2z', 20));
+    input.onkeydown = function (e) {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     };
-    ta.oninput = function () {
-      var left = MAX - ta.value.length;
-      ta.style.height = 'auto';
-      ta.style.height = Math.min(ta.scrollHeight + 2, 120) + 'px';
-      s.count.hidden = left > 400;
-      s.count.textContent = left + ' ' + t.left;
-      s.count.className = left < 100 ? 'k e' : 'k';
+    input.oninput = function () {
+      var left = MAX - input.value.length;
+      input.style.height = 'auto';
+      input.style.height = Math.min(input.scrollHeight + 2, 120) + 'px';
+      self.counter.hidden = left > 400;
+      self.counter.textContent = left + ' ' + t.left;
+      self.counter.className = left < 100 ? 'k e' : 'k';
     };
     function submit() {
-      if (s.send(ta.value)) {
-        ta.value = '';
-        ta.oninput();
+      if (self.send(input.value)) {
+        input.value = '';
+        input.oninput();
       }
     }
-    f.onsubmit = function (e) { e.preventDefault(); submit(); };
-    s.live = p.appendChild(el('div', 'sr'));
-    s.live.setAttribute('aria-live', 'polite');
-    s.fit = function () {
+    form.onsubmit = function (e) { e.preventDefault(); submit(); };
+    self.liveRegion = panel.appendChild(el('div', 'sr'));
+    self.liveRegion.setAttribute('aria-live', 'polite');
+    self.fitViewport = function () {
       var v = w.visualViewport;
       if (v) {
         host.style.setProperty('--vh', v.height + 'px');
@@ -320,78 +356,79 @@
       }
     };
     if (w.visualViewport) {
-      w.visualViewport.addEventListener('resize', s.fit);
-      w.visualViewport.addEventListener('scroll', s.fit);
+      w.visualViewport.addEventListener('resize', self.fitViewport);
+      w.visualViewport.addEventListener('scroll', self.fitViewport);
     }
-    s.label();
+    self.label();
     (d.body || d.documentElement).appendChild(host);
   };
 
   P.label = function () {
-    var s = this;
-    s.badge.textContent = s.unread;
-    s.badge.hidden = !s.unread;
-    s.launcher.setAttribute('aria-label', s.t.open + (s.unread ? ' (' + s.unread + ' ' + s.t.unread + ')' : ''));
+    var self = this, t = self.strings;
+    self.badge.textContent = self.unread;
+    self.badge.hidden = !self.unread;
+    self.launcher.setAttribute('aria-label', t.open + (self.unread ? ' (' + self.unread + ' ' + t.unread + ')' : ''));
   };
 
   /** Show the persona: name, avatar, greeting and starter chips. */
-  P.persona = function (pe) {
-    var s = this, name = s.o.title || pe.name || '', url = link(pe.avatar_url || '');
-    s.name = pe.name || '';
-    s.title.textContent = name;
-    if (s.av.dataset.u !== url + name) {
-      s.av.dataset.u = url + name;
-      s.av.textContent = (name || '?').charAt(0).toUpperCase();
+  P.showPersona = function (persona) {
+    var self = this, name = self.options.title || persona.name || '', url = link(persona.avatar_url || '');
+    var avatar = self.avatar;
+    self.personaName = persona.name || '';
+    self.title.textContent = name;
+    if (avatar.dataset.u !== url + name) {
+      avatar.dataset.u = url + name;
+      avatar.textContent = (name || '?').charAt(0).toUpperCase();
       if (url) {
         var img = el('img');
         img.alt = '';
-        img.onload = function () { s.av.textContent = ''; s.av.appendChild(img); };
+        img.onload = function () { avatar.textContent = ''; avatar.appendChild(img); };
         img.src = url;
       }
     }
-    s.greet.textContent = '';
-    if (pe.greeting) md(pe.greeting, s.greet);
-    s.greet.hidden = !pe.greeting;
-    s.chips.textContent = '';
-    (pe.starters || []).slice(0, 4).forEach(function (q) {
-      var b = s.chips.appendChild(el('button', '', q));
-      b.type = 'button';
-      b.onclick = function () { s.send(q); };
+    self.greeting.textContent = '';
+    if (persona.greeting) md(persona.greeting, self.greeting);
+    self.greeting.hidden = !persona.greeting;
+    self.starters.textContent = '';
+    (persona.starters || []).slice(0, 4).forEach(function (q) {
+      button(self.starters, '', q, function () { self.send(q); });
     });
-    s.chipsOff();
+    self.hideStarters();
   };
 
-  P.chipsOff = function () { this.chips.hidden = this.list.children.length > 1; };
+  P.hideStarters = function () { this.starters.hidden = this.list.children.length > 1; };
 
   /** Open the panel and move focus into it. */
   P.open = function () {
-    var s = this;
-    if (s.isOpen) return;
-    s.isOpen = true;
-    s.panel.hidden = false;
-    s.launcher.setAttribute('aria-expanded', 'true');
-    s.unread = 0;
-    s.label();
-    s.fit();
-    s.scroll(true);
-    (s.input.disabled ? s.panel.querySelector('button') : s.input).focus();
-    if (s.cid || s.ready) s.tx({type: 'event', name: 'widget.opened'});
-    s.kick();
-    s.emit('open');
+    var self = this;
+    if (self.isOpen) return;
+    self.isOpen = true;
+    self.panel.hidden = false;
+    self.launcher.setAttribute('aria-expanded', 'true');
+    self.unread = 0;
+    self.label();
+    self.fitViewport();
+    self.scroll(true);
+    (self.input.disabled ? self.panel.querySelector('button') : self.input).focus();
+    // Queued until a connection is ready: a new visitor's first open is sent with the first message.
+    self.sendFrame({type: 'event', name: 'widget.opened'});
+    self.kick();
+    self.emit('open');
   };
 
   /** Close the panel; focus goes back to the launcher. */
   P.close = function () {
-    var s = this;
-    if (!s.isOpen) return;
-    s.isOpen = false;
-    s.panel.hidden = true;
-    s.launcher.setAttribute('aria-expanded', 'false');
-    s.launcher.focus();
-    if (s.ready) s.tx({type: 'event', name: 'widget.closed'});
-    s.emit('close');
+    var self = this;
+    if (!self.isOpen) return;
+    self.isOpen = false;
+    self.panel.hidden = true;
+    self.launcher.setAttribute('aria-expanded', 'false');
+    self.launcher.focus();
+    self.sendFrame({type: 'event', name: 'widget.closed'});
+    self.emit('close');
   };
 
+  /** Open the panel if it is closed, else close it. */
   P.toggle = function () { if (this.isOpen) this.close(); else this.open(); };
 
   /**
@@ -400,16 +437,16 @@
    * @returns {boolean} whether it was taken
    */
   P.send = function (text) {
-    var s = this;
+    var self = this;
     text = String(text == null ? '' : text);
-    if (!text.trim() || text.length > MAX || s.stopped) return false;
+    if (!text.trim() || text.length > MAX || self.stopped) return false;
     var id = 'c' + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
-    s.p[id] = s.row('v q', text);
-    s.last = text;
-    s.fresh = true;
-    s.tx({type: 'message', client_id: id, text: text});
-    s.kick();
-    s.scroll(true);
+    self.pending[id] = self.row('v q', text);
+    self.lastSent = text;
+    self.countsUnread = true;
+    self.sendFrame({type: 'message', client_id: id, text: text});
+    self.kick();
+    self.scroll(true);
     return true;
   };
 
@@ -418,99 +455,118 @@
    * @param {{id: string, name?: string, email?: string, hash?: string}} user
    */
   P.identify = function (user) {
-    var s = this;
-    s.user = user;
-    s.tok = null;
-    if (s.ws) s.drop();
+    var self = this;
+    self.user = user;
+    self.token = null;
+    if (self.ws) self.drop();
   };
 
   /**
-   * Listen to a widget event: ready, open, close, message, reply, guardrail, escalation, error.
+   * Listen to an event: ready (usable; once, at load), connected (a conversation is live: each time a
+   * connection to it is ready), open, close, message, reply, guardrail, escalation, error.
+   * @param {string} name
+   * @param {function(Object)} fn called with the event's detail
    * @returns {function} a function that removes the listener
    */
   P.on = function (name, fn) {
-    var hs = this.h[name] = this.h[name] || [];
-    hs.push(fn);
-    return function () { hs.splice(hs.indexOf(fn) >>> 0, 1); };
+    var fns = this.listeners[name] = this.listeners[name] || [];
+    fns.push(fn);
+    return function () { fns.splice(fns.indexOf(fn) >>> 0, 1); };
   };
 
   /** Remove the widget from the page and close its connection. */
   P.destroy = function () {
-    var s = this, ws = s.ws;
-    s.dead = s.stopped = true;
-    s.ws = null;
+    var self = this, ws = self.ws;
+    self.destroyed = self.stopped = true;
+    self.ws = null;
     if (ws) ws.close();
-    clearTimeout(s.timer);
-    clearInterval(s.beat);
-    w.removeEventListener('online', s.wake);
+    clearTimeout(self.retryTimer);
+    clearInterval(self.heartbeat);
+    w.removeEventListener('online', self.onOnline);
+    w.removeEventListener('offline', self.onOffline);
     if (w.visualViewport) {
-      w.visualViewport.removeEventListener('resize', s.fit);
-      w.visualViewport.removeEventListener('scroll', s.fit);
+      w.visualViewport.removeEventListener('resize', self.fitViewport);
+      w.visualViewport.removeEventListener('scroll', self.fitViewport);
     }
-    s.host.remove();
-    API.instances.splice(API.instances.indexOf(s) >>> 0, 1);
+    self.host.remove();
+    API.instances.splice(API.instances.indexOf(self) >>> 0, 1);
   };
 
+  /** An event to the on() listeners, the script element and window. */
   P.emit = function (name, data) {
-    var s = this, detail = {instance: s}, k;
+    var self = this, detail = {instance: self}, k;
     for (k in data) detail[k] = data[k];
-    (s.h[name] || []).slice().forEach(function (fn) {
+    (self.listeners[name] || []).slice().forEach(function (fn) {
       try { fn(detail); } catch (e) { log('error', 'listener failed: ' + e); }
     });
-    [s.o.el, w].forEach(function (t) { if (t) t.dispatchEvent(new CustomEvent(NS + name, {detail: detail})); });
+    [self.options.el, w].forEach(function (t) { if (t) t.dispatchEvent(new CustomEvent(NS + name, {detail: detail})); });
   };
 
-  P.save = function () { store(this.sk, {v: this.vid, c: this.cid, n: this.had}); };
+  P.save = function () { store(this.storageKey, {v: this.visitorId, c: this.conversationId, n: this.hasHistory}); };
 
   /** A frame to the server: sent now when connected, else when the next connection is ready. */
-  P.tx = function (f) {
-    var s = this;
-    if (f) s.out.push(f);
-    while (s.ready && !s.probe && s.out.length) s.ws.send(JSON.stringify(s.out.shift()));
+  P.sendFrame = function (frame) {
+    var self = this;
+    if (frame) self.outbox.push(frame);
+    while (self.connected && !self.probing && self.outbox.length) self.ws.send(JSON.stringify(self.outbox.shift()));
+  };
+
+  /** A socket starts a conversation: open one only for a visitor who has one, or who writes. */
+  P.wantsSocket = function () {
+    return this.conversationId || this.outbox.some(function (f) { return f.type === 'message'; });
   };
 
   /** Connect now if not connected (and not stopped); a pending backoff is cut short. */
   P.kick = function () {
-    var s = this;
-    if (s.ws || s.busy || s.stopped || s.dead) return;
-    clearTimeout(s.timer);
-    s.timer = 0;
-    s.connect();
+    var self = this;
+    if (self.ws || self.connecting || self.stopped || self.destroyed) return;
+    clearTimeout(self.retryTimer);
+    self.connect();
   };
 
   /** Leave the current socket and connect again at once. */
   P.drop = function () {
-    var s = this, ws = s.ws;
-    s.ws = null;
-    s.ready = false;
+    this.forget();
+    this.kick();
+  };
+
+  /** Stop using the current socket now, without waiting for its closing handshake. */
+  P.forget = function () {
+    var self = this, ws = self.ws;
+    self.ws = null;
+    self.connected = false;
     if (ws) ws.close();
-    s.kick();
+  };
+
+  /** Offline: say so at once (the socket's close event may come late, or never), and retry later. */
+  P.lost = function () {
+    if (!this.ws) return;
+    this.forget();
+    this.retry(0);
   };
 
   P.connect = function () {
-    var s = this;
-    if (s.dead || s.ws || s.busy) return;
-    s.busy = true;
-    clearTimeout(s.timer);
-    s.timer = 0;
-    (s.tok && Date.now() < s.exp ? Promise.resolve() : s.session()).then(function () {
-      s.busy = false;
-      // A socket starts a conversation: open one only for a visitor who has one, or writes.
-      if (!s.dead && !s.ws && (s.cid || s.out.length)) s.socket();
+    var self = this;
+    if (self.destroyed || self.ws || self.connecting) return;
+    self.connecting = true;
+    clearTimeout(self.retryTimer);
+    (self.token && Date.now() < self.tokenExpires ? Promise.resolve() : self.session()).then(function () {
+      self.connecting = false;
+      if (!self.destroyed && !self.ws && self.wantsSocket()) self.socket();
     }, function (e) {
-      s.busy = false;
-      if (e.status === 403) s.stop('origin', e.message);
-      else if (e.status === 404) s.stop('gone', e.message);
-      else if (e.status === 400 || e.status === 401) s.stop('error', e.message);
-      else s.retry(e.status === 429 ? 10000 : 0);
+      self.connecting = false;
+      if (e.status === 403) self.stop('origin', e.message);
+      else if (e.status === 404) self.stop('gone', e.message);
+      else if (e.status === 400 || e.status === 401) self.stop('error', e.message);
+      else self.retry(e.status === 429 ? 10000 : 0);
     });
   };
 
   P.session = function () {
-    var s = this, body = {key: s.o.key, persona: s.o.persona};
-    if (s.vid) body.visitor_id = s.vid;
-    if (s.user) body.user = s.user;
-    return fetch(s.o.server + '/v1/widget/sessions', {
+    var self = this, body = {key: self.options.key, persona: self.options.persona};
+    if (self.visitorId) body.visitor_id = self.visitorId;
+    if (self.user) body.user = self.user;
+    return fetch(self.options.server + '/v1/widget/sessions', {
       method: 'POST', mode: 'cors', credentials: 'omit', headers: {'content-type': 'application/json'},
       body: JSON.stringify(body)
     }).then(function (r) {
@@ -520,94 +576,96 @@
           e.status = r.status;
           throw e;
         }
-        s.tok = j.token;
-        s.exp = Date.now() + 600000;
-        s.url = j.ws_url;
-        s.vid = j.visitor_id;
-        s.save();
-        if (s.bar.className === 's') s.state(null);
-        s.persona(j.persona || {});
+        self.token = j.token;
+        self.tokenExpires = Date.now() + 600000;
+        self.socketUrl = j.ws_url;
+        self.visitorId = j.visitor_id;
+        self.save();
+        if (self.statusBar.className === 's') self.state(null);
+        self.showPersona(j.persona || {});
       });
     });
   };
 
   P.socket = function () {
-    var s = this, ws = s.ws = new WebSocket(s.url);
-    s.rx = Date.now();
+    var self = this, ws = self.ws = new WebSocket(self.socketUrl);
+    self.lastReceived = Date.now();
     ws.onopen = function () {
-      var hello = {type: 'hello', token: s.tok};
-      if (s.cid) hello.resume = {conversation_id: s.cid, last_seq: s.full ? -1 : s.seq};
-      s.full = false;
+      var hello = {type: 'hello', token: self.token};
+      if (self.conversationId) {
+        hello.resume = {conversation_id: self.conversationId};
+        if (!self.wantsTranscript) hello.resume.last_seq = self.seq;  // without it: the stored transcript
+      }
+      self.wantsTranscript = false;
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = function (e) {
-      if (s.ws !== ws) return;
-      s.rx = Date.now();
-      try { s.frame(JSON.parse(e.data)); } catch (x) { log('warn', 'bad frame: ' + x); }
+      if (self.ws !== ws) return;
+      self.lastReceived = Date.now();
+      try { self.receive(JSON.parse(e.data)); } catch (x) { log('warn', 'bad frame: ' + x); }
     };
     ws.onclose = function (e) {
-      if (s.ws !== ws) return;
-      s.ws = null;
-      s.ready = false;
-      s.closed(e.code);
+      if (self.ws !== ws) return;
+      self.ws = null;
+      self.connected = false;
+      self.closed(e.code);
     };
   };
 
   P.closed = function (code) {
-    var s = this;
-    if (s.dead) return;
-    if (code === 4403) return s.stop('origin', 'this page\'s origin is not allowed for this chat (4403)');
-    if (code === 4404) return s.stop('gone', 'the persona no longer exists (4404)');
-    if (code === 4409) return s.state('elsewhere', 1);
-    if (code === 4401) s.tok = null;
-    s.retry(code === 4429 ? 30000 : 0);
+    var self = this;
+    if (self.destroyed) return;
+    if (code === 4403) return self.stop('origin', 'this page\'s origin is not allowed for this chat (4403)');
+    if (code === 4404) return self.stop('gone', 'the persona no longer exists (4404)');
+    if (code === 4409) return self.state('elsewhere', 1);
+    if (code === 4401) self.token = null;
+    self.retry(code === 4429 ? 30000 : 0);
   };
 
   /** Reconnect later: exponential backoff with jitter. */
   P.retry = function (min) {
-    var s = this, n = s.tries++;
-    s.state('offline', 1);
+    var self = this, n = self.attempts++;
+    self.state('offline', 1);
     var wait = Math.max(min, Math.min(30000, 500 * Math.pow(2, n)));
-    s.timer = setTimeout(function () { s.connect(); }, wait / 2 + Math.random() * wait / 2);
+    clearTimeout(self.retryTimer);
+    self.retryTimer = setTimeout(function () { self.connect(); }, wait / 2 + Math.random() * wait / 2);
   };
 
   /** A state that needs the visitor or the site owner: no automatic reconnect. */
   P.stop = function (kind, why) {
-    var s = this;
-    s.stopped = kind !== 'error';
-    s.input.disabled = s.sendBtn.disabled = s.stopped;
-    s.state(kind, kind === 'error');
+    var self = this;
+    self.stopped = kind !== 'error';
+    self.input.disabled = self.sendButton.disabled = self.stopped;
+    self.state(kind, kind === 'error');
     log('error', (kind === 'origin' ? location.origin + ': ' : '') + why +
       (kind === 'origin' ? ' (add this origin to the publishable key\'s allowed origins)' : ''));
-    s.emit('error', {code: kind, message: why});
+    self.emit('error', {code: kind, message: why});
   };
 
   /** The status bar: null hides it; retry adds a button. */
   P.state = function (kind, retry) {
-    var s = this, bar = s.bar;
+    var self = this, bar = self.statusBar;
     bar.textContent = '';
     bar.hidden = !kind;
     if (!kind) return;
     bar.className = kind === 'offline' ? 's' : 's e';
-    bar.appendChild(el('span', '', s.t[kind]));
+    bar.appendChild(el('span', '', self.strings[kind]));
     if (retry) {
-      var b = bar.appendChild(el('button', '', s.t.retry));
-      b.type = 'button';
-      b.onclick = function () {
-        s.tries = 0;
-        s.stopped = false;
-        s.input.disabled = s.sendBtn.disabled = false;
-        s.state(null);
-        s.kick();
-      };
+      button(bar, '', self.strings.retry, function () {
+        self.attempts = 0;
+        self.stopped = false;
+        self.input.disabled = self.sendButton.disabled = false;
+        self.state(null);
+        self.kick();
+      });
     }
   };
 
   P.row = function (cls, text, before) {
-    var s = this, r = el('div', 'r ' + cls);
+    var self = this, r = el('div', 'r ' + cls);
     if (text != null) r.textContent = text;
-    s.list.insertBefore(r, before || null);
-    s.chipsOff();
+    self.list.insertBefore(r, before || null);
+    self.hideStarters();
     return r;
   };
 
@@ -616,13 +674,14 @@
     if (force || l.scrollHeight - l.scrollTop - l.clientHeight < 120) l.scrollTop = l.scrollHeight;
   };
 
+  /** The reply with this id; a new one shows a typing indicator. */
   P.reply = function (id) {
-    var s = this, r = s.m[id];
+    var self = this, r = self.replies[id];
     if (!r) {
-      r = s.m[id] = {text: '', row: s.row('a')};
+      r = self.replies[id] = {text: '', row: self.row('a')};
       r.body = r.row.appendChild(el('div', 'bd'));
       r.dots = r.body.appendChild(el('span', 'd'));
-      r.dots.setAttribute('aria-label', s.t.typing);
+      r.dots.setAttribute('aria-label', self.strings.typing);
       r.dots.setAttribute('role', 'img');
       r.dots.appendChild(el('i'));
       r.dots.appendChild(el('i'));
@@ -633,155 +692,176 @@
 
   /** A finished reply: markdown, feedback buttons, announced once. */
   P.done = function (r, id, reason) {
-    var s = this;
+    var self = this;
     r.body.textContent = '';
     md(r.text, r.body);
     if (reason === 'stop' || reason === 'length') {
       var fb = r.row.appendChild(el('div', 'fb'));
       ['up', 'down'].forEach(function (k) {
-        var b = fb.appendChild(el('button', k === 'up' ? '' : 'dn'));
-        b.type = 'button';
-        b.setAttribute('aria-label', s.t[k]);
+        var b = button(fb, k === 'up' ? '' : 'dn', null, function () {
+          fb.querySelectorAll('button').forEach(function (o) { o.setAttribute('aria-pressed', String(o === b)); });
+          self.sendFrame({type: 'feedback', message_id: id, rating: k});
+        });
+        b.setAttribute('aria-label', self.strings[k]);
         b.setAttribute('aria-pressed', 'false');
         b.appendChild(svg('M2 10h4v11H2zm6 11h9a2 2 0 0 0 2-1.6l1.4-7A2 2 0 0 0 18.4 10H14l1-5a2 2 0 0 0-3.7-1.3L8 10z',
           16));
-        b.onclick = function () {
-          fb.querySelectorAll('button').forEach(function (o) { o.setAttribute('aria-pressed', String(o === b)); });
-          s.tx({type: 'feedback', message_id: id, rating: k});
-        };
       });
-    } else if (reason === 'cancelled') r.body.appendChild(txt(' ' + s.t.stopped));
+    } else if (reason === 'cancelled') r.body.appendChild(txt(' ' + self.strings.stopped));
   };
 
   P.note = function (text, cls) { return this.row('n' + (cls ? ' ' + cls : ''), text); };
 
   P.announce = function (text) {
-    var s = this;
-    s.live.textContent = (s.name ? s.name + ': ' : '') + text;
-    if (!s.isOpen && s.fresh) {
-      s.unread++;
-      s.label();
+    var self = this;
+    self.liveRegion.textContent = (self.personaName ? self.personaName + ': ' : '') + text;
+    if (!self.isOpen && self.countsUnread) {
+      self.unread++;
+      self.label();
     }
   };
 
   /** Rebuild the transcript from stored messages (a resume the server's frame log no longer covers). */
-  P.rebuild = function (msgs) {
-    var s = this, k;
-    while (s.list.lastChild !== s.greet) s.list.removeChild(s.list.lastChild);
-    s.m = {};
-    msgs.forEach(function (m) {
-      if (m.role === 'visitor') s.row('v', m.text);
+  P.rebuild = function (messages) {
+    var self = this, k;
+    while (self.list.lastChild !== self.greeting) self.list.removeChild(self.list.lastChild);
+    self.replies = {};
+    messages.forEach(function (m) {
+      if (m.role === 'visitor') self.row('v', m.text);
       else if (m.role === 'persona' && m.finish_reason !== 'guardrail') {
-        var r = s.reply(m.id);
+        var r = self.reply(m.id);
         r.text = m.text;
-        s.done(r, m.id, m.finish_reason);
-      } else s.row(m.role === 'persona' ? 'g' : 'a ag', m.text);
+        self.done(r, m.id, m.finish_reason);
+      } else self.row(m.role === 'persona' ? 'g' : 'a ag', m.text);
     });
-    for (k in s.p) s.list.appendChild(s.p[k]);
-    s.chipsOff();
+    for (k in self.pending) self.list.appendChild(self.pending[k]);
+    self.hideStarters();
   };
 
-  P.frame = function (f) {
-    var s = this, t = f.type, r, id = f.message_id;
-    if (LOGGED[t] || (t === 'error' && (id || f.client_id))) {
-      if (f.seq <= s.seq) return;  // already shown: a resume never doubles text
-      s.seq = f.seq;
-      s.got = 1;
-      if (!s.had) {
-        s.had = 1;
-        s.save();
+  P.receive = function (frame) {
+    var self = this, type = frame.type;
+    if (has(SEQUENCED, type) || (type === 'error' && (frame.message_id || frame.client_id))) {
+      if (frame.seq <= self.seq) return;  // already shown: a resume never doubles text
+      self.seq = frame.seq;
+      self.gotFrames = true;
+      if (!self.hasHistory) {
+        self.hasHistory = 1;
+        self.save();
       }
     }
-    if (t === 'ready') {
-      s.ready = true;
-      s.seq = f.seq;
-      s.tries = s.got = 0;
-      if (s.cid !== f.conversation_id) {
-        s.had = 0;
-        s.rebuild([]);
+    if (has(ON_FRAME, type)) ON_FRAME[type](self, frame, frame.message_id);
+    self.scroll();
+  };
+
+  /** A handler per server frame type, called on the widget with the frame and its message_id. */
+  var ON_FRAME = {
+    ready: function (self, f) {
+      self.connected = true;
+      self.seq = f.seq;
+      self.attempts = 0;
+      self.gotFrames = false;
+      if (self.conversationId !== f.conversation_id) {
+        self.hasHistory = 0;
+        self.rebuild([]);
       }
-      s.cid = f.conversation_id;
-      s.save();
-      s.persona(f.persona || {});
-      if (f.messages) s.rebuild(f.messages);
-      s.state(null);
+      self.conversationId = f.conversation_id;
+      self.save();
+      self.showPersona(f.persona || {});
+      if (f.messages) self.rebuild(f.messages);
+      self.state(null);
       // A reload replays from seq 0; a pong after the replay tells whether the server still had the frames.
-      if ((s.probe = f.resumed && !f.seq && s.had)) s.ws.send('{"type":"ping"}');
-      s.tx();
-      s.emit('ready', {conversation_id: s.cid, resumed: f.resumed});
-    } else if (t === 'pong' && s.probe) {
-      s.probe = false;
-      if (!s.got) {
+      if ((self.probing = f.resumed && !f.seq && self.hasHistory)) self.ws.send('{"type":"ping"}');
+      self.sendFrame();
+      self.emit('connected', {conversation_id: self.conversationId, resumed: f.resumed});
+    },
+
+    pong: function (self) {
+      if (!self.probing) return;
+      self.probing = false;
+      if (!self.gotFrames) {
         // The server no longer had this conversation's frames (it restarted): ask for the stored transcript.
-        s.full = true;
-        s.drop();
-      } else s.tx();
-    } else if (t === 'message.accepted') {
-      r = s.p[f.client_id];
-      delete s.p[f.client_id];
+        self.wantsTranscript = true;
+        self.drop();
+      } else self.sendFrame();
+    },
+
+    'message.accepted': function (self, f, id) {
+      var r = self.pending[f.client_id];
+      delete self.pending[f.client_id];
       if (r) {
         r.className = 'r v';
         r.textContent = f.text;
-      } else s.row('v', f.text);
-      s.emit('message', {message_id: id, client_id: f.client_id, text: f.text});
-    } else if (t === 'reply.start') {
-      s.reply(id);
-    } else if (t === 'reply.delta') {
-      r = s.reply(id);
+      } else self.row('v', f.text);
+      self.emit('message', {message_id: id, client_id: f.client_id, text: f.text});
+    },
+
+    'reply.start': function (self, f, id) { self.reply(id); },
+
+    'reply.delta': function (self, f, id) {
+      var r = self.reply(id);
       if (r.dots) {
         r.dots.remove();
         r.dots = null;
       }
       r.text += f.text;
       r.body.appendChild(txt(f.text));
-    } else if (t === 'reply.end') {
-      r = s.reply(id);
+    },
+
+    'reply.end': function (self, f, id) {
+      var r = self.reply(id);
       r.dots = null;
-      if (!r.g) {
-        s.done(r, id, f.finish_reason);
-        if (r.text) s.announce(r.text);
+      if (!r.guardrail) {
+        self.done(r, id, f.finish_reason);
+        if (r.text) self.announce(r.text);
       }
-      s.emit('reply', {message_id: id, text: r.g || r.text, finish_reason: f.finish_reason, usage: f.usage,
-        timing: f.timing, ttft_ms: f.timing && f.timing.ttft_ms});
-    } else if (t === 'guardrail') {
-      r = s.reply(id);
-      r.g = f.text;
+      self.emit('reply', {message_id: id, text: r.guardrail || r.text, finish_reason: f.finish_reason,
+        usage: f.usage, timing: f.timing, ttft_ms: f.timing && f.timing.ttft_ms});
+    },
+
+    guardrail: function (self, f, id) {
+      var r = self.reply(id);
+      r.guardrail = f.text;
       r.dots = null;
       r.row.className = 'r g';
       r.body.textContent = f.text;
-      s.announce(f.text);
-      s.emit('guardrail', {message_id: id, action: f.action, reason: f.reason, text: f.text});
-    } else if (t === 'escalation') {
-      s.note(s.t[f.status] || f.status);
-      s.emit('escalation', {status: f.status});
-    } else if (t === 'agent.message') {
-      r = s.row('a ag');
+      self.announce(f.text);
+      self.emit('guardrail', {message_id: id, action: f.action, reason: f.reason, text: f.text});
+    },
+
+    escalation: function (self, f) {
+      var said = self.strings.escalation;
+      if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
+      self.emit('escalation', {status: f.status});
+    },
+
+    'agent.message': function (self, f, id) {
+      var r = self.row('a ag');
       r.appendChild(el('span', 'who', (f.agent && f.agent.name) || ''));
       r.appendChild(txt(f.text));
-      s.fresh = true;
-      s.announce(f.text);
-      s.emit('reply', {message_id: id, text: f.text, agent: f.agent});
-    } else if (t === 'error') {
-      if (f.code === 'rate_limited') s.note(s.t.slow, 'e');
+      self.countsUnread = true;
+      self.announce(f.text);
+      self.emit('reply', {message_id: id, text: f.text, agent: f.agent});
+    },
+
+    error: function (self, f, id) {
+      if (f.code === 'rate_limited') self.note(self.strings.slow, 'e');
       else if (id || f.client_id) {
-        r = s.p[f.client_id];
+        var r = self.pending[f.client_id];
         if (r) {
-          delete s.p[f.client_id];
+          delete self.pending[f.client_id];
           r.className = 'r v';
         }
-        var n = s.note(s.t.failed, 'e'), b = n.appendChild(el('button', 'rt', s.t.retry)), again = s.last;
-        b.type = 'button';
-        b.onclick = function () { n.remove(); s.send(again); };
+        var note = self.note(self.strings.failed, 'e'), again = self.lastSent;
+        button(note, 'rt', self.strings.retry, function () { note.remove(); self.send(again); });
       }
-      s.emit('error', {code: f.code, message: f.message, retryable: f.retryable, message_id: id});
+      self.emit('error', {code: f.code, message: f.message, retryable: f.retryable, message_id: id});
     }
-    s.scroll();
   };
 
   /** The public API. */
   var prev = w.PersonaWidget;
   if (prev && prev.instances) {  // this file loaded twice: the first copy serves both
-    if (me && me.dataset.key) prev.init({el: me});
+    if (script && script.dataset.key) prev.init({el: script});
     return;
   }
   var API = w.PersonaWidget = {
@@ -793,7 +873,7 @@
      */
     init: function (o) {
       o = o || {};
-      var tag = o.el || me, ds = (tag && tag.dataset) || {}, opts = {key: ds.key, nonce: ds.nonce}, k;
+      var tag = o.el || script, ds = (tag && tag.dataset) || {}, opts = {key: ds.key, nonce: ds.nonce}, k;
       if (!o.persona) for (k in ds) opts[k] = ds[k];  // the tag's own widget; another one only shares its key
       for (k in o) opts[k] = o[k];
       opts.el = tag;
@@ -813,7 +893,7 @@
     if (typeof c[2] === 'function') c[2](i);
   }
   function start() {
-    if (me && me.dataset.key && me.dataset.persona) API.init();
+    if (script && script.dataset.key && script.dataset.persona) API.init();
     ((prev && prev.q) || []).forEach(run);
     API.q = {push: run};
   }

@@ -9,7 +9,8 @@
       if (w && w.instances && w.instances[0]) w.instances[0].open();
     });
   }
-  ['ready', 'open', 'close', 'message', 'reply', 'guardrail', 'escalation', 'error'].forEach(function (name) {
+  var names = ['ready', 'connected', 'open', 'close', 'message', 'reply', 'guardrail', 'escalation', 'error'];
+  names.forEach(function (name) {
     window.addEventListener('persona-widget:' + name, function (e) {
       if (!list) return;
       var d = e.detail, li = document.createElement('li');

@@ -9,6 +9,7 @@ chunks the way OpenAI does. The `model` name picks the behaviour, so one upstrea
 - `stall`          three words, then nothing: the stream stays open
 - `late-MS`        the default reply, after a pause of MS milliseconds before the first word
 - `spell:TEXT`     TEXT one character per chunk
+- `say-NAME`       the scripted answer `SAY[NAME]` (reads like a real reply: markdown, several lines), word by word
 """
 
 from __future__ import annotations
@@ -35,6 +36,26 @@ def _chunk(model: str, content: str | None, finish: str | None = None, usage: di
     return f"data: {json.dumps(body)}\n\n"
 
 
+# Scripted answers that read like a real persona's (the README's screenshots show them).
+SAY = {
+    "cake": (
+        "Yes, we can! Custom cakes need **48 hours' notice**, so for Saturday please order by Thursday, 6 pm.\n\n"
+        "To get started, tell me:\n"
+        "- how many people it should serve\n"
+        "- the flavour: *chocolate hazelnut* or *lemon elderflower*\n"
+        "- any writing for the top\n\n"
+        "You can collect it from 8 am at our Market Street shop."
+    ),
+    "hours": (
+        "We're open **Tuesday to Sunday**, and closed on Mondays:\n\n"
+        "- Tue–Fri: 7 am – 6 pm\n"
+        "- Sat: 7 am – 4 pm\n"
+        "- Sun: 8 am – 1 pm\n\n"
+        "The sourdough comes out of the oven at 7:30, and it usually sells out by noon on Saturdays."
+    ),
+}
+
+
 def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
     """The pieces to stream and the pause between them."""
     if model == "echo":
@@ -42,6 +63,9 @@ def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
         return [w if i == 0 else " " + w for i, w in enumerate(words)], 0.0
     if model.startswith("spell:"):
         return list(model[6:]), 0.0
+    if model.startswith("say-"):
+        words = SAY[model[4:]].split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)], 0.005
     if model.startswith("pace-"):
         _, ms, n = model.split("-")
         return [f"w{i} " for i in range(1, int(n) + 1)], int(ms) / 1000
