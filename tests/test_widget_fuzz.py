@@ -190,7 +190,8 @@ def bad_strings(field: str, frame: dict[str, Any], *, over: int | None = None) -
 @pytest.fixture
 def fuzz_stack(stack_factory: Callable[..., Stack], db_url: str) -> Stack:
     # A high rate limit: the fuzzer sends many valid messages, which must not end in the 4429 close.
-    return stack_factory(database_url=db_url, rate_limit_messages=100_000)
+    return stack_factory(database_url=db_url, rate_limit_messages=100_000, rate_limit_messages_per_address=100_000,
+                         rate_limit_frames=100_000)
 
 
 def test_bad_message_fields_get_an_error_naming_the_field_and_store_nothing(fuzz_stack: Stack) -> None:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from widget_server.backends.providers import Providers
-from widget_server.backends.ratelimit import rate_limiter
+from widget_server.backends.ratelimit import Limits
 from widget_server.backends.storage import open_storage
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
-            limiter=rate_limiter(settings.redis_url, settings.rate_limit_messages, settings.rate_limit_window_s),
+            limits=Limits(settings.redis_url, settings.rate_limits),
         )
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
                 with contextlib.suppress(BaseException):
                     await task  # each cancelled reply stores what was sent
             await providers.aclose()
-            await deps.limiter.aclose()
+            await deps.limits.aclose()
             if sink is not writer:
                 await sink.aclose()
             await writer.aclose()  # every event of the replies above, written or spilled to disk

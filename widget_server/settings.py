@@ -46,8 +46,16 @@ class Settings(BaseSettings):
     hello_timeout_s: float = 5.0
     max_frame_bytes: int = 16 * 1024
     max_message_chars: int = 4000
-    rate_limit_messages: int = 20  # per visitor …
-    rate_limit_window_s: float = 60.0  # … per this window
+    # Rate limits, each per `rate_limit_window_s`, keyed on what a client cannot rotate for free: the session token
+    # (a token costs a session, and sessions are limited per address and per publishable key).
+    rate_limit_messages: int = Field(20, gt=0)  # messages per session token …
+    rate_limit_window_s: float = Field(60.0, gt=0)  # … per this window (every limit below uses it too)
+    rate_limit_frames: int = Field(120, gt=0)  # client frames of any type per session token
+    rate_limit_hellos: int = Field(20, gt=0)  # sockets opened per session token (each may start a conversation)
+    rate_limit_messages_per_address: int = Field(100, gt=0)  # messages per client address (offices share one)
+    rate_limit_sessions: int = Field(30, gt=0)  # widget sessions per client address
+    rate_limit_sessions_per_key: int = Field(3000, gt=0)  # widget sessions per publishable key
+    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
     resume_log_frames: int = 4096
     coalesce_ms: float = 20.0
@@ -69,6 +77,14 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(2.0, gt=0)  # wait before the 2nd try; doubles after each failure
     webhook_allow_private: bool = False  # deliveries to loopback/private addresses (tests, on-premise receivers)
     webhook_poll_s: float = Field(2.0, gt=0)  # how often a node looks for deliveries left by a restart or another node
+
+    @property
+    def rate_limits(self) -> dict[str, tuple[int, float]]:
+        w = self.rate_limit_window_s
+        return {"message": (self.rate_limit_messages, w), "frame": (self.rate_limit_frames, w),
+                "message_address": (self.rate_limit_messages_per_address, w),
+                "hello": (self.rate_limit_hellos, w), "session_address": (self.rate_limit_sessions, w),
+                "session_key": (self.rate_limit_sessions_per_key, w)}
 
     @property
     def hosts(self) -> list[str]:

@@ -63,11 +63,13 @@ return false
 
 class RedisRateLimiter:
     def __init__(self, url: str, limit: int, window_s: float, prefix: str = "widget:rl:",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, client: Any = None) -> None:
         import redis.asyncio as redis
 
         self.clock = clock  # Unix seconds: the window is kept in Redis, shared by nodes whose clocks agree
-        self._redis: Any = redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self._owned = client is None  # a client handed in belongs to whoever made it (`Limits`)
+        self._redis: Any = client if client is not None else redis.from_url(url, socket_timeout=1,
+                                                                              socket_connect_timeout=1)
         self._script = self._redis.register_script(SLIDING_WINDOW)
         self.limit = limit
         self.window_ms = int(window_s * 1000)
@@ -79,15 +81,35 @@ class RedisRateLimiter:
             wait = await self._script(keys=[self.prefix + key],
                                       args=[now_ms, self.window_ms, self.limit, f"{now_ms}:{secrets.token_hex(4)}"])
         except Exception as exc:
-            log.warning("rate limiter unavailable, letting the message through", extra={"error": repr(exc)})
+            log.warning("rate limiter unavailable, letting the request through", extra={"error": repr(exc)})
             return None
         return None if wait is None else round(float(wait) / 1000, 3)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        if self._owned:
+            await self._redis.aclose()
 
 
-def rate_limiter(redis_url: str | None, limit: int, window_s: float) -> RateLimiter:
-    if redis_url:
-        return RedisRateLimiter(redis_url, limit, window_s)
-    return MemoryRateLimiter(limit, window_s)
+class Limits:
+    """Every rate limit of the server by name, each with its own budget: the backend is chosen once (Redis when
+    `WIDGET_REDIS_URL` is set, sharing one client; in process otherwise)."""
+
+    def __init__(self, redis_url: str | None, rules: dict[str, tuple[int, float]]) -> None:
+        self._limiters: dict[str, RateLimiter] = {}
+        self._redis: Any = None
+        if redis_url:
+            import redis.asyncio as redis
+
+            self._redis = redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        for name, (limit, window_s) in rules.items():
+            self._limiters[name] = (RedisRateLimiter(redis_url, limit, window_s, prefix=f"widget:rl:{name}:",
+                                                     client=self._redis)
+                                    if redis_url else MemoryRateLimiter(limit, window_s))
+
+    async def hit(self, rule: str, key: str) -> float | None:
+        """Count one hit of `rule` for `key`: None when allowed, else the seconds until one would be."""
+        return await self._limiters[rule].hit(key)
+
+    async def aclose(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class SessionClaims:
     visitor_id: str
     user_id: str | None = None
     key_id: str | None = None  # the publishable key the session was made with: it is checked again at hello
+    expires_at: float | None = None  # Unix seconds, when verified: a socket lives no longer than its token
 
 
 class SessionSigner:
@@ -55,15 +57,17 @@ class SessionSigner:
             data["u"] = claims.user_id
         if claims.key_id:
             data["k"] = claims.key_id
+        data["n"] = secrets.token_urlsafe(9)  # every session its own token, so limits counted on it are its own
         return self._serializer.dumps(data)
 
     def verify(self, token: Any) -> SessionClaims:
         if not isinstance(token, str) or not token:
             raise TokenInvalid("missing session token")
         try:
-            data = self._serializer.loads(token, max_age=self.max_age_s)
+            data, signed = self._serializer.loads(token, max_age=self.max_age_s, return_timestamp=True)
         except SignatureExpired as exc:
             raise TokenExpired("session token expired: start a new session") from exc
         except BadSignature as exc:
             raise TokenInvalid("bad session token") from exc
-        return SessionClaims(data["t"], data["p"], data["o"], data["v"], data.get("u"), data.get("k"))
+        return SessionClaims(data["t"], data["p"], data["o"], data["v"], data.get("u"), data.get("k"),
+                             signed.timestamp() + self.max_age_s)

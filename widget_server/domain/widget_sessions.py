@@ -10,17 +10,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from widget_server.backends.ratelimit import Limits
 from widget_server.backends.storage import Storage
 from widget_server.domain import identity, keys, origins, personas
 from widget_server.domain.chat.conversations import visitor_id
 from widget_server.domain.tenants import SessionClaims, SessionSigner
-from widget_server.errors import OriginNotAllowed
+from widget_server.errors import OriginNotAllowed, RateLimited
 
 
-async def start_session(storage: Storage, signer: SessionSigner, server_secret: str, key: Any, origin: str | None,
-                        persona_ref: Any, visitor: Any, user: Any) -> dict[str, Any]:
-    """`token`, `expires_at`, `visitor_id` and what the widget shows of the persona."""
+async def start_session(storage: Storage, signer: SessionSigner, limits: Limits, server_secret: str, address: str,
+                        key: Any, origin: str | None, persona_ref: Any, visitor: Any, user: Any) -> dict[str, Any]:
+    """`token`, `expires_at`, `visitor_id` and what the widget shows of the persona. Limited per client address
+    and per publishable key, since each session is a token the socket's limits count on."""
+    await _limit(limits, "session_address", address, "from this address")
     key_row = await keys.authenticate_publishable(storage, key)
+    await _limit(limits, "session_key", key_row["id"], "for this site's key")
     if not origins.allowed(origin, key_row["origins"]):
         raise OriginNotAllowed(f"origin {origin or '(none)'} is not allowed for this key", details={"origin": origin})
     tenant_id = key_row["tenant_id"]
@@ -31,3 +35,10 @@ async def start_session(storage: Storage, signer: SessionSigner, server_secret: 
     expires = datetime.now(UTC) + timedelta(seconds=signer.max_age_s)
     return {"token": signer.sign(claims), "expires_at": expires.isoformat(), "visitor_id": claims.visitor_id,
             "persona": personas.widget_view(persona)}
+
+
+async def _limit(limits: Limits, rule: str, key: str, where: str) -> None:
+    wait = await limits.hit(rule, key)
+    if wait is not None:
+        raise RateLimited(f"too many chat sessions {where}: try again in {wait:.0f} s",
+                          details={"retry_after_s": wait})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from widget_server.domain import keys
 from widget_server.edges.state import app_state
-from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, WidgetError
+from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, RateLimited, WidgetError
 
 log = logging.getLogger(__name__)
 HTTP_CODES = {404: ("route.not_found", "not_found"), 405: ("method.not_allowed", "invalid_request"),
@@ -47,7 +48,10 @@ def request_id(request: Request) -> str:
 
 
 def error_response(request: Request, exc: WidgetError) -> JSONResponse:
-    return JSONResponse(exc.body(request_id(request)), status_code=exc.status_code)
+    headers = {}
+    if isinstance(exc, RateLimited) and isinstance(exc.details.get("retry_after_s"), int | float):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_s"])))
+    return JSONResponse(exc.body(request_id(request)), status_code=exc.status_code, headers=headers)
 
 
 async def on_error(request: Request, exc: Exception) -> Response:

@@ -17,7 +17,7 @@ from widget_server.settings import Settings
 
 @dataclass(frozen=True)
 class AppState:
-    deps: Deps  # what the chat domain needs: settings, storage, providers, guard, events, hub, limiter
+    deps: Deps  # what the chat domain needs: settings, storage, providers, guard, events, hub, limits
     signer: SessionSigner
     metrics: Metrics
     writer: EventWriter

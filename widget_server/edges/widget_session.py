@@ -44,7 +44,9 @@ async def create_session(request: Request) -> Response:
     try:
         state = app_state(request)
         body = only_fields(await json_body(request), FIELDS, {"key", "persona"})
-        session = await start_session(state.deps.storage, state.signer, state.secret.get_secret_value(), body["key"],
+        address = request.client.host if request.client else "unknown"  # behind WIDGET_TRUSTED_PROXIES: theirs
+        session = await start_session(state.deps.storage, state.signer, state.deps.limits,
+                                      state.secret.get_secret_value(), address, body["key"],
                                       request.headers.get("origin"), body["persona"], body.get("visitor_id"),
                                       body.get("user"))
         response: Response = JSONResponse({**session, "ws_url": ws_url(request)}, status_code=201)

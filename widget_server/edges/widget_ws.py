@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from widget_server.domain import origins, personas
+from widget_server.domain import keys, origins, personas
 from widget_server.domain.chat import conversations, feedback
 from widget_server.domain.chat.channels import CLOSED, Channel
 from widget_server.domain.chat.conversations import Conversation
@@ -29,6 +32,7 @@ from widget_server.errors import (
     OriginNotAllowed,
     PersonaNotFound,
     RateLimited,
+    TokenExpired,
     TokenInvalid,
     WidgetError,
 )
@@ -67,7 +71,10 @@ class Session:
         self.channel: Channel | None = None
         self.conv: Conversation | None = None
         self.queue: asyncio.Queue[dict[str, Any]] | None = None
-        self.strikes = 0
+        self.strikes: Counter[str] = Counter()
+        self.token_key = ""
+        self.address = ws.client.host if ws.client else "unknown"  # behind WIDGET_TRUSTED_PROXIES: the client's
+        self.expires_at: float | None = None
         self.handlers: dict[str, Callable[[frames.Frame], Awaitable[None]]] = {
             "message": self.on_message, "cancel": self.on_cancel, "feedback": self.on_feedback,
             "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}
@@ -109,6 +116,13 @@ class Session:
         except InvalidRequest as exc:
             raise Closing(CLOSE["token"], exc) from exc
         claims = self._claims(token)
+        self.token_key = hashlib.sha256(token.encode()).hexdigest()[:32]  # what limits count: a token costs a session
+        if await self.deps.limits.hit("hello", self.token_key) is not None:
+            raise Closing(CLOSE["rate"], RateLimited("too many connections with this session: start a new one"))
+        if not await keys.active(self.deps.storage, claims.tenant_id, claims.key_id):
+            raise Closing(CLOSE["token"], TokenInvalid("the key this session was made with was revoked or expired",
+                                                       code="auth.key_revoked"))
+        self.expires_at = claims.expires_at
         persona = await self.deps.storage.get_persona(claims.tenant_id, claims.persona_id)
         if persona is None:
             raise Closing(CLOSE["not_found"], PersonaNotFound("this persona no longer exists"))
@@ -127,7 +141,7 @@ class Session:
                     last_seq: int | None) -> dict[str, Any]:
         d = self.deps
         self.conv, from_storage = await conversations.open_widget(
-            d, claims.tenant_id, persona, claims.visitor_id, claims.origin, resume_id)
+            d, claims.tenant_id, persona, claims.visitor_id, claims.origin, resume_id, claims.user_id)
         last_seq = last_seq if from_storage else None
         # A channel made just now (this node restarted, or forgot an idle conversation) holds no frames of
         # the conversation's past, whatever last_seq says: the client rebuilds from the stored transcript.
@@ -165,9 +179,28 @@ class Session:
             if frame is not None:
                 await self.dispatch(frame)
 
+    async def expiry(self) -> None:
+        """A socket lives no longer than its session token: the widget then starts a new session and resumes."""
+        if self.expires_at is not None:
+            await asyncio.sleep(max(self.expires_at - time.time(), 0))
+        raise Closing(CLOSE["token"], TokenExpired("session token expired: start a new session"))
+
+    async def limited(self, rule: str, most_strikes: int, key: str | None = None) -> None:
+        """Count one hit of `rule` on this socket's token (or `key`); too many is an error frame, and a client that
+        keeps sending past `most_strikes` of them in a row is closed with 4429."""
+        wait = await self.deps.limits.hit(rule, key or self.token_key)
+        if wait is None:
+            self.strikes[rule] = 0
+            return
+        self.strikes[rule] += 1
+        if self.strikes[rule] > most_strikes:
+            raise Closing(CLOSE["rate"], RateLimited(f"too many {rule}s"))
+        raise RateLimited(f"too many {rule}s: try again in {wait:.0f} s", details={"retry_after_s": wait})
+
     async def dispatch(self, frame: frames.Frame) -> None:
         handler = self.handlers.get(frame["type"])
         try:
+            await self.limited("frame", self.settings.rate_limit_frames)  # every frame type, not only messages
             if handler is None:
                 raise InvalidRequest(f"unknown frame type {frame['type'][:40]!r}", code="frame.unknown_type")
             await handler(frame)
@@ -185,20 +218,12 @@ class Session:
         assert self.conv is not None and self.channel is not None
         text, client_id = frames.message(frame)
         try:
-            await self._count_message()
+            await self.limited("message", self.settings.rate_limit_messages)  # per token: not rotated for free
+            await self.limited("message_address", self.settings.rate_limit_messages, self.address)
             spawn_turn(self.deps, self.conv, self.channel, text, client_id)
         except WidgetError as exc:  # as a turn's own errors: naming the message, so the widget knows which
             await self.send(exc.frame(seq=self.channel.seq, client_id=client_id))
 
-    async def _count_message(self) -> None:
-        assert self.conv is not None
-        wait = await self.deps.limiter.hit(f"{self.conv.tenant_id}:{self.conv.visitor_id}")
-        if wait is not None:
-            self.strikes += 1
-            if self.strikes > self.settings.rate_limit_messages:
-                raise Closing(CLOSE["rate"], RateLimited("too many messages"))
-            raise RateLimited(f"too many messages: try again in {wait:.0f} s", details={"retry_after_s": wait})
-        self.strikes = 0
 
     async def on_cancel(self, frame: frames.Frame) -> None:
         assert self.channel is not None
@@ -233,7 +258,8 @@ async def _serve(ws: WebSocket) -> None:
         await session.send(opened["ready"])
         for frame in opened["backlog"]:
             await session.send(frame)
-        tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.reader())]
+        tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.reader()),
+                 asyncio.create_task(session.expiry())]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()

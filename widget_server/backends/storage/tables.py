@@ -52,6 +52,7 @@ conversations = sa.Table(
     sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     sa.Column("persona_id", sa.String(40), nullable=False),
     sa.Column("visitor_id", sa.String(80), nullable=False),
+    sa.Column("user_id", sa.String(200)),  # the verified user it belongs to (identity verification), if any
     sa.Column("channel", sa.String(12), nullable=False),
     sa.Column("status", sa.String(12), nullable=False),
     sa.Column("origin", sa.String(300)),

@@ -100,35 +100,41 @@ def check_message(text: Any, max_chars: int) -> str:
 
 
 async def start(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: str, channel: str,
-                origin: str | None = None) -> Conversation:
+                origin: str | None = None, user_id: str | None = None) -> Conversation:
     conv = Conversation(new_unguessable_id("conv"), tenant_id, persona, visitor, channel)
     stamp = now()
     await deps.storage.create_conversation({
         "id": conv.id, "tenant_id": tenant_id, "persona_id": persona["id"], "visitor_id": visitor,
-        "channel": channel, "status": "bot", "origin": origin, "created_at": stamp, "updated_at": stamp,
+        "user_id": user_id, "channel": channel, "status": "bot", "origin": origin, "created_at": stamp,
+        "updated_at": stamp,
     })
     deps.events.emit(conv.event("conversation.started", origin=origin))
     return conv
 
 
 async def _own(deps: Deps, tenant_id: str, persona: dict[str, Any], conversation_id: Any,
-               visitor: str | None) -> Conversation | None:
-    """The conversation, when it exists and belongs to this persona (and to this visitor, when one is named)."""
+               visitor: str | None, user_id: str | None | bool = False) -> Conversation | None:
+    """The conversation, when it exists and belongs to this persona (and to this visitor, when one is named; and
+    to this verified user, or to no verified user, when `user_id` is not False)."""
     if not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > 40:
         return None
     row = await deps.storage.get_conversation(tenant_id, conversation_id)
     if row is None or row["persona_id"] != persona["id"] or (visitor is not None and row["visitor_id"] != visitor):
         return None
+    if user_id is not False and row.get("user_id") != user_id:
+        return None  # a verified user's conversation is that user's alone; an anonymous one is no user's
     return from_row(row, persona)
 
 
 async def open_widget(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: str, origin: str,
-                      resume_id: Any) -> tuple[Conversation, bool]:
-    """The visitor's conversation to resume, or a new one; and whether it was resumed from storage."""
-    found = await _own(deps, tenant_id, persona, resume_id, visitor) if resume_id is not None else None
+                      resume_id: Any, user_id: str | None = None) -> tuple[Conversation, bool]:
+    """The visitor's conversation to resume, or a new one; and whether it was resumed from storage. With identity
+    verification the conversation belongs to the verified user: a visitor verified as another user (or not at all)
+    who claims its visitor id gets a conversation of their own."""
+    found = await _own(deps, tenant_id, persona, resume_id, visitor, user_id) if resume_id is not None else None
     if found is not None:
         return found, True
-    return await start(deps, tenant_id, persona, visitor, "widget", origin), False
+    return await start(deps, tenant_id, persona, visitor, "widget", origin, user_id), False
 
 
 async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, conversation_id: Any,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from widget_server.backends.providers import Providers
-from widget_server.backends.ratelimit import RateLimiter
+from widget_server.backends.ratelimit import Limits
 from widget_server.backends.storage import Storage
 from widget_server.domain.chat.channels import Hub
 from widget_server.domain.events import EventSink
@@ -21,4 +21,4 @@ class Deps:
     guard: TenantGuard
     events: EventSink
     hub: Hub
-    limiter: RateLimiter
+    limits: Limits

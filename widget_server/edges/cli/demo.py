@@ -65,7 +65,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
             "this server) or WIDGET_ALLOWED_HOSTS", host)
     # The app refuses frames over 16 KiB itself (an error frame, then 1009); the transport cuts far larger ones.
     uvicorn.run(create_app(settings), host=host, port=port, ws_max_size=4 * settings.max_frame_bytes,
-                log_config=None, timeout_graceful_shutdown=10)
+                log_config=None, timeout_graceful_shutdown=10, proxy_headers=True,
+                forwarded_allow_ips=settings.trusted_proxies)  # a proxy named here tells the client's address
     return 0
 
 

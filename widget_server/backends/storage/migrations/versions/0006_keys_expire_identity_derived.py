@@ -4,6 +4,7 @@
 - `tenants.identity_salt`: the identity secret is derived from the server's secret key and this salt, like webhook
   secrets, so a copy of the database reveals none. A plaintext `identity_secret` set by hand before this
   revision keeps working until the tenant rotates it, which clears it.
+- `conversations.user_id`: the verified user a widget conversation belongs to; only that user resumes it.
 
 Revision ID: 0006
 Revises: 0005
@@ -23,9 +24,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("expires_at", sa.DateTime(timezone=True)))
     with op.batch_alter_table("tenants") as batch:
         batch.add_column(sa.Column("identity_salt", sa.String(64)))
+    with op.batch_alter_table("conversations") as batch:
+        batch.add_column(sa.Column("user_id", sa.String(200)))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("conversations") as batch:
+        batch.drop_column("user_id")
     with op.batch_alter_table("tenants") as batch:
         batch.drop_column("identity_salt")
     with op.batch_alter_table("api_keys") as batch:
