@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from widget_server.domain.analytics.query import CURSOR_PATTERN, TIME_PATTERN, decode_cursor, parse_limit, parse_time
+from widget_server.edges.http import Resource
+from widget_server.edges.routes import routes
 from widget_server.errors import InvalidRequest
 
 
@@ -77,6 +79,17 @@ def test_a_nul_character_in_a_query_value_or_a_path_is_a_400_on_every_database(d
 def test_pages_and_the_embed_script_ignore_their_query_string(stack: Stack) -> None:
     assert httpx.get(f"{stack.url}/embed.js", params={"v": "2"}).status_code == 200  # a site busting its cache
     assert httpx.get(f"{stack.url}/", params={"utm_source": "mail"}).status_code == 200
+
+
+def test_the_document_lists_exactly_the_parameters_each_route_declares(stack: Stack) -> None:
+    paths = httpx.get(f"{stack.url}/openapi.json").json()["paths"]
+    for route in routes():
+        if not isinstance(route, Resource):
+            continue
+        for method, op in route.operations.items():
+            if op.documented and method != "OPTIONS":
+                listed = [p["name"] for p in paths[route.path][method.lower()].get("parameters", [])]
+                assert listed == list(op.query.names), (route.path, method)
 
 
 @pytest.mark.parametrize("value", ["+5", " 5", "5 ", "\u0665", "5_0", "1e2", "0", "1001", "9" * 5000])

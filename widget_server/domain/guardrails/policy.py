@@ -6,10 +6,10 @@ details name the field's path, e.g. `patterns.0.regex`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from widget_server.domain.guardrails.regex_info import max_width
 from widget_server.errors import PolicyError
@@ -27,12 +27,21 @@ def compile_re2(regex: str) -> Any:
     return re2.compile(regex, options)
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 2.0 is the integer 2 (as JSON Schema says), never `true` or "2"."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+INTEGRAL = BeforeValidator(_integral)  # after any Field(ge=…), so that the JSON Schema keeps the bounds
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion beyond JSON's own (no "2" for 2, no false for 0), so the JSON Schema is the contract
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class InputRules(Strict):
-    max_chars: int | None = Field(default=None, ge=1)
+    max_chars: Annotated[int, Field(ge=1), INTEGRAL] | None = None
 
 
 class BlockedTerms(Strict):
@@ -95,7 +104,7 @@ class Topics(Strict):
 
 class Escalation(Strict):
     on_request: bool = True
-    after_refusals: int | None = Field(default=None, ge=1)
+    after_refusals: Annotated[int, Field(ge=1), INTEGRAL] | None = None
     topics: list[str] = []
     message: str = "Connecting you with a person…"
 
@@ -110,7 +119,7 @@ class Refusals(Strict):
 
 
 class Policy(Strict):
-    version: Literal[1]
+    version: Annotated[Literal[1], INTEGRAL]
     input: InputRules = InputRules()
     blocked_terms: list[BlockedTerms] = []
     patterns: list[Pattern] = []
