@@ -19,8 +19,7 @@ from widget_server.domain.analytics.query import (
     parse_filter,
 )
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
-from widget_server.edges.query_params import Limit, Param, string
-from widget_server.edges.query_params import query as declare
+from widget_server.edges.query_params import Limit, Param, declare, string
 from widget_server.edges.state import app_state
 from widget_server.errors import StorageUnavailable
 

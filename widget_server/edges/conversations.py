@@ -9,8 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from widget_server.domain.chat import escalation
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
-from widget_server.edges.query_params import Limit, string
-from widget_server.edges.query_params import query as declare
+from widget_server.edges.query_params import Limit, declare, string
 from widget_server.edges.state import app_state
 from widget_server.errors import ConversationNotFound, InvalidRequest
 

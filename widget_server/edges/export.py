@@ -9,8 +9,7 @@ from widget_server.clock import now
 from widget_server.domain.analytics import export as exports
 from widget_server.edges.analytics import FILTER_PARAMS, settle
 from widget_server.edges.http import query, tenant_of
-from widget_server.edges.query_params import Param
-from widget_server.edges.query_params import query as declare
+from widget_server.edges.query_params import Param, declare
 from widget_server.edges.state import app_state
 
 EXPORT = declare(*FILTER_PARAMS,

@@ -58,8 +58,8 @@ class Query:
             if name not in self.names:
                 if self.ignores_others:
                     continue
-                raise _invalid(name, f"unknown query parameter {name[:60]!r}; "
-                                     f"{'this endpoint reads ' + ', '.join(self.names) if self.names else 'none'}")
+                reads = f"this endpoint reads {', '.join(self.names)}" if self.names else "this endpoint reads none"
+                raise _invalid(name, f"unknown query parameter {name[:60]!r}; {reads}")
             if name in seen:
                 raise _invalid(name, f"{name} is given more than once" + (
                     "; separate several values with commas" if self._param(name).comma_separated else ""))
@@ -77,7 +77,8 @@ class Query:
         return next(p for p in self.params if p.name == name)
 
 
-def query(*params: Param) -> Query:
+def declare(*params: Param) -> Query:
+    """The query of an operation that reads these parameters and no other."""
     return Query(params)
 
 

@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse, Response
 from widget_server.domain.analytics.summary import parse_summary, summarize
 from widget_server.edges.analytics import FILTER_PARAMS, settle
 from widget_server.edges.http import query, tenant_of
-from widget_server.edges.query_params import query as declare
+from widget_server.edges.query_params import declare
 from widget_server.edges.state import app_state
 
 SUMMARY = declare(*(p for p in FILTER_PARAMS if p.name != "type"))  # it counts every type of event

@@ -7,8 +7,7 @@ from starlette.responses import JSONResponse, Response
 
 from widget_server.domain.analytics import webhook_endpoints as endpoints
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
-from widget_server.edges.query_params import Limit, Param
-from widget_server.edges.query_params import query as declare
+from widget_server.edges.query_params import Limit, Param, declare
 from widget_server.edges.state import app_state
 
 ATTEMPTS_LIMIT = Limit(default=50, most=500)
