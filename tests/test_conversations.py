@@ -85,8 +85,8 @@ def test_list_filters_by_persona(db_stack: Stack) -> None:
 
 @pytest.mark.parametrize("limit", ["0", "-1", "201", "abc", "2.5"])
 def test_a_bad_limit_is_400(db_stack: Stack, limit: str) -> None:
-    err = assert_error(page(db_stack, limit=limit), 400, "request.invalid", "invalid_request")
-    assert "limit" in err["message"]
+    err = assert_error(page(db_stack, limit=limit), 400, "query.invalid", "invalid_request")  # as every query's
+    assert "limit" in err["message"] and err["details"] == {"param": "limit"}
 
 
 def test_one_conversation_has_its_messages_in_order(db_stack: Stack) -> None:

@@ -171,3 +171,10 @@ class TopicsUnavailable(WidgetError):
 
     status_code = 503
     code = "topics.unavailable"
+
+
+class UpgradeRequired(InvalidRequest):
+    """A plain HTTP request to a WebSocket endpoint."""
+
+    status_code = 426
+    code = "request.upgrade_required"

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from widget_server.backends.storage import DuplicateError, Storage
 from widget_server.clock import now
-from widget_server.domain.guardrails.policy import Topics
+from widget_server.domain.guardrails.policy import INTEGRAL, Topics
 from widget_server.domain.guardrails.tenant_guard import compile_persona_topics, off_loop
 from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
@@ -20,7 +20,7 @@ MAX_PERSONAS = 500  # per tenant
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)  # no "2" for 2, no false for 0
 
     @field_validator("*", mode="after")
     @classmethod
@@ -37,7 +37,7 @@ class ProviderSettings(Strict):
     model: str | None = Field(None, max_length=200)
     base_url: str | None = Field(None, max_length=500)
     temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_tokens: Annotated[int, Field(ge=1, le=8192), INTEGRAL] | None = None
 
 
 class PersonaBody(Strict):

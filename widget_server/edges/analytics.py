@@ -8,10 +8,35 @@ from starlette.responses import JSONResponse, Response
 from widget_server.clock import now
 from widget_server.domain.analytics import retention
 from widget_server.domain.analytics.erasure import erase_visitor as erase
-from widget_server.domain.analytics.query import decode_cursor, encode_cursor, event_json, parse_filter, parse_limit
-from widget_server.edges.http import json_body, only_fields, tenant_of
+from widget_server.domain.analytics.query import (
+    CURSOR_PATTERN,
+    EVENT_TYPES,
+    FILTERS,
+    TIME_PATTERN,
+    decode_cursor,
+    encode_cursor,
+    event_json,
+    parse_filter,
+)
+from widget_server.edges.http import json_body, only_fields, query, tenant_of
+from widget_server.edges.query_params import Limit, Param, declare, string
 from widget_server.edges.state import app_state
 from widget_server.errors import StorageUnavailable
+
+_TIME = {"type": "string", "pattern": TIME_PATTERN}
+_FILTERS = {p.name: p for p in (
+    Param("type", {"type": "array", "items": {"enum": list(EVENT_TYPES)}}, "event types, separated by commas",
+          comma_separated=True),
+    string("persona", "persona id or slug"),
+    string("conversation", "conversation id"),
+    string("visitor", "visitor id"),
+    Param("from", _TIME, "a date (midnight UTC) or a date-time (UTC when it has no offset), inclusive"),
+    Param("to", _TIME, "the same, exclusive; later than from"),
+)}
+FILTER_PARAMS = tuple(_FILTERS[name] for name in FILTERS)  # the domain's filters, each with its schema
+EVENTS_LIMIT = Limit(default=100, most=1000)
+EVENTS = declare(*FILTER_PARAMS, Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+                                       "next_cursor of the previous page"), EVENTS_LIMIT.param)
 
 
 async def settle(request: Request) -> None:
@@ -26,9 +51,9 @@ async def list_events(request: Request) -> Response:
     """Oldest first. `next_cursor` is always set: polling it later returns only events committed since."""
     tenant_id = await tenant_of(request)
     storage = app_state(request).deps.storage
-    params = request.query_params
+    params = query(request)
     filters = await parse_filter(storage, tenant_id, params)
-    limit = parse_limit(params.get("limit"))
+    limit = EVENTS_LIMIT.of(params)
     after = decode_cursor(params["cursor"]) if params.get("cursor") else 0
     rows = await storage.events.page(tenant_id, filters, after=after, limit=limit)
     cursor = encode_cursor(rows[-1]["seq"] if rows else after)

@@ -8,9 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.domain.chat import escalation
-from widget_server.edges.http import json_body, only_fields, tenant_of
+from widget_server.edges.http import json_body, only_fields, query, tenant_of
+from widget_server.edges.query_params import Limit, declare, string
 from widget_server.edges.state import app_state
 from widget_server.errors import ConversationNotFound, InvalidRequest
+
+LIST_LIMIT = Limit(default=50, most=200)
+LIST = declare(LIST_LIMIT.param, string("cursor", "next_cursor of the previous page"), string("persona", "persona id"))
 
 
 def _conversation(row: dict[str, Any]) -> dict[str, Any]:
@@ -30,15 +34,10 @@ def _message(row: dict[str, Any], rating: dict[str, Any] | None) -> dict[str, An
 
 async def list_conversations(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    try:
-        limit = int(request.query_params.get("limit", "50"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 200:
-        raise InvalidRequest("limit must be an integer from 1 to 200")
-    cursor = request.query_params.get("cursor") or None
+    params = query(request)
+    limit = LIST_LIMIT.of(params)
     rows = await app_state(request).deps.storage.list_conversations(
-        tenant_id, limit=limit + 1, before=cursor, persona_id=request.query_params.get("persona")
+        tenant_id, limit=limit + 1, before=params.get("cursor"), persona_id=params.get("persona")
     )
     page = rows[:limit]
     next_cursor = page[-1]["id"] if len(rows) > limit else None

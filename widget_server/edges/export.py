@@ -7,9 +7,15 @@ from starlette.responses import Response, StreamingResponse
 
 from widget_server.clock import now
 from widget_server.domain.analytics import export as exports
-from widget_server.edges.analytics import settle
-from widget_server.edges.http import tenant_of
+from widget_server.edges.analytics import FILTER_PARAMS, settle
+from widget_server.edges.http import query, tenant_of
+from widget_server.edges.query_params import Param, declare
 from widget_server.edges.state import app_state
+
+EXPORT = declare(*FILTER_PARAMS,
+                 Param("format", {"enum": list(exports.MEDIA_TYPES), "default": "jsonl"}, "the file's format"),
+                 Param("level", {"enum": list(exports.LEVELS), "default": "event"},
+                       "event: one row per event; conversation: one row per conversation (then without type)"))
 
 
 async def export(request: Request) -> Response:
@@ -19,7 +25,7 @@ async def export(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     state = app_state(request)
     storage = state.deps.storage
-    planned = await exports.parse_export(storage, tenant_id, request.query_params)
+    planned = await exports.parse_export(storage, tenant_id, query(request))
     await settle(request)
     planned = await exports.begin(storage, planned)
     headers = {"Content-Disposition": f'attachment; filename="{planned.filename(now())}"',

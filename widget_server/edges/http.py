@@ -1,4 +1,5 @@
-"""Shared HTTP plumbing: request ids, the error body, authentication and JSON bodies."""
+"""Shared HTTP plumbing: request ids, the error body, resources (a path and its methods), authentication and
+JSON bodies."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import json
 import logging
 import math
 import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from widget_server.domain import keys
+from widget_server.edges.query_params import NONE, Query
 from widget_server.edges.state import app_state
-from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, RateLimited, WidgetError
+from widget_server.errors import InvalidRequest, NotFound, PayloadTooLarge, RateLimited, UpgradeRequired, WidgetError
 
 log = logging.getLogger(__name__)
 HTTP_CODES = {404: ("route.not_found", "not_found"), 405: ("method.not_allowed", "invalid_request"),
@@ -41,6 +46,57 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method of a resource: the endpoint, and the query parameters it reads (none unless declared)."""
+
+    endpoint: Endpoint
+    query: Query = NONE
+    documented: bool = True  # False: not an operation of the API (a WebSocket path's answer to plain HTTP)
+
+
+class Resource(Route):
+    """A path with all its methods in one route, so that a 405 lists every method the path has in `Allow` (one
+    route per method made Starlette answer with the first route's methods only), and so that each method's query
+    is checked before its endpoint runs. HEAD is answered as GET."""
+
+    def __init__(self, path: str, **methods: Endpoint | Operation) -> None:
+        self.operations = {verb.upper(): op if isinstance(op, Operation) else Operation(op)
+                           for verb, op in methods.items()}
+        super().__init__(path, self._dispatch, methods=list(self.operations))
+        self.allow = ", ".join(m for verb in self.operations for m in ((verb, "HEAD") if verb == "GET" else (verb,)))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in self.operations and not (scope["method"] == "HEAD" and "GET" in self.operations):
+            raise HTTPException(405, headers={"Allow": self.allow})  # in the order declared, the same every time
+        await super().handle(scope, receive, send)
+
+    async def _dispatch(self, request: Request) -> Response:
+        op = self.operations["GET" if request.method == "HEAD" else request.method]
+        for name, value in request.path_params.items():
+            if "\x00" in value:  # no id has one, and PostgreSQL cannot even compare with it
+                raise InvalidRequest(f"{name} contains a NUL character", details={"param": name})
+        request.state.query = op.query.read(request.query_params)
+        return await op.endpoint(request)
+
+
+async def upgrade_required(request: Request) -> Response:
+    """A WebSocket path asked for over plain HTTP: 426 says how to ask (rather than a 404 for a path that exists)."""
+    err = UpgradeRequired(f"{request.url.path} is a WebSocket endpoint: connect with Upgrade: websocket")
+    response = error_response(request, err)
+    response.headers.update({"Upgrade": "websocket", "Connection": "Upgrade"})
+    return response
+
+
+def query(request: Request) -> Mapping[str, str]:
+    """The declared query parameters of this request that have a value (see `query_params`)."""
+    values: Mapping[str, str] = request.state.query
+    return values
 
 
 def request_id(request: Request) -> str:

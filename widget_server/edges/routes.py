@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from widget_server.edges import (
@@ -23,41 +23,40 @@ from widget_server.edges import (
 )
 from widget_server.edges.assets import STATIC_DIR
 from widget_server.edges.embed_script import embed_js
+from widget_server.edges.http import Operation, Resource, upgrade_required
+from widget_server.edges.query_params import IGNORED
 
 
 def routes() -> list[BaseRoute]:
+    """One `Resource` per path with every method it has; the query parameters an operation reads are declared
+    here once, and both the check of a request's query and the OpenAPI document come from that declaration."""
     return [
-        Route("/", pages.home, methods=["GET"]),
-        Route("/demo/csp", pages.demo_csp, methods=["GET"]),
-        Route("/embed.js", embed_js, methods=["GET"]),
-        Route("/health", health.health, methods=["GET"]),
-        Route("/openapi.json", openapi.openapi, methods=["GET"]),
-        Route("/metrics", metrics.metrics, methods=["GET"]),
-        Route("/v1/personas", personas.list_personas, methods=["GET"]),
-        Route("/v1/personas", personas.create_persona, methods=["POST"]),
-        Route("/v1/personas/{id}", personas.get_persona, methods=["GET"]),
-        Route("/v1/personas/{id}", personas.replace_persona, methods=["PUT", "PATCH"]),
-        Route("/v1/personas/{id}", personas.delete_persona, methods=["DELETE"]),
-        Route("/v1/personas/{id}/prompt", prompt.prompt, methods=["POST"]),
-        Route("/v1/personas/{id}/prompt/stream", prompt.prompt_stream, methods=["POST"]),
-        Route("/v1/conversations", conversations.list_conversations, methods=["GET"]),
-        Route("/v1/conversations/{id}", conversations.get_conversation, methods=["GET"]),
-        Route("/v1/conversations/{id}/resolve", conversations.resolve, methods=["POST"]),
-        Route("/v1/analytics/events", analytics.list_events, methods=["GET"]),
-        Route("/v1/analytics/export", export.export, methods=["GET"]),
-        Route("/v1/analytics/summary", summary.summary, methods=["GET"]),
-        Route("/v1/analytics/visitors/{visitor_id}", analytics.erase_visitor, methods=["DELETE"]),
-        Route("/v1/analytics/retention", analytics.get_retention, methods=["GET"]),
-        Route("/v1/analytics/retention", analytics.put_retention, methods=["PUT"]),
-        Route("/v1/webhooks", webhooks.list_webhooks, methods=["GET"]),
-        Route("/v1/webhooks", webhooks.create_webhook, methods=["POST"]),
-        Route("/v1/webhooks/{id}", webhooks.delete_webhook, methods=["DELETE"]),
-        Route("/v1/webhooks/{id}/attempts", webhooks.list_attempts, methods=["GET"]),
-        Route("/v1/safety-policy", safety_policy.get_policy, methods=["GET"]),
-        Route("/v1/safety-policy", safety_policy.put_policy, methods=["PUT"]),
-        Route("/v1/safety-policy", safety_policy.delete_policy, methods=["DELETE"]),
-        Route("/v1/widget/sessions", widget_session.create_session, methods=["POST"]),
-        Route("/v1/widget/sessions", widget_session.preflight, methods=["OPTIONS"]),
+        Resource("/", get=Operation(pages.home, IGNORED)),
+        Resource("/demo/csp", get=Operation(pages.demo_csp, IGNORED)),
+        Resource("/embed.js", get=Operation(embed_js, IGNORED)),
+        Resource("/health", get=health.health),
+        Resource("/openapi.json", get=openapi.openapi),
+        Resource("/metrics", get=metrics.metrics),
+        Resource("/v1/personas", get=personas.list_personas, post=personas.create_persona),
+        Resource("/v1/personas/{id}", get=personas.get_persona, put=personas.replace_persona,
+                 patch=personas.replace_persona, delete=personas.delete_persona),
+        Resource("/v1/personas/{id}/prompt", post=prompt.prompt),
+        Resource("/v1/personas/{id}/prompt/stream", post=prompt.prompt_stream),
+        Resource("/v1/conversations", get=Operation(conversations.list_conversations, conversations.LIST)),
+        Resource("/v1/conversations/{id}", get=conversations.get_conversation),
+        Resource("/v1/conversations/{id}/resolve", post=conversations.resolve),
+        Resource("/v1/analytics/events", get=Operation(analytics.list_events, analytics.EVENTS)),
+        Resource("/v1/analytics/export", get=Operation(export.export, export.EXPORT)),
+        Resource("/v1/analytics/summary", get=Operation(summary.summary, summary.SUMMARY)),
+        Resource("/v1/analytics/visitors/{visitor_id}", delete=analytics.erase_visitor),
+        Resource("/v1/analytics/retention", get=analytics.get_retention, put=analytics.put_retention),
+        Resource("/v1/webhooks", get=webhooks.list_webhooks, post=webhooks.create_webhook),
+        Resource("/v1/webhooks/{id}", delete=webhooks.delete_webhook),
+        Resource("/v1/webhooks/{id}/attempts", get=Operation(webhooks.list_attempts, webhooks.ATTEMPTS)),
+        Resource("/v1/safety-policy", get=safety_policy.get_policy, put=safety_policy.put_policy,
+                 delete=safety_policy.delete_policy),
+        Resource("/v1/widget/sessions", post=widget_session.create_session, options=widget_session.preflight),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
+        Resource("/v1/widget/ws", get=Operation(upgrade_required, documented=False)),  # plain HTTP: 426, or 405
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]

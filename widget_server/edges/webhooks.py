@@ -6,9 +6,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.domain.analytics import webhook_endpoints as endpoints
-from widget_server.domain.analytics.query import parse_limit
-from widget_server.edges.http import json_body, only_fields, tenant_of
+from widget_server.edges.http import json_body, only_fields, query, tenant_of
+from widget_server.edges.query_params import Limit, Param, declare
 from widget_server.edges.state import app_state
+
+ATTEMPTS_LIMIT = Limit(default=50, most=500)
+ATTEMPTS = declare(Param("cursor", {"type": "string", "pattern": endpoints.ATTEMPT_CURSOR},
+                         "next_cursor of the previous page"), ATTEMPTS_LIMIT.param)
 
 
 async def list_webhooks(request: Request) -> Response:
@@ -35,7 +39,7 @@ async def delete_webhook(request: Request) -> Response:
 async def list_attempts(request: Request) -> Response:
     """Newest first; `cursor` is the `next_cursor` of the previous page."""
     tenant_id = await tenant_of(request)
-    limit = parse_limit(request.query_params.get("limit"), default=50, most=500)
-    page = await endpoints.attempts(app_state(request).deps.storage, tenant_id, request.path_params["id"], limit,
-                                    request.query_params.get("cursor") or None)
+    params = query(request)
+    page = await endpoints.attempts(app_state(request).deps.storage, tenant_id, request.path_params["id"],
+                                    ATTEMPTS_LIMIT.of(params), params.get("cursor"))
     return JSONResponse(page)

@@ -16,7 +16,9 @@ MAX_DAYS = 36500
 
 
 def checked_days(days: Any) -> int | None:
-    """A tenant's retention period: null (the server's default) or whole days from 1 to 36500."""
+    """A tenant's retention period: null (the server's default) or whole days from 1 to 36500 (30.0 is 30)."""
+    if isinstance(days, float) and days.is_integer():
+        days = int(days)
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS):
         raise InvalidRequest(f"retention_days must be null or an integer from 1 to {MAX_DAYS}",
                              details={"errors": [{"field": "retention_days", "message": "out of range"}]})

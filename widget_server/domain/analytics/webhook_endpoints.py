@@ -3,6 +3,7 @@ tenant), its signing secret (derived, shown once), listing, deleting and its del
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -17,6 +18,7 @@ from widget_server.errors import Conflict, InvalidRequest, WebhookInvalid, Webho
 from widget_server.ids import new_id
 
 MAX_WEBHOOKS = 20
+ATTEMPT_CURSOR = "^wha_[0-9a-z]{1,36}$"  # an attempt's id, as `next_cursor` gives it
 
 
 def to_public(row: Row) -> dict[str, Any]:
@@ -48,7 +50,7 @@ async def attempts(storage: Storage, tenant_id: str, webhook_id: str, limit: int
     """A page of delivery attempts, newest first; `cursor` is the `next_cursor` of the previous page."""
     if await storage.webhooks.get(tenant_id, webhook_id) is None:
         raise WebhookNotFound("no such webhook")
-    if cursor is not None and not (cursor.startswith("wha_") and len(cursor) <= 40):
+    if cursor is not None and not re.fullmatch(ATTEMPT_CURSOR, cursor):
         raise InvalidRequest("cursor is not one this API returned", code="query.invalid",
                              details={"param": "cursor"})
     rows = await storage.webhooks.list_attempts(tenant_id, webhook_id, limit=limit, before=cursor)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from widget_server.domain.guardrails.regex_info import max_width
 from widget_server.errors import PolicyError
@@ -40,8 +40,17 @@ def compile_re2(regex: str) -> Any:
     return re2.compile(regex, options)
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 2.0 is the integer 2 (as JSON Schema says), never `true` or "2"."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+INTEGRAL = BeforeValidator(_integral)  # after any Field(ge=…), so that the JSON Schema keeps the bounds
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion beyond JSON's own (no "2" for 2, no false for 0), so the JSON Schema is the contract
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -54,7 +63,7 @@ class Strict(BaseModel):
 
 
 class InputRules(Strict):
-    max_chars: int | None = Field(default=None, ge=1, le=LIMITS["max_chars"])
+    max_chars: Annotated[int, Field(ge=1, le=LIMITS["max_chars"]), INTEGRAL] | None = None
 
 
 class BlockedTerms(Strict):
@@ -128,7 +137,7 @@ class Topics(Strict):
 
 class Escalation(Strict):
     on_request: bool = True
-    after_refusals: int | None = Field(default=None, ge=1, le=1000)
+    after_refusals: Annotated[int, Field(ge=1, le=1000), INTEGRAL] | None = None
     topics: list[Annotated[str, RuleId]] = Field(default=[], max_length=LIMITS["escalation_topics"])
     message: str = Field("Connecting you with a person…", max_length=LIMITS["text_chars"])
 
@@ -143,7 +152,7 @@ class Refusals(Strict):
 
 
 class Policy(Strict):
-    version: Literal[1]
+    version: Annotated[Literal[1], INTEGRAL]
     input: InputRules = InputRules()
     blocked_terms: list[BlockedTerms] = Field(default=[], max_length=LIMITS["term_groups"])
     patterns: list[Pattern] = Field(default=[], max_length=LIMITS["patterns"])

@@ -1,0 +1,125 @@
+"""What the OpenAPI document can only say in words, told to schemathesis, so that the requests it makes as valid
+are valid.
+
+A JSON Schema describes each value on its own. A few rules of this API relate two values, or the world: `to` must
+be later than `from`; `level=conversation` takes no `type`; a webhook's host must resolve to public addresses
+(and a test machine resolves no name); a policy's `regex` must compile in RE2 and, on output, match at most 256
+characters; rule ids are unique; a visitor id is printable (Unicode's own definition, which no portable regex
+spells). The document states each rule, and the server answers a request that breaks one with the documented 400
+or 422, which tests/test_analytics.py, test_export.py, test_webhooks.py and test_safety_policy.py check.
+
+For a request schemathesis generates as valid, the hook below repairs only what such a rule is about and keeps
+the request valid against the document, so every check still judges it. Requests generated to violate the
+document are left as they are. Used by tests/test_schemathesis.py, and by `schemathesis run` from the repository
+root (schemathesis.toml).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import schemathesis
+from schemathesis import Case
+
+from widget_server.domain.analytics.query import parse_time
+from widget_server.domain.chat.conversations import BIDI
+from widget_server.domain.guardrails.policy import MAX_OUTPUT_PATTERN, compile_re2
+from widget_server.domain.guardrails.regex_info import max_width
+from widget_server.errors import InvalidRequest
+
+PUBLIC_ADDRESS = "93.184.215.14"  # a global unicast address: no DNS needed to know it is public
+
+
+def ordered_range(case: Case) -> None:
+    """`to` later than `from` (analytics.query.parse_filter): swap them, or drop `to` when they are equal."""
+    query = case.query or {}
+    if not (isinstance(query.get("from"), str) and isinstance(query.get("to"), str)):
+        return
+    try:
+        start, end = parse_time("from", query["from"]), parse_time("to", query["to"])
+    except InvalidRequest:
+        return  # not valid after all: the server must say so, and the checks judge that
+    if end == start:
+        del query["to"]
+    elif end < start:
+        query["from"], query["to"] = query["to"], query["from"]
+
+
+def no_type_per_conversation(case: Case) -> None:
+    """level=conversation counts several types per row, so it takes no `type` (analytics.export.parse_export)."""
+    query = case.query or {}
+    if query.get("level") == "conversation":
+        query.pop("type", None)
+
+
+def public_webhook_host(case: Case) -> None:
+    """A webhook's host must resolve to public addresses (analytics.destinations.resolve): use one."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if isinstance(body.get("url"), str):
+        try:
+            body["url"] = str(httpx.URL(body["url"]).copy_with(host=PUBLIC_ADDRESS))
+        except (httpx.InvalidURL, ValueError, TypeError):
+            pass
+
+
+def printable_visitor(case: Case) -> None:
+    """A visitor id is printable and has no bidi controls (chat.conversations.visitor_id)."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if isinstance(body.get("visitor_id"), str):
+        body["visitor_id"] = "".join(c if c.isprintable() and c not in BIDI and unicodedata.category(c) != "Cs"
+                                     else "_" for c in body["visitor_id"])
+
+
+def compilable_patterns(case: Case) -> None:
+    """A policy's patterns compile in RE2 and match at most 256 characters; rule ids are unique within a list
+    (guardrails.policy.Pattern and Policy._unique_ids). A pattern that breaks this becomes the literal of its
+    first characters, punctuation escaped."""
+    policy = case.body if isinstance(case.body, dict) else {}
+    for rule in _rules(policy, "patterns"):
+        regex = rule.get("regex")
+        if isinstance(regex, str) and regex and not _usable(regex):
+            literal = "".join("\\" + c if c.isascii() and c.isprintable() and not c.isalnum() and c != " " else c
+                              for c in regex[:64])
+            rule["regex"] = literal if _usable(literal) else "x"
+    for name in ("blocked_terms", "patterns"):
+        seen: set[str] = set()
+        for i, rule in enumerate(_rules(policy, name)):
+            if isinstance(rule.get("id"), str) and rule["id"] in seen:
+                rule["id"] = f"{rule['id'][:50]}-{i}"
+            seen.add(rule.get("id"))
+
+
+def _rules(policy: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    rules = policy.get(name)
+    return [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
+
+
+def _usable(regex: str) -> bool:
+    try:
+        compile_re2(regex)
+    except Exception:
+        return False
+    return max_width(regex) <= MAX_OUTPUT_PATTERN
+
+
+RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
+    ("GET", "/v1/analytics/events"): (ordered_range,),
+    ("GET", "/v1/analytics/export"): (ordered_range, no_type_per_conversation),
+    ("GET", "/v1/analytics/summary"): (ordered_range,),
+    ("POST", "/v1/webhooks"): (public_webhook_host,),
+    ("POST", "/v1/personas/{id}/prompt"): (printable_visitor,),
+    ("POST", "/v1/personas/{id}/prompt/stream"): (printable_visitor,),
+    ("POST", "/v1/widget/sessions"): (printable_visitor,),
+    ("PUT", "/v1/safety-policy"): (compilable_patterns,),
+}
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
+    if case.meta is None or not case.meta.generation.mode.is_positive:
+        return
+    for rule in RULES.get((case.operation.method.upper(), case.operation.path), ()):
+        rule(case)
