@@ -69,7 +69,7 @@ def test_the_secret_key_of_tenant_create_works_on_the_rest_api(cli: Cli) -> None
     with cli.app() as client:
         r = client.get("/v1/personas", headers={"Authorization": f"Bearer {sk}"})
         assert r.status_code == 200, r.text
-        assert r.json() == {"data": []}
+        assert r.json() == {"data": [], "next_cursor": None}
         assert client.get("/v1/personas", headers={"Authorization": f"Bearer {sk}x"}).status_code == 401
 
 

@@ -91,3 +91,31 @@ def test_identity_cannot_be_required_without_a_secret(stack: Stack) -> None:
     with pytest.raises(Conflict) as caught:
         with_storage(stack, lambda s: identity.require(s, stack.tenant_id, True))
     assert caught.value.code == "identity.no_secret"
+
+
+def test_keys_and_identity_over_rest(stack: Stack) -> None:
+    api = f"{stack.url}/v1"
+    made = httpx.post(f"{api}/keys", json={"kind": "publishable", "origins": ["https://shop.example"]},
+                      headers=stack.auth)
+    assert made.status_code == 201 and made.json()["key"].startswith("pk_")
+    assert made.headers["location"] == f"/v1/keys/{made.json()['id']}"
+    listed = httpx.get(f"{api}/keys", headers=stack.auth).json()["data"]
+    assert {k["kind"] for k in listed} == {"secret", "publishable"} and all("key" not in k for k in listed)
+    assert all(not k["hint"].endswith(made.json()["key"][7:]) for k in listed)  # the key is never shown again
+    rotated = httpx.post(f"{api}/keys/{made.json()['id']}/rotate", json={"grace_s": 0}, headers=stack.auth)
+    assert rotated.status_code == 201 and rotated.json()["origins"] == ["https://shop.example"]
+    assert_error(httpx.delete(f"{api}/keys/{made.json()['id']}", headers=stack.auth), 409, "key.ended")
+    assert httpx.delete(f"{api}/keys/{rotated.json()['id']}", headers=stack.auth).status_code == 204
+    [own] = [k for k in listed if k["kind"] == "secret"]
+    assert_error(httpx.delete(f"{api}/keys/{own['id']}", headers=stack.auth), 409, "key.last_secret")
+    other = stack.tenant()
+    assert_error(httpx.delete(f"{api}/keys/{own['id']}", headers={"Authorization": f"Bearer {other['sk']}"}),
+                 404, "key.not_found")  # another tenant's key is not there
+    assert httpx.get(f"{api}/identity", headers=stack.auth).json() == {"require_identity": False,
+                                                                       "secret_set": False}
+    assert_error(httpx.put(f"{api}/identity", json={"require_identity": True}, headers=stack.auth), 409,
+                 "identity.no_secret")
+    secret = httpx.post(f"{api}/identity/rotate", headers=stack.auth).json()["secret"]
+    assert secret.startswith("idsec_")
+    assert httpx.put(f"{api}/identity", json={"require_identity": True}, headers=stack.auth).json() == {
+        "require_identity": True, "secret_set": True}

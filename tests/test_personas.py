@@ -98,7 +98,7 @@ def test_get_by_id_and_by_slug_give_the_same_persona(db_stack: Stack) -> None:
 
 def test_list_shows_the_tenants_personas(db_stack: Stack) -> None:
     api = Api(db_stack)
-    assert api.get().json() == {"data": []}
+    assert api.get().json() == {"data": [], "next_cursor": None}
     first, second = api.post(full_body(name="One")).json(), api.post(full_body(name="Two")).json()
     r = api.get()
     assert r.status_code == 200
@@ -195,13 +195,13 @@ def test_invalid_values_are_422_naming_the_field(db_stack: Stack, body: Any) -> 
     err = assert_error(api.post(body), 422, "persona.invalid", "invalid_request")
     assert fields_named(err) and fields_named(err) <= set(body) | {f"{k}.{n}" for k, v in body.items()
                                                                     if isinstance(v, dict) for n in v}
-    assert api.get().json() == {"data": []}
+    assert api.get().json() == {"data": [], "next_cursor": None}
 
 
 def test_a_body_that_is_not_an_object_is_400(db_stack: Stack) -> None:
     api = Api(db_stack)
     assert_error(api.post(["name"]), 400, "request.invalid", "invalid_request")
-    assert api.get().json() == {"data": []}
+    assert api.get().json() == {"data": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
@@ -240,7 +240,7 @@ def test_missing_or_bad_key_is_401(db_stack: Stack, headers: dict[str, str]) -> 
     base = f"{db_stack.url}/v1/personas"
     assert_error(httpx.get(base, headers=headers), 401, type_="auth")
     assert_error(httpx.post(base, json={"name": "X"}, headers=headers), 401, type_="auth")
-    assert Api(db_stack).get().json() == {"data": []}
+    assert Api(db_stack).get().json() == {"data": [], "next_cursor": None}
 
 
 def test_the_key_may_come_in_x_api_key(db_stack: Stack) -> None:
@@ -260,7 +260,7 @@ def test_another_tenant_cannot_see_or_touch_a_persona(db_stack: Stack) -> None:
         assert_error(b.delete(ref), 404, "persona.not_found")
         r = httpx.post(f"{b.base}/{ref}/prompt", json={"message": "hi"}, headers=b.headers)
         assert_error(r, 404, "persona.not_found")
-    assert b.get().json() == {"data": []}
+    assert b.get().json() == {"data": [], "next_cursor": None}
     assert a.get(made["id"]).json() == made  # untouched
 
 
@@ -307,7 +307,7 @@ def test_a_chunked_body_over_the_limit_is_a_json_413(db_stack: Stack) -> None:
     chunks = (BIG[i:i + 65536] for i in range(0, len(BIG), 65536))  # no Content-Length: sent chunked
     r = httpx.post(api.base, content=chunks, headers={**api.headers, "content-type": "application/json"})
     assert_error(r, 413, "request.too_large", "invalid_request")
-    assert api.get().json() == {"data": []}
+    assert api.get().json() == {"data": [], "next_cursor": None}
 
 
 def test_a_body_over_the_limit_is_a_json_413(db_stack: Stack) -> None:
@@ -370,3 +370,13 @@ def test_text_no_database_can_hold_is_a_422_not_a_500(db_stack: Stack, body: Any
     r = httpx.post(f"{db_stack.url}/v1/personas", content=json.dumps(body),  # escapes a lone surrogate as \ud800
                    headers={**db_stack.auth, "Content-Type": "application/json"})
     assert_error(r, 422, "persona.invalid")
+
+
+def test_the_list_is_paginated(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    made = [api.post(full_body()).json()["id"] for _ in range(3)]
+    first = httpx.get(f"{db_stack.url}/v1/personas", params={"limit": 2}, headers=api.headers).json()
+    assert [p["id"] for p in first["data"]] == made[:2] and first["next_cursor"] == made[1]
+    rest = httpx.get(f"{db_stack.url}/v1/personas", params={"cursor": first["next_cursor"]},
+                     headers=api.headers).json()
+    assert [p["id"] for p in rest["data"]] == made[2:] and rest["next_cursor"] is None

@@ -5,8 +5,9 @@ A JSON Schema describes each value on its own. A few rules of this API relate tw
 be later than `from`; `level=conversation` takes no `type`; a webhook's host must resolve to public addresses
 (and a test machine resolves no name); a policy's `regex` must compile in RE2 and, on output, match at most 256
 characters; rule ids are unique; a visitor id is printable (Unicode's own definition, which no portable regex
-spells). The document states each rule, and the server answers a request that breaks one with the documented 400
-or 422, which tests/test_analytics.py, test_export.py, test_webhooks.py and test_safety_policy.py check.
+spells); no text holds a NUL or a lone surrogate (no database here stores them). The document states each rule,
+and the server answers a request that breaks one with the documented 400 or 422, which tests/test_analytics.py,
+test_export.py, test_webhooks.py and test_safety_policy.py check.
 
 For a request schemathesis generates as valid, the hook below repairs only what such a rule is about and keeps
 the request valid against the document, so every check still judges it. Requests generated to violate the
@@ -16,6 +17,7 @@ root (schemathesis.toml).
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -105,7 +107,48 @@ def _usable(regex: str) -> bool:
     return max_width(regex) <= MAX_OUTPUT_PATTERN
 
 
+def storable_strings(case: Case) -> None:
+    """No NUL and no lone surrogate in any text of a persona or a policy (widget_server.text.unstorable: no
+    database here holds them), which a JSON Schema string cannot say: such characters become U+FFFD."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, str):
+            return "".join("\ufffd" if c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        return value
+
+    if isinstance(case.body, dict):
+        case.body = clean(case.body)
+
+
+def real_origins(case: Case) -> None:
+    """A publishable key's origins are origins (domain.origins.normalize_rule): https://HOST, one wildcard level
+    at most, not over a public suffix. Each generated one becomes such an origin, as many as were generated."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if isinstance(body.get("origins"), list):
+        body["origins"] = [f"https://site{i}.shop.example" for i in range(len(body["origins"]))]
+
+
+def topics_within_the_total(case: Case) -> None:
+    """At most LIMITS["examples"] topic examples in all (guardrails.policy.Topics._bounded): trim each topic."""
+    from widget_server.domain.guardrails.policy import LIMITS
+
+    body = case.body if isinstance(case.body, dict) else {}
+    topics = body.get("topics")
+    rules = [t for side in ("allowed", "denied") for t in (topics.get(side) or [])
+             if isinstance(t, dict) and isinstance(t.get("examples"), list)] if isinstance(topics, dict) else []
+    while sum(len(t["examples"]) for t in rules) > LIMITS["examples"]:
+        longest = max(rules, key=lambda t: len(t["examples"]))
+        del longest["examples"][len(longest["examples"]) // 2:]
+
+
 RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
+    ("POST", "/v1/keys"): (real_origins,),
+    ("POST", "/v1/personas"): (storable_strings, topics_within_the_total),
+    ("PUT", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
+    ("PATCH", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
     ("GET", "/v1/analytics/events"): (ordered_range,),
     ("GET", "/v1/analytics/export"): (ordered_range, no_type_per_conversation),
     ("GET", "/v1/analytics/summary"): (ordered_range,),
@@ -113,12 +156,22 @@ RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/personas/{id}/prompt"): (printable_visitor,),
     ("POST", "/v1/personas/{id}/prompt/stream"): (printable_visitor,),
     ("POST", "/v1/widget/sessions"): (printable_visitor,),
-    ("PUT", "/v1/safety-policy"): (compilable_patterns,),
+    ("PUT", "/v1/safety-policy"): (storable_strings, compilable_patterns, topics_within_the_total),
 }
+
+
+def spare_own_key(case: Case) -> None:
+    """The run authenticates with one secret key: rotating it without grace, or revoking it, would leave every
+    later request a 401 and test nothing more. That one key is left alone (WIDGET_SCHEMATHESIS_OWN_KEY)."""
+    own = os.environ.get("WIDGET_SCHEMATHESIS_OWN_KEY")
+    if own and (case.path_parameters or {}).get("id") == own:
+        case.path_parameters["id"] = "key_not_the_one_this_run_uses"
 
 
 @schemathesis.hook
 def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
+    if case.operation.path in ("/v1/keys/{id}", "/v1/keys/{id}/rotate"):
+        spare_own_key(case)  # positive or not: a request generated as invalid may still name the key
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
     for rule in RULES.get((case.operation.method.upper(), case.operation.path), ()):

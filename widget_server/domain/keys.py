@@ -32,13 +32,23 @@ def to_public(row: dict[str, Any]) -> dict[str, Any]:
             "created_at": stamp("created_at"), "expires_at": stamp("expires_at"), "revoked_at": stamp("revoked_at")}
 
 
-async def create_key(storage: Storage, tenant_id: str, kind: str, origins: list[str] | None = None
+async def create_key(storage: Storage, tenant_id: str, kind: Any, origins: Any = None
                      ) -> tuple[str, dict[str, Any]]:
     """The new key (returned this once) and its public view; a publishable key needs its allowed origins."""
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidRequest("kind must be secret or publishable", details={"field": "kind"})
     if await storage.get_tenant(tenant_id) is None:
         raise TenantNotFound(f"no tenant {tenant_id}")
+    if origins is not None and (not isinstance(origins, list) or not 1 <= len(origins) <= 50
+                                or not all(isinstance(o, str) for o in origins)):
+        raise InvalidRequest("origins must be a list of 1 to 50 origins", details={"field": "origins"})
+    if kind == "secret" and origins is not None:
+        raise InvalidRequest("a secret key has no origins (it is not used in browsers)", details={"field": "origins"})
+    if origins is not None and (not isinstance(origins, list) or not 1 <= len(origins) <= 50
+                                or not all(isinstance(o, str) for o in origins)):
+        raise InvalidRequest("origins must be a list of 1 to 50 origins", details={"field": "origins"})
+    if kind == "secret" and origins is not None:
+        raise InvalidRequest("a secret key has no origins (it is not used in browsers)", details={"field": "origins"})
     clean: list[str] = []
     if kind == "publishable":
         if not origins:
@@ -87,6 +97,8 @@ async def _last_secret(storage: Storage, tenant_id: str, key_id: str) -> bool:
 async def rotate(storage: Storage, tenant_id: str, key_id: str, grace_s: Any = DEFAULT_GRACE_S
                  ) -> tuple[str, dict[str, Any]]:
     """A new key like `key_id` (returned once); the old one works for `grace_s` more seconds, then stops."""
+    if isinstance(grace_s, float) and grace_s.is_integer():
+        grace_s = int(grace_s)  # JSON has one number type: 60.0 is 60 seconds
     if not isinstance(grace_s, int) or isinstance(grace_s, bool) or not 0 <= grace_s <= MAX_GRACE_S:
         raise InvalidRequest(f"grace_s must be whole seconds from 0 to {MAX_GRACE_S}", details={"field": "grace_s"})
     old = await _own(storage, tenant_id, key_id)

@@ -62,7 +62,7 @@ async def resolve(request: Request) -> Response:
     row = await d.storage.get_conversation(tenant_id, request.path_params["id"])
     if row is None:
         raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
-    body = only_fields(await json_body(request) or {}, {"note"})
+    body = only_fields(await json_body(request, optional=True), {"note"})
     note = body.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > 2000):
         raise InvalidRequest("note must be a string of at most 2000 characters")

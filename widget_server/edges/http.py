@@ -154,8 +154,11 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return b"".join(chunks)
 
 
-async def json_body(request: Request) -> Any:
+async def json_body(request: Request, *, optional: bool = False) -> Any:
+    """The body as JSON. With `optional`, an empty body is an empty object (`null` is still not an object)."""
     raw = await read_body(request)
+    if optional and not raw.strip():
+        return {}
     try:
         return json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -24,6 +24,7 @@ from widget_server.edges.openapi_components import (
     Schema,
     error,
     event_schemas,
+    key_schemas,
     obj,
     persona_schemas,
     policy_schemas,
@@ -89,7 +90,7 @@ def _pages() -> Operations:
         ("/metrics", "get"): {
             "summary": "Prometheus metrics (bearer WIDGET_METRICS_TOKEN when set)", "security": PUBLIC,
             "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": STRING}}},
-                          **_errors(400, 401)}},
+                          **_errors(400, 401, 403)}},
     }
 
 
@@ -110,7 +111,8 @@ def _personas() -> Operations:
                                          "requestBody": patch},
         ("/v1/personas/{id}", "delete"): _op("Delete a persona", DELETED, FOUND),
         ("/v1/personas/{id}/prompt", "post"): _op(
-            "One reply as JSON", {"200": _json(ref("PromptAnswer"))}, (*FOUND, *WRITE, 502, 504), ref("Prompt")),
+            "One reply as JSON (422 provider.refused: a model or endpoint this server does not allow)",
+            {"200": _json(ref("PromptAnswer"))}, (*FOUND, *WRITE, 422, 502, 504), ref("Prompt")),
         ("/v1/personas/{id}/prompt/stream", "post"): _op(
             "One reply as Server-Sent Events", {"200": sse}, (*FOUND, *WRITE), ref("Prompt")),
     }
@@ -165,6 +167,29 @@ def _webhooks() -> Operations:
     }
 
 
+def _keys() -> Operations:
+    return {
+        ("/v1/keys", "get"): _op("The tenant's keys, active and ended (never the keys themselves)",
+                                 {"200": _json(ref("KeyList"))}, READ),
+        ("/v1/keys", "post"): _op("Make a key; it is in this response only (a publishable key needs its origins)",
+                                  {"201": _created(ref("KeyCreated"), "key")}, (*READ, *WRITE, 404),
+                                  ref("KeyBody")),
+        ("/v1/keys/{id}", "delete"): _op("Revoke a key now (409: the last secret key, or a key that has ended)",
+                                         DELETED, (*FOUND, 409)),
+        ("/v1/keys/{id}/rotate", "post"): _op(
+            "A new key like this one (in this response only); the old one works grace_s seconds more",
+            {"201": _created(ref("KeyCreated"), "key")}, (*FOUND, 409, *WRITE), ref("KeyRotate"),
+            body_required=False),
+        ("/v1/identity", "get"): _op("Identity verification: required or not, a secret set or not",
+                                     {"200": _json(ref("Identity"))}, FOUND),
+        ("/v1/identity", "put"): _op("Require a verified user for every widget session, or not (409: no secret yet)",
+                                     {"200": _json(ref("Identity"))}, (*FOUND, 409, *WRITE), ref("IdentityBody")),
+        ("/v1/identity/rotate", "post"): _op(
+            "A new identity secret, in this response only; the previous one stops verifying at once",
+            {"201": _json(ref("IdentitySecret"), "Created")}, (*FOUND, *WRITE), ref("Empty"), body_required=False),
+    }
+
+
 def _policy_and_widget() -> Operations:
     policy = {"required": True, "content": {"application/json": {"schema": ref("Policy")},
                                             "application/yaml": {"schema": ref("Policy")}}}
@@ -180,7 +205,7 @@ def _policy_and_widget() -> Operations:
         ("/v1/safety-policy", "delete"): _op("Delete the guardrail policy", DELETED, FOUND),
         ("/v1/widget/sessions", "post"): _op(
             "Start a widget session (browser, publishable key, checked Origin)",
-            {"201": _json(ref("WidgetSession"), "Created")}, (*FOUND, 403, *WRITE), ref("WidgetSessionBody"),
+            {"201": _json(ref("WidgetSession"), "Created")}, (*FOUND, 403, *WRITE, 429), ref("WidgetSessionBody"),
             security=PUBLIC),
     }
 
@@ -195,7 +220,8 @@ WEBSOCKETS = {"/v1/widget/ws": {
 
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
-    return {**_pages(), **_personas(), **_conversations(), **_analytics(), **_webhooks(), **_policy_and_widget()}
+    return {**_pages(), **_personas(), **_conversations(), **_analytics(), **_webhooks(), **_keys(),
+            **_policy_and_widget()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -229,7 +255,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **policy_schemas(), **event_schemas(), **response_schemas(),
-            **request_schemas(settings), "Error": error()}
+            **request_schemas(settings), **key_schemas(), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

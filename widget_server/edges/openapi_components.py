@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from widget_server.domain import keys
 from widget_server.domain.analytics.query import EVENT_TYPES
 from widget_server.domain.chat.conversations import BIDI, MAX_VISITOR_ID
 from widget_server.domain.guardrails.policy import Policy
@@ -175,7 +176,7 @@ def response_schemas() -> dict[str, Schema]:
     shown = obj(name=STRING, avatar_url=NULLABLE_STRING, greeting=STRING, starters={"type": "array", "items": STRING})
     part = {"type": "object", "required": ["status"], "properties": {"status": STRING}}
     return {
-        "PersonaList": obj(data={"type": "array", "items": ref("Persona")}),
+        "PersonaList": obj(data={"type": "array", "items": ref("Persona")}, next_cursor=NULLABLE_STRING),
         "PromptAnswer": answer,
         "PromptEvent": obj(["event", "data"], event={"enum": list(STREAM_EVENTS)}, data={
             "type": "string", "contentMediaType": "application/json", "description": "the frame, with its type"}),
@@ -191,4 +192,28 @@ def response_schemas() -> dict[str, Schema]:
         "WidgetSession": obj(token=STRING, expires_at=TIME, ws_url=STRING, visitor_id=STRING, persona=shown),
         "Health": obj(status={"enum": ["ok", "degraded", "error"]}, version=STRING, storage=part, provider=part,
                       events=obj(status={"enum": ["ok", "retrying"]}, pending=COUNT)),
+    }
+
+
+def key_schemas() -> dict[str, Schema]:
+    stamp: Schema = {"type": ["string", "null"], "format": "date-time"}
+    key = dict(id=STRING, kind={"enum": list(keys.KINDS)}, hint=STRING, origins={"type": "array", "items": STRING},
+               created_at=TIME, expires_at=stamp, revoked_at=stamp)
+    origins = {"type": "array", "items": {"type": "string", "pattern": "^[^\\u0000]*$"}, "minItems": 1,
+               "maxItems": 50, "description": "exact origins or one wildcard level, https://*.example.com "
+               "(not over a public suffix); a publishable key needs at least one"}
+    return {
+        "Key": obj(**key),
+        "KeyCreated": obj(**key, key={"type": "string", "description": "the key: only in this response"}),
+        "KeyList": obj(data={"type": "array", "items": ref("Key")}),
+        "KeyBody": {**obj(["kind"], kind={"enum": list(keys.KINDS)}, origins=origins),
+                    "if": {"properties": {"kind": {"const": "publishable"}}},
+                    "then": {"required": ["kind", "origins"]}, "else": {"not": {"required": ["origins"]}}},
+        "KeyRotate": obj([], grace_s={"type": "integer", "minimum": 0, "maximum": keys.MAX_GRACE_S,
+                                      "default": keys.DEFAULT_GRACE_S}),
+        "Identity": obj(require_identity={"type": "boolean"}, secret_set={"type": "boolean"}),
+        "IdentityBody": obj(require_identity={"type": "boolean"}),
+        "IdentitySecret": obj(require_identity={"type": "boolean"}, secret_set={"type": "boolean"},
+                              secret={"type": "string", "description": "user.hash = hex HMAC-SHA256(secret, user.id)"}),
+        "Empty": obj([]),
     }

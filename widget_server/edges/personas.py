@@ -6,14 +6,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.domain import personas
-from widget_server.edges.http import json_body, tenant_of
+from widget_server.edges.http import json_body, query, tenant_of
+from widget_server.edges.query_params import Limit, declare, string
 from widget_server.edges.state import app_state
+
+LIST_LIMIT = Limit(default=100, most=200)
+LIST = declare(LIST_LIMIT.param, string("cursor", "next_cursor of the previous page"))
 
 
 async def list_personas(request: Request) -> Response:
+    """Oldest first, a page at a time (a tenant may have up to 500): `next_cursor` until the last page."""
     tenant_id = await tenant_of(request)
-    rows = await app_state(request).deps.storage.list_personas(tenant_id)
-    return JSONResponse({"data": [personas.to_public(r) for r in rows]})
+    params = query(request)
+    limit = LIST_LIMIT.of(params)
+    rows = await app_state(request).deps.storage.list_personas(tenant_id, after=params.get("cursor"), limit=limit + 1)
+    page = rows[:limit]
+    return JSONResponse({"data": [personas.to_public(r) for r in page],
+                         "next_cursor": page[-1]["id"] if len(rows) > limit else None})
 
 
 async def create_persona(request: Request) -> Response:

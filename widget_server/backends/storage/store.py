@@ -141,8 +141,13 @@ class Storage:
 
     # personas
 
-    async def list_personas(self, tenant_id: str) -> list[Row]:
-        return await self._all(sa.select(personas).where(personas.c.tenant_id == tenant_id).order_by(personas.c.id))
+    async def list_personas(self, tenant_id: str, *, after: str | None = None, limit: int | None = None) -> list[Row]:
+        """The tenant's personas in id order (creation order), from after `after` (a keyset cursor)."""
+        query = sa.select(personas).where(personas.c.tenant_id == tenant_id)
+        if after:
+            query = query.where(personas.c.id > after)
+        query = query.order_by(personas.c.id)
+        return await self._all(query.limit(limit) if limit is not None else query)
 
     async def count_personas(self, tenant_id: str) -> int:
         query = sa.select(sa.func.count()).select_from(personas).where(personas.c.tenant_id == tenant_id)
