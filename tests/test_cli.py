@@ -123,7 +123,7 @@ PERSONA = {
     "name": "Bea", "slug": "bea", "description": "Books", "system_prompt": "You are Bea.\nYou sell books.",
     "greeting": "Hi, I'm Bea", "starters": ["Best sellers?", "Opening hours?"], "avatar_url": "https://x.example/b.png",
     "language": "de", "provider": {"kind": "openai", "model": "gpt-x", "base_url": None, "temperature": 0.3,
-                                   "max_tokens": 128},
+                                   "max_tokens": 128, "api_key": None, "api_key_set": False},
     "topics": {"allowed": [{"id": "books", "description": "books", "examples": ["a novel?"], "refusal": None}],
                "denied": [], "off_topic": "escalate"},
 }

@@ -71,7 +71,7 @@ def test_create_answers_201_with_location_and_the_persona(db_stack: Stack) -> No
     assert made["id"].startswith("per_") and made["slug"] == body["slug"]
     for name in ("name", "description", "system_prompt", "greeting", "starters", "avatar_url", "language"):
         assert made[name] == body[name], name
-    assert made["provider"] == {**body["provider"], "base_url": None}
+    assert made["provider"] == {**body["provider"], "base_url": None, "api_key": None, "api_key_set": False}
     assert made["topics"]["off_topic"] == "allow" and made["topics"]["allowed"][0]["id"] == "bread"
     assert r.headers["location"] == f"/v1/personas/{made['id']}"
     again = httpx.get(db_stack.url + r.headers["location"], headers=api.headers)
@@ -322,7 +322,7 @@ def test_patch_merges_nested_objects_and_null_resets_a_field(stack: Stack) -> No
     r = httpx.patch(f"{stack.url}/v1/personas/{slug}", headers=auth, json={"provider": {"model": "words-3"}})
     assert r.status_code == 200
     assert r.json()["provider"] == {"kind": "openai", "model": "words-3", "base_url": None, "temperature": 0.2,
-                                    "max_tokens": None}
+                                    "max_tokens": None, "api_key": None, "api_key_set": False}
     r = httpx.patch(f"{stack.url}/v1/personas/{slug}", headers=auth, json={"provider": {"temperature": None}})
     assert r.json()["provider"]["temperature"] == 0.7 and r.json()["provider"]["model"] == "words-3"
 

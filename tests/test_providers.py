@@ -200,3 +200,28 @@ def test_the_operator_restricts_the_models_a_persona_may_name(stack_factory: Any
     frames = ws.until("reply.end")
     assert [f["code"] for f in frames if f["type"] == "error"] == ["provider.refused"]
     assert frames[-1]["finish_reason"] == "error"
+
+
+def test_a_personas_own_key_goes_to_its_endpoint_sealed_at_rest_and_never_shown(
+    stack_factory: Any, upstream: tuple[Upstream, str]
+) -> None:
+    fake, url = upstream
+    stack = stack_factory(openai_api_key="sk-operator-secret", allow_persona_base_url=True,
+                          allow_private_upstreams=True)
+    persona = stack.persona("echo", provider={"kind": "openai", "model": "echo", "base_url": url,
+                                              "api_key": "sk-persona-own-key"})
+    shown = httpx.get(f"{stack.url}/v1/personas/{persona}", headers=stack.auth).json()["provider"]
+    assert shown["api_key"] is None and shown["api_key_set"] is True
+    assert _prompt(stack, persona).status_code == 200
+    assert fake.keys[-1] == "sk-persona-own-key"
+    database = stack.settings.resolved_database_url.removeprefix("sqlite:///")
+    stored = b"".join(open(database + suffix, "rb").read() for suffix in ("", "-wal"))
+    assert b"sk-persona-own-key" not in stored  # sealed: a copy of the database reveals it not
+    patch = {"Authorization": f"Bearer {stack.sk}", "Content-Type": "application/merge-patch+json"}
+    kept = httpx.patch(f"{stack.url}/v1/personas/{persona}", json={"greeting": "Hello"}, headers=patch).json()
+    assert kept["provider"]["api_key_set"] is True  # a PATCH that leaves it out keeps it
+    assert _prompt(stack, persona).status_code == 200 and fake.keys[-1] == "sk-persona-own-key"
+    removed = httpx.patch(f"{stack.url}/v1/personas/{persona}", json={"provider": {"api_key": None}},
+                          headers=patch).json()
+    assert removed["provider"]["api_key_set"] is False
+    assert _prompt(stack, persona).status_code == 200 and fake.keys[-1] == "not-needed"

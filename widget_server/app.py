@@ -24,6 +24,7 @@ from widget_server.domain.chat.channels import Hub
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
+from widget_server.domain.sealed import Sealer
 from widget_server.domain.tenants import SessionSigner
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
@@ -59,7 +60,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
-            limits=Limits(settings.redis_url, settings.rate_limits),
+            limits=Limits(settings.redis_url, settings.rate_limits), sealer=Sealer(secret),
         )
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})

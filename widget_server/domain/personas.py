@@ -11,6 +11,7 @@ from widget_server.backends.storage import DuplicateError, Storage
 from widget_server.clock import now
 from widget_server.domain.guardrails.policy import INTEGRAL, Topics
 from widget_server.domain.guardrails.tenant_guard import compile_persona_topics, off_loop
+from widget_server.domain.sealed import Sealer
 from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
 from widget_server.text import unstorable
@@ -38,6 +39,10 @@ class ProviderSettings(Strict):
     base_url: str | None = Field(None, max_length=500)
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: Annotated[int, Field(ge=1, le=8192), INTEGRAL] | None = None
+    api_key: str | None = Field(None, max_length=500, description=(
+        "write-only: the key of the persona's own endpoint (base_url), stored sealed and never shown again (read "
+        "back as null; api_key_set says whether one is stored). The server's own key never goes to base_url."))
+    api_key_set: bool = Field(False, description="read-only: whether an api_key is stored (ignored when written)")
 
 
 class PersonaBody(Strict):
@@ -126,18 +131,37 @@ async def _enforceable(persona: PersonaBody) -> None:
         await off_loop(compile_persona_topics, persona.topics.model_dump())
 
 
+def public_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """The stored document as anyone with the secret key may read it: a sealed api_key is never shown."""
+    provider = dict(doc.get("provider") or {})
+    provider["api_key_set"] = bool(provider.get("api_key"))
+    provider["api_key"] = None
+    return {**doc, "provider": provider}
+
+
 def to_public(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row["id"], "slug": row["slug"], **row["doc"],
+        "id": row["id"], "slug": row["slug"], **public_doc(row["doc"]),
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
     }
 
 
-def _doc(body: PersonaBody) -> dict[str, Any]:
-    return body.model_dump(exclude={"slug"}, mode="json")
+def _doc(body: PersonaBody, sealer: Sealer | None, kept: str | None = None) -> dict[str, Any]:
+    """The document to store: a new api_key sealed, or the sealed one `kept` (a PATCH that left it out)."""
+    doc = body.model_dump(exclude={"slug"}, mode="json")
+    provider = doc["provider"]
+    provider.pop("api_key_set", None)
+    key = provider.get("api_key")
+    if key:
+        if sealer is None:
+            raise InvalidRequest("this command cannot store a provider api_key", details={"field": "provider.api_key"})
+        provider["api_key"] = sealer.seal(key)
+    elif kept:
+        provider["api_key"] = kept
+    return doc
 
 
-async def create(storage: Storage, tenant_id: str, body: Any) -> dict[str, Any]:
+async def create(storage: Storage, tenant_id: str, body: Any, sealer: Sealer | None = None) -> dict[str, Any]:
     persona = parse(body)
     if await storage.count_personas(tenant_id) >= MAX_PERSONAS:
         raise PersonaInvalid(f"a tenant may have at most {MAX_PERSONAS} personas; delete one first",
@@ -145,7 +169,7 @@ async def create(storage: Storage, tenant_id: str, body: Any) -> dict[str, Any]:
     await _enforceable(persona)
     slug = persona.slug or slugify(persona.name)
     stamp = now()
-    row = {"id": new_id("per"), "tenant_id": tenant_id, "slug": slug, "doc": _doc(persona),
+    row = {"id": new_id("per"), "tenant_id": tenant_id, "slug": slug, "doc": _doc(persona, sealer),
            "created_at": stamp, "updated_at": stamp}
     try:
         await storage.insert_persona(row)
@@ -161,14 +185,21 @@ async def get(storage: Storage, tenant_id: str, ref: str) -> dict[str, Any]:
     return row
 
 
-async def replace(storage: Storage, tenant_id: str, ref: str, body: Any, *, partial: bool) -> dict[str, Any]:
+async def replace(storage: Storage, tenant_id: str, ref: str, body: Any, *, partial: bool,
+                  sealer: Sealer | None = None) -> dict[str, Any]:
+    """PUT replaces every field (a stored api_key too, unless the body gives it again); PATCH merges, so an
+    api_key left out stays and `"api_key": null` removes it."""
     row = await get(storage, tenant_id, ref)
-    current = {**row["doc"], "slug": row["slug"]}
+    provider = dict(row["doc"].get("provider") or {})
+    sealed = provider.pop("api_key", None)  # never merged as text: it is kept below, or replaced, or removed
+    current = {**row["doc"], "provider": provider, "slug": row["slug"]}
     persona = parse(body, partial_of=current if partial else None)
+    named = isinstance(body, dict) and isinstance(body.get("provider"), dict) and "api_key" in body["provider"]
+    kept = sealed if partial and not named else None
     await _enforceable(persona)
     slug = persona.slug or (row["slug"] if partial else slugify(persona.name))
     try:
-        await storage.update_persona(tenant_id, row["id"], slug, _doc(persona))
+        await storage.update_persona(tenant_id, row["id"], slug, _doc(persona, sealer, kept))
     except DuplicateError as exc:
         raise SlugTaken(f"slug {slug!r} is taken", details={"slug": slug}) from exc
     return to_public(await get(storage, tenant_id, row["id"]))

@@ -27,7 +27,8 @@ async def list_personas(request: Request) -> Response:
 
 async def create_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    persona = await personas.create(app_state(request).deps.storage, tenant_id, await json_body(request))
+    d = app_state(request).deps
+    persona = await personas.create(d.storage, tenant_id, await json_body(request), d.sealer)
     return JSONResponse(persona, status_code=201, headers={"Location": f"/v1/personas/{persona['id']}"})
 
 
@@ -41,8 +42,9 @@ async def replace_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     partial = request.method == "PATCH"
     body = await json_body(request)
-    storage = app_state(request).deps.storage
-    persona = await personas.replace(storage, tenant_id, request.path_params["id"], body, partial=partial)
+    d = app_state(request).deps
+    persona = await personas.replace(d.storage, tenant_id, request.path_params["id"], body, partial=partial,
+                                     sealer=d.sealer)
     return JSONResponse(persona)
 
 

@@ -10,6 +10,7 @@ from widget_server.backends.storage import Storage
 from widget_server.domain.chat.channels import Hub
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
+from widget_server.domain.sealed import Sealer
 from widget_server.settings import Settings
 
 
@@ -22,3 +23,4 @@ class Deps:
     events: EventSink
     hub: Hub
     limits: Limits
+    sealer: Sealer  # tenants' own secrets (a persona's upstream key), sealed at rest

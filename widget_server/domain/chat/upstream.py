@@ -34,7 +34,7 @@ def provider_request(deps: Deps, conv: Conversation, text: str, turns: tuple[Tur
         persona_name=doc["name"], system_prompt=doc.get("system_prompt", ""), history=turns, message=text,
         model=conf.get("model"), temperature=conf.get("temperature", 0.7),
         max_tokens=min(conf.get("max_tokens") or s.max_tokens, s.max_tokens), base_url=base_url,
-        api_key=None,  # a persona's own key (issue 10, stored sealed) comes with the persona's endpoint
+        api_key=deps.sealer.open(conf["api_key"]) if base_url and conf.get("api_key") else None,
     )
     return deps.providers.get(conf.get("kind")), request
 

@@ -10,6 +10,7 @@ import yaml
 
 from widget_server.backends.storage import Storage
 from widget_server.domain import identity, keys, personas, tenants
+from widget_server.domain.sealed import Sealer
 from widget_server.edges.cli.common import require_tenant, tenant_arg, with_storage, yaml_problem
 from widget_server.errors import SlugTaken, WidgetError
 from widget_server.settings import Settings
@@ -106,10 +107,11 @@ async def cmd_persona_import(settings: Settings, args: argparse.Namespace) -> in
     async def run(storage: Storage) -> int:
         await require_tenant(storage, tenant_id)
         try:
-            persona = await personas.create(storage, tenant_id, doc)
+            persona = await personas.create(storage, tenant_id, doc, Sealer(settings.signing_secret()))
             verb = "created"
         except SlugTaken as exc:  # the file names a persona that exists (its slug, or the slug of its name)
-            persona = await personas.replace(storage, tenant_id, exc.details["slug"], doc, partial=False)
+            persona = await personas.replace(storage, tenant_id, exc.details["slug"], doc, partial=False,
+                                             sealer=Sealer(settings.signing_secret()))
             verb = "updated"
         print(f"{verb} persona {persona['slug']} ({persona['id']})")
         return 0
@@ -122,6 +124,7 @@ async def cmd_persona_export(settings: Settings, args: argparse.Namespace) -> in
     async def run(storage: Storage) -> int:
         await require_tenant(storage, tenant_id)
         row = await personas.get(storage, tenant_id, args.slug)
-        print(yaml.safe_dump({"slug": row["slug"], **row["doc"]}, sort_keys=False, allow_unicode=True), end="")
+        shown = {"slug": row["slug"], **personas.public_doc(row["doc"])}  # a sealed api_key is never printed
+        print(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True), end="")
         return 0
     return await with_storage(settings, run)
