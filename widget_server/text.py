@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, field_validator
+
 
 def unstorable(text: str) -> str | None:
     """What makes `text` unstorable (for an error message), or None when it can be stored."""
@@ -26,3 +28,16 @@ def storable(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return all(storable(v) for v in value)
     return True
+
+
+class StorableText(BaseModel):
+    """A model whose every text field (and list of texts) must be storable: a 422 naming the field otherwise."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        if isinstance(value, str) and (problem := unstorable(value)):
+            raise ValueError(f"contains {problem}")
+        if isinstance(value, list) and any(isinstance(v, str) and unstorable(v) for v in value):
+            raise ValueError("an item contains a NUL character or a lone surrogate")
+        return value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from widget_server.backends.storage import DuplicateError, Storage
 from widget_server.clock import now
@@ -14,23 +14,14 @@ from widget_server.domain.guardrails.tenant_guard import compile_persona_topics,
 from widget_server.domain.sealed import Sealer
 from widget_server.errors import InvalidRequest, PersonaInvalid, PersonaNotFound, SlugTaken
 from widget_server.ids import new_id
-from widget_server.text import unstorable
+from widget_server.text import StorableText
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 MAX_PERSONAS = 500  # per tenant
 
 
-class Strict(BaseModel):
+class Strict(StorableText):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)  # no "2" for 2, no false for 0
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        if isinstance(value, str) and (problem := unstorable(value)):
-            raise ValueError(f"contains {problem}")
-        if isinstance(value, list) and any(isinstance(v, str) and unstorable(v) for v in value):
-            raise ValueError("an item contains a NUL character or a lone surrogate")
-        return value
 
 
 class ProviderSettings(Strict):

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import re2
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from widget_server.domain.guardrails.regex_info import max_width
 from widget_server.errors import PolicyError
-from widget_server.text import unstorable
+from widget_server.text import StorableText
 
 Source = Literal["input", "output"]
 BOTH: list[Source] = ["input", "output"]
@@ -48,18 +48,9 @@ def _integral(value: Any) -> Any:
 INTEGRAL = BeforeValidator(_integral)  # after any Field(ge=…), so that the JSON Schema keeps the bounds
 
 
-class Strict(BaseModel):
+class Strict(StorableText):
     # strict: no coercion beyond JSON's own (no "2" for 2, no false for 0), so the JSON Schema is the contract
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _storable(cls, value: Any) -> Any:
-        if isinstance(value, str) and (problem := unstorable(value)):
-            raise ValueError(f"contains {problem}")
-        if isinstance(value, list) and any(isinstance(v, str) and unstorable(v) for v in value):
-            raise ValueError("an item contains a NUL character or a lone surrogate")
-        return value
 
 
 class InputRules(Strict):
