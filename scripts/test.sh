@@ -25,6 +25,14 @@ fi
 # Debian's Chromium for the browser tests (Playwright cannot download its own browsers here).
 [ ! -f scripts/browser.sh ] || bash scripts/browser.sh
 
+# axe-core from the npm registry for the accessibility tests (tests/support/axe, pinned by its package-lock.json).
+if [ ! -f tests/support/axe/node_modules/axe-core/axe.min.js ]; then
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  npm ci --prefix tests/support/axe --no-audit --no-fund --silent
+fi
+
 .venv/bin/ruff check widget_server tests bench
 .venv/bin/mypy widget_server
 exec .venv/bin/python -m pytest "$@"
