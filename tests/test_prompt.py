@@ -231,13 +231,25 @@ def test_every_guardrail_decision_of_the_turn_is_reported_input_masks_included(s
               "patterns": [{"id": "ticket", "regex": r"TCK-\d{6}", "action": "mask", "applies_to": ["output"]}]}
     assert httpx.put(f"{stack.url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
     slug = stack.persona("spell:your ticket is TCK-123456")
-    expected = [{"action": "mask", "reason": "pii.email", "source": "input"},
+    expected = [{"action": "mask", "reason": "pii.email", "source": "input", "spans": [{"start": 11, "end": 26}]},
                 {"action": "mask", "reason": "pattern.ticket", "source": "output"}]
     body = prompt(stack, slug, message="my mail is ada@example.com").json()
     assert body["text"] == "your ticket is [redacted]" and body["guardrails"] == expected
     _, events = stream(stack, slug, message="my mail is ada@example.com")
     assert events[0][1]["text"] == "my mail is [email]"
     assert events[-1][0] == "reply.end" and events[-1][1]["guardrails"] == expected
+
+
+def test_a_refused_message_reports_its_masks_too(stack: Stack) -> None:
+    policy = {"version": 1, "pii": {"entities": ["email"], "action": "mask"},
+              "blocked_terms": [{"id": "rival", "terms": ["rivalco"]}]}
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
+    body = prompt(stack, stack.persona("echo"), message="rivalco wrote to ada@example.com, and a@b.io").json()
+    assert body["finish_reason"] == "guardrail"
+    assert body["guardrails"] == [
+        {"action": "refuse", "reason": "term.rival", "source": "input"},
+        {"action": "mask", "reason": "pii.email", "source": "input",
+         "spans": [{"start": 17, "end": 32}, {"start": 38, "end": 44}]}]
 
 
 def test_a_stream_the_client_leaves_is_stored_cancelled_with_one_reply_completed(stack: Stack) -> None:

@@ -125,8 +125,12 @@ _SPACE = "".join(chr(c) for c in range(0x3001) if chr(c).isspace())  # what str.
 NOT_BLANK = f"[^{char_class(_SPACE)}]"
 TRIMMED = _SPACE.translate(dict.fromkeys(range(0x1c, 0x20)))  # what pydantic's str_strip_whitespace removes
 STREAM_EVENTS = ("message.accepted", "reply.start", "reply.delta", "reply.end", "guardrail", "escalation", "error")
-ANNOTATION = obj(action={"enum": ["refuse", "mask", "escalate", "block"]}, reason=NULLABLE_STRING,
-                 source={"enum": ["input", "output"]})
+SPAN = obj(["start", "end"], start={"type": "integer", "minimum": 0}, end={"type": "integer", "minimum": 0})
+ANNOTATION = obj(["action", "reason", "source"], action={"enum": ["refuse", "mask", "escalate", "block"]},
+                 reason=NULLABLE_STRING, source={"enum": ["input", "output"]},
+                 spans={"type": "array", "items": SPAN,
+                        "description": "a mask's stretches of the visitor's message as written, [start, end) in "
+                                       "code points (input masks)"})
 
 
 def visitor_id() -> Schema:

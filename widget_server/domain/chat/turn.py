@@ -78,7 +78,7 @@ async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit
     stored = asyncio.create_task(deps.storage.add_message({
         "id": message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "visitor",
         "text": shown, "client_id": client_id, "created_at": now(),
-        "guardrail": decision.annotation("input") if decision.action != "allow" else None,
+        "guardrail": decision.annotation("input", spans=False) if decision.action != "allow" else None,
     }, guard_columns(memory.guard)))
     emit({"type": "message.accepted", "client_id": client_id, "message_id": message_id, "text": shown})
     deps.events.emit(conv.event("message.received", message_id=message_id, chars=len(text)))
@@ -116,9 +116,9 @@ async def run_turn(
         on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
     try:
-        if decision.action != "allow":
-            reply.guardrails.append(decision.annotation("input"))
-            deps.events.emit(conv.guardrail_event(decision, "input", acc.message_id))
+        for each in decision.every():  # the stop, and every mask of the message (with its spans)
+            reply.guardrails.append(each.annotation("input"))
+            deps.events.emit(conv.guardrail_event(each, "input", acc.message_id))
         if decision.stops:
             _refuse(reply, decision, "input", emit)
             await escalate_if_asked(deps, conv, decision, emit)

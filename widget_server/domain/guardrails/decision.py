@@ -11,19 +11,43 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
+class Span:
+    """A masked stretch of the visitor's message as written: `[start, end)` in code points, the rule that masked it."""
+
+    reason: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Decision:
     action: str  # allow | refuse | mask | escalate | block
     reason: str | None = None
     text: str = ""  # the text the visitor is shown (masked input, or the refusal)
     shown: str | None = None  # a refused input as stored and shown back, when it had something to mask
+    masks: tuple[Span, ...] = ()  # what was masked in the input, also when the input was then refused
 
     @property
     def stops(self) -> bool:
         return self.action in ("refuse", "escalate", "block")
 
-    def annotation(self, source: str) -> dict[str, Any]:
-        """The decision as stored on a message and reported to REST and SSE callers."""
-        return {"action": self.action, "reason": self.reason, "source": source}
+    def annotation(self, source: str, spans: bool = True) -> dict[str, Any]:
+        """The decision as reported to REST and SSE callers and in frames (a mask with its spans), and as stored
+        on a message (`spans=False`: the stored text is the masked one, which the spans do not index)."""
+        out: dict[str, Any] = {"action": self.action, "reason": self.reason, "source": source}
+        if spans and self.action == "mask" and self.masks:
+            out["spans"] = [{"start": m.start, "end": m.end} for m in self.masks if m.reason == self.reason]
+        return out
+
+    def every(self) -> list[Decision]:
+        """Every decision this one stands for: the stop (or none), then one mask per masking rule, each with its
+        spans, so that a turn reports the masks of a refused message too."""
+        out = [self] if self.action not in ("allow", "mask") else []
+        for reason in dict.fromkeys(m.reason for m in self.masks):
+            out.append(Decision("mask", reason, self.shown or self.text, masks=self.masks))
+        if self.action == "mask" and not self.masks:
+            out.append(self)
+        return out
 
 
 ALLOW = Decision("allow")
