@@ -206,3 +206,58 @@ def test_a_chain_of_follow_ups_keeps_the_turn_they_point_at() -> None:
     assert check("and that one?").action == "allow"
     assert check("what about the other one?").action == "allow"  # still read with the shirt, not "and that one?"
     assert check("tell me a joke about that").reason == "topic.off_topic"
+
+
+BIKES: dict[str, Any] = {
+    "version": 1,
+    "pii": {"entities": ["credit_card", "email"], "action": "mask"},
+    "topics": {
+        "allowed": [
+            {"id": "repairs", "description": "Bike repairs and servicing: punctures, tyres and tyre pressure, brakes, "
+                                             "gears, chains, wheel truing, spokes, bottom brackets, e-bike batteries.",
+             "examples": ["can you fix my bike", "how much is a service", "my brakes squeak"]},
+            {"id": "orders", "description": "Orders, payment, delivery, returns, refunds and the warranty.",
+             "examples": ["where is my order", "I want to return my helmet", "how long does shipping take"]},
+        ],
+        "denied": [{"id": "medical", "description": "Medical advice: injuries, symptoms, medicines and doses.",
+                    "examples": ["what medicine should I take", "is my ankle broken", "how much ibuprofen is safe"]}],
+        "off_topic": "refuse",
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def bikes() -> CompiledPolicy:
+    return compile_policy(parse_policy(BIKES))
+
+
+@pytest.mark.parametrize("text", [
+    "my wrist is swollen after I fell off my bike, how much paracetamol should I take",
+    "I bought a helmet from you last week and crashed in it, which painkiller should I take for my headache",
+])
+def test_a_denied_topic_wrapped_in_the_tenants_words_is_refused_as_denied(bikes: CompiledPolicy, text: str) -> None:
+    decision = check_input(bikes, text)
+    assert (decision.action, decision.reason) == ("refuse", "topic.denied.medical")
+
+
+@pytest.mark.parametrize("text", ["can you true a wheel", "what tyre pressure for a road bike",
+                                  "does the warranty cover a cracked frame"])
+def test_trade_words_named_only_in_a_description_are_on_topic(bikes: CompiledPolicy, text: str) -> None:
+    assert check_input(bikes, text).action == "allow"
+
+
+def test_descriptions_do_not_loosen_the_off_topic_threshold(bikes: CompiledPolicy) -> None:
+    bare = compile_policy(parse_policy({**BIKES, "topics": {**BIKES["topics"], "allowed": [
+        {k: v for k, v in t.items() if k != "description"} for t in BIKES["topics"]["allowed"]]}}))
+    assert bikes.topics is not None and bare.topics is not None
+    assert bikes.topics.threshold == bare.topics.threshold
+    assert check_input(bikes, "who won the football game last night").reason == "topic.off_topic"
+
+
+def test_a_message_with_pii_is_masked_and_judged_on_topic_as_written(bikes: CompiledPolicy) -> None:
+    text = "I paid for my order with 4111 1111 1111 1111 and it has not arrived, mail me at ada@example.com"
+    decision = check_input(bikes, text)
+    assert decision.action == "mask" and "[card]" in decision.text and "[email]" in decision.text
+    assert [(m.reason, text[m.start:m.end]) for m in decision.masks] == [
+        ("pii.credit_card", "4111 1111 1111 1111"), ("pii.email", "ada@example.com")]
+    assert [d.reason for d in decision.every()] == ["pii.credit_card", "pii.email"]

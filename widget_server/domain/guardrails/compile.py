@@ -10,7 +10,7 @@ from typing import Any
 
 import ahocorasick
 
-from widget_server.domain.guardrails import embeddings, normalize, pii
+from widget_server.domain.guardrails import embeddings, multilingual, normalize, pii
 from widget_server.domain.guardrails.policy import Policy, compile_re2
 from widget_server.domain.guardrails.regex_info import first_chars, max_width
 from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, has_examples
@@ -164,7 +164,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     )
     entities = frozenset(policy.pii.entities) if policy.pii else frozenset()
     pii_rule = (Rule("pii", policy.pii.action, frozenset(policy.pii.applies_to)) if policy.pii else None)
-    topics = (compile_topics(policy.topics, embeddings.embed_cached)
+    topics = (compile_topics(policy.topics, embeddings.embed_cached, multilingual.embed_cached)
               if policy.topics is not None and has_examples(policy.topics) else None)
     return CompiledPolicy(policy, _terms(policy, "input"), _terms(policy, "output"), patterns, pii_rule,
                           entities, pii.tail_pattern(entities), topics)

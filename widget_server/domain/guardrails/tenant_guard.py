@@ -24,6 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from widget_server.domain.guardrails import multilingual
 from widget_server.domain.guardrails.check import CheckContext, check_input
 from widget_server.domain.guardrails.compile import CompiledPolicy, compile_policy
 from widget_server.domain.guardrails.decision import Decision, OutputFilter, PassThroughFilter
@@ -77,7 +78,9 @@ def validate(doc: Any) -> tuple[dict[str, Any], CompiledPolicy]:
 def compile_persona_topics(doc: Any) -> CompiledTopics | None:
     """A persona's `topics` compiled, or None when it has none; raises when they cannot be."""
     topics = Topics.model_validate(doc) if doc else None
-    return compile_topics(topics, embed_cached) if topics is not None and has_examples(topics) else None
+    if topics is None or not has_examples(topics):
+        return None
+    return compile_topics(topics, embed_cached, multilingual.embed_cached)
 
 
 def unavailable() -> Decision:

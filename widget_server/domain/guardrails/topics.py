@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from widget_server.domain.guardrails.embeddings import Matrix
+from widget_server.domain.guardrails.language import is_english
 from widget_server.domain.guardrails.policy import Topics
 
 Embed = Callable[[list[str]], Matrix]
@@ -36,6 +37,10 @@ MIN_ALLOWED = 3  # fewer allowed examples than this cannot calibrate an off-topi
 LOO_PERCENTILE = 5.0  # of the allowed examples' leave-one-out scores
 LOO_MARGIN = 0.10
 THRESHOLD_RANGE = (0.35, 0.55)  # low end chosen on val: 0.30 gave F1 0.915, 0.35 0.933, 0.40 0.944 but 3.9 % refused
+# The same for the multilingual encoder, whose similarities run lower: chosen on the development tenants' messages
+# not in English: a low end of 0.25 / 0.30 / 0.35 / 0.40 allowed 82 / 66 / 47 / 32 % of the SaaS tenant's on-topic
+# ones, 0.25 refused 84 % of its off-topic messages and 0.30 100 %.
+THRESHOLD_RANGE_MULTILINGUAL = (0.30, 0.55)
 # A denied topic wins when its two closest examples are this similar to the message on average, or its closest
 # one this much (DENY_SINGLE when the topic has one example), and the closest beats the allowed score by
 # DENY_MARGIN. Chosen with `bench/guardrails.py --dev` on a development set of this project's own
@@ -47,6 +52,10 @@ DENY_PAIR = 0.48
 DENY_CLOSE = 0.65
 DENY_SINGLE = 0.55
 DENY_MARGIN = 0.05
+# A message refused as off-topic anyway is refused as the denied topic it is closest to, when it is this close to
+# one of that topic's examples (and closer than to any allowed one): the visitor gets that topic's refusal and
+# analytics its reason ("how much paracetamol should I take" is not merely off a bike shop's topics).
+DENY_WEAK = 0.35
 FOLLOWUP_WORDS = 8  # messages up to this many words are also read with the previous turn
 CONTEXT_PENALTY = 0.03  # the contextual reading has to be clearly on-topic to count
 FOLLOWUP_RELATED = 0.15  # ... and the message must relate to the previous turn ("what is the capital of
@@ -71,6 +80,14 @@ et ou mais quoi comment où quand est sont un une des du de avec pour aussi enco
 y o pero qué cómo dónde cuándo es son un una de con para también
 """.split())
 WORDS = re.compile(r"[\w']+")
+# A longer message is also read clause by clause for a denied ask: split at sentence ends, commas and the
+# conjunctions that join two asks, in the seven languages of the requests for a person.
+LIST_BREAK = re.compile(r"[.;:,()]+\s*|\s+(?:and|or|und|oder|y|o|et|ou|e|en|of)\s+", re.IGNORECASE)
+SPLIT_WORDS = 8
+CLAUSE_WORDS = 3
+MAX_CLAUSES = 4
+CLAUSE_BREAK = re.compile(r"[.?!;:,¿¡]+\s*|\s+(?:and|but|also|so|plus|und|aber|auch|y|pero|tambien|también|et|mais|"
+                          r"aussi|e|ma|anche|mas|também|en|maar|ook)\s+", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,7 @@ class CompiledTopics:
     denied: Matrix  # (m, dim) unit vectors of the denied examples
     denied_ids: tuple[str, ...]  # the topic id of each denied row
     threshold: float | None  # the off-topic threshold, None when there are too few allowed examples
+    multilingual: CompiledTopics | None = None  # the same topics for messages in the other languages
 
     @cached_property
     def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]:
@@ -102,23 +120,45 @@ def has_examples(topics: Topics | None) -> bool:
     return topics is not None and bool(topics.allowed or topics.denied)
 
 
-def threshold(allowed: Matrix) -> float | None:
+def threshold(allowed: Matrix, bounds: tuple[float, float] | None = None) -> float | None:
     """A low percentile of each allowed example's best similarity to the others, minus a margin."""
     if len(allowed) < MIN_ALLOWED:
         return None
     sims = allowed @ allowed.T
     np.fill_diagonal(sims, -1.0)
     loo = sims.max(axis=1)
-    low, high = THRESHOLD_RANGE
+    low, high = bounds or THRESHOLD_RANGE
     return float(np.clip(np.percentile(loo, LOO_PERCENTILE) - LOO_MARGIN, low, high))
 
 
-def compile_topics(topics: Topics, embed: Embed) -> CompiledTopics:
-    allowed_texts = list(dict.fromkeys(e for t in topics.allowed for e in t.examples))
-    denied_rows = [(t.id, e) for t in topics.denied for e in dict.fromkeys(t.examples)]
-    vectors = embed(allowed_texts + [e for _, e in denied_rows])
-    allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):]
-    return CompiledTopics(topics, allowed, denied, tuple(i for i, _ in denied_rows), threshold(allowed))
+def description_phrases(description: str) -> list[str]:
+    """A description as it is read: whole, and each of the things it lists ("Bike repairs and servicing:
+    punctures, tyres and tyre pressure, brakes" → "punctures", "tyre pressure", …), each a reading of its own,
+    so that a visitor's two trade words meet the listed two words rather than a sentence about everything."""
+    parts = [p.strip() for p in LIST_BREAK.split(description)]
+    return [description, *(p for p in parts if p and p != description)]
+
+
+def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = None) -> CompiledTopics:
+    """Embed every example, and each topic's description beside its examples (a description names the trade
+    words the few examples miss: "tyres, brakes, gears, wheel truing"). The off-topic threshold is calibrated
+    on the examples alone: a description is worded unlike a visitor, and would loosen it. With `multilingual`,
+    the same again with that encoder, for messages not in English."""
+    examples = list(dict.fromkeys(e for t in topics.allowed for e in t.examples))
+    descriptions = [d for d in dict.fromkeys(p for t in topics.allowed if t.description
+                                             for p in description_phrases(t.description)) if d not in examples]
+    denied_rows = [(t.id, e) for t in topics.denied
+                   for e in dict.fromkeys([*t.examples, *([t.description] if t.description else [])])]
+    allowed_texts = examples + descriptions
+    texts = allowed_texts + [e for _, e in denied_rows]
+    ids = tuple(i for i, _ in denied_rows)
+
+    def compiled(vectors: Matrix, bounds: tuple[float, float], other: CompiledTopics | None) -> CompiledTopics:
+        allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):]
+        return CompiledTopics(topics, allowed, denied, ids, threshold(allowed[:len(examples)], bounds), other)
+
+    other = compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, None) if multilingual else None
+    return compiled(embed(texts), THRESHOLD_RANGE, other)
 
 
 def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
@@ -139,8 +179,20 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
     if topic is not None and denied >= allowed + DENY_MARGIN:
         return TopicMatch("denied", topic, allowed, denied)
     if ct.threshold is not None and allowed < ct.threshold:
+        nearest, score = nearest_denied(ct, vector)
+        if nearest is not None and score >= DENY_WEAK and score >= allowed + DENY_MARGIN:
+            return TopicMatch("denied", nearest, allowed, score)  # refused either way: for the right reason
         return TopicMatch("off_topic", None, allowed, denied)
     return TopicMatch("on_topic", None, allowed, denied)
+
+
+def nearest_denied(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
+    """The denied topic with the example closest to the message, and that similarity."""
+    if not len(ct.denied):
+        return None, 0.0
+    sims = ct.denied @ vector
+    best = int(np.argmax(sims))
+    return ct.denied_ids[best], float(sims[best])
 
 
 def denied_topic(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
@@ -182,13 +234,48 @@ def with_context(message: Matrix, previous: Matrix) -> Matrix:
     return joined / norm if norm > 0 else message
 
 
-def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = None) -> TopicMatch:
-    """Embed the message (and for a short follow-up read it with the previous turn too) and decide."""
-    if not previous or not len(ct.allowed) or not is_followup(text):
-        return decide(ct, embed([text])[0])
-    vectors = embed([text, previous])
+def clauses(text: str) -> list[str]:
+    """The asks of a longer message: its sentences and clauses of at least `CLAUSE_WORDS` words, when there are
+    several ("my wrist is swollen after I fell off my bike, how much paracetamol can I take" → two)."""
+    if len(text.split()) < SPLIT_WORDS:
+        return []
+    parts = [p.strip() for p in CLAUSE_BREAK.split(text)]
+    parts = [p for p in parts if len(p.split()) >= CLAUSE_WORDS]
+    return parts[:MAX_CLAUSES] if len(parts) > 1 else []
+
+
+def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, float]:
+    """A denied topic that one clause asks about, the clause judged on its own ("which painkiller should I take"
+    after a sentence about the helmet the visitor bought)."""
+    for vector in vectors:
+        found = decide(ct, vector)
+        if found.verdict == "denied":
+            return found.topic, found.denied
+    return None, 0.0
+
+
+def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = None,
+          multilingual: Embed | None = None) -> TopicMatch:
+    """Embed the message (and for a short follow-up read it with the previous turn too) and decide. A denied
+    topic is also looked for in each clause of a longer message, so that the tenant's own words around a denied
+    ask ("I fell off my bike, how much paracetamol…") do not hide it. A message not in English is read with
+    the multilingual encoder, when the topics were compiled with it."""
+    if ct.multilingual is not None and multilingual is not None and not is_english(text):
+        return match(ct.multilingual, text, multilingual, previous)
+    parts = clauses(text) if len(ct.denied) else []
+    followup = bool(previous) and bool(len(ct.allowed)) and is_followup(text)
+    vectors = embed([text, *([previous] if followup and previous else []), *parts])
+    message, rest = vectors[0], vectors[1:]
+    if parts:
+        topic, denied = _denied_in_clause(ct, rest[-len(parts):])
+        if topic is not None:
+            allowed = float(_allowed_score(ct, message[None, :])[0])
+            return TopicMatch("denied", topic, allowed, denied)
+    if not followup:
+        return decide(ct, message)
+    before = rest[0]
     if refers_back(text):  # about what the previous turn was about, give or take a word
-        return decide(ct, vectors[0], vectors[1], penalty=0.0)
-    if float(vectors[0] @ vectors[1]) < FOLLOWUP_RELATED:
-        return decide(ct, vectors[0])
-    return decide(ct, vectors[0], with_context(vectors[0], vectors[1]))
+        return decide(ct, message, before, penalty=0.0)
+    if float(message @ before) < FOLLOWUP_RELATED:
+        return decide(ct, message)
+    return decide(ct, message, with_context(message, before))
