@@ -63,6 +63,7 @@ LABELS = {"email": "[email]", "phone": "[phone]", "credit_card": "[card]", "iban
 # National formats are tried in these regions (a number valid in any of them is a phone): where visitors
 # writing the supported languages live.
 REGIONS = ("US", "GB", "DE", "AT", "CH", "ES", "FR", "BE", "IT", "PT", "BR", "NL")
+NEAR = 2  # how far back (in `fold` characters) a detector looks for a number that a match would go on
 LOOKBACK = 40  # how far (in `fold` characters) a context word may stand before the number it announces
 
 EMAIL = re2.compile(r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}")
@@ -89,13 +90,13 @@ CONTEXT = {
 _ID_DIGITS = r"[0-9][0-9 .-]*"
 TAILS = {
     "email": r"[a-z0-9._%+-]+(?:@[a-z0-9.-]*)?",
-    "phone": r"\+?\(?[0-9][0-9 ().+/-]*",
+    "phone": r"\+|\+?\(|\+?\(?[0-9][0-9 ().+/-]*",
     "credit_card": r"[0-9][0-9 -]*",
     "iban": r"[a-z]{1,2}|[a-z]{2}[0-9]{1,2}(?: ?[a-z0-9]){0,32} ?",
     "us_ssn": r"[0-9][0-9 -]*",
-    "es_dni": r"[xyz](?:[ -]?[0-9][0-9. -]*[a-z]?)?|[0-9][0-9. -]*[a-z]?",
+    "es_dni": r"[xyz][ -]?(?:[0-9][0-9. -]*[a-z]?)?|[0-9][0-9. -]*[a-z]?",
     "it_codice_fiscale": r"[a-z]{1,6}(?:[0-9lmnpqrstuv][a-z0-9]{0,9})?",
-    "fr_nir": r"[12](?: ?[0-9ab]){0,14}",
+    "fr_nir": r"[12](?: ?[0-9ab]){0,14} ?",
     "nl_bsn": _ID_DIGITS,
     "pt_nif": _ID_DIGITS,
     "de_idnr": _ID_DIGITS,
@@ -242,11 +243,30 @@ def _compact(text: str) -> str:
     return "".join(c for c in text if c.isalnum()).upper()
 
 
-def _checked(pattern: re2._Regexp, valid: Callable[[str], bool]) -> Callable[[str], Iterator[tuple[int, int]]]:
+def _in_longer_number(text: str, start: int, end: int) -> bool:
+    """Whether digit groups go on around a match (part of a longer number, like a card failing Luhn)."""
+    before = text[max(0, start - NEAR):start].rstrip(" .-/")
+    after = text[end:end + NEAR].lstrip(" .-/")
+    return before[-1:].isdigit() or after[:1].isdigit()
+
+
+def _after_number(text: str, start: int) -> bool:
+    """Whether a match follows a group of digits ("+31 6 12345678 z" is a phone, not a DNI)."""
+    return text[max(0, start - NEAR):start].rstrip(" .-/")[-1:].isdigit()
+
+
+def _checked(pattern: re2._Regexp, valid: Callable[[str], bool],
+             digits_first: bool = True) -> Callable[[str], Iterator[tuple[int, int]]]:
+    """Matches of a pattern that pass their check and do not go on a number: not inside a longer one, nor
+    (when they start with digits) right after one."""
     def finder(text: str) -> Iterator[tuple[int, int]]:
         for m in pattern.finditer(text):
+            start, end = m.start(), m.end()
+            if text[end - 1].isdigit() and _in_longer_number(text, start, end) or (
+                    digits_first and _after_number(text, start)):
+                continue
             if valid(_compact(m.group())):
-                yield m.start(), m.end()
+                yield start, end
     return finder
 
 
@@ -260,24 +280,26 @@ def _after_context(entity: str, pattern: re2._Regexp,
 
     def finder(text: str) -> Iterator[tuple[int, int]]:
         for m in pattern.finditer(text):
-            start = m.start()
+            start, end = m.start(), m.end()
+            if _in_longer_number(text, start, end):
+                continue
             if context.search(text[max(0, start - LOOKBACK):start]) is not None and valid(_compact(m.group())):
-                yield start, m.end()
+                yield start, end
     return finder
 
 
 FINDERS: dict[str, Callable[[str], Iterator[tuple[int, int]]]] = {
     "email": _emails, "credit_card": _cards, "iban": _ibans, "us_ssn": _ssns, "phone": _phones,
     "es_dni": _checked(DNI, _dni_or_nie),
-    "it_codice_fiscale": _checked(CF, codicefiscale.is_valid),
+    "it_codice_fiscale": _checked(CF, codicefiscale.is_valid, digits_first=False),
     "fr_nir": _checked(NIR, nir.is_valid),
     "nl_bsn": _after_context("nl_bsn", BSN, bsn.is_valid),
     "pt_nif": _after_context("pt_nif", NIF, nif.is_valid),
     "de_idnr": _after_context("de_idnr", IDNR, idnr.is_valid),
 }
-# Which entity a span is when several take it: a NIR (15 digits from 1 or 2) before a card (no 15-digit card
-# starts so), a card before an IBAN or an id, the checked numbers before a phone.
-ORDER = ("email", "fr_nir", "credit_card", "iban", "it_codice_fiscale", "es_dni", "us_ssn", "de_idnr", "nl_bsn",
+# Which entity a span is when several take it: an IBAN first (it starts with letters), a NIR (15 digits from 1 or
+# 2) before a card (no 15-digit card starts so), a card before an id, the checked numbers before a phone.
+ORDER = ("email", "iban", "fr_nir", "credit_card", "it_codice_fiscale", "es_dni", "us_ssn", "de_idnr", "nl_bsn",
          "pt_nif", "phone")
 assert set(ORDER) == set(ENTITIES) == set(FINDERS) == set(LABELS) == set(TAILS) == set(TAIL_CHARS)
 

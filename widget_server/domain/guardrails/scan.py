@@ -1,7 +1,8 @@
 """Find every rule's matches in a text, and how far back a match still being streamed could start.
 
-Offsets are in the original text. The streaming filter passes `views(text, before)`, where `before` is the
-character preceding the text (already released), read only for word boundaries. With `final=False` a
+Offsets are in the original text. The streaming filter passes `views(text, before, context)`, where `before`
+is the character preceding the text (already released), read only for word boundaries, and `context` what was
+released before that, read only by the PII detectors (see `Window`). With `final=False` a
 match touching the end is left for later: more text may extend it or break its word boundary (the hold
 point keeps it back meanwhile).
 """
@@ -9,8 +10,9 @@ point keeps it back meanwhile).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-from widget_server.domain.guardrails import pii
+from widget_server.domain.guardrails import normalize, pii
 from widget_server.domain.guardrails.compile import CompiledPattern, CompiledPolicy, Terms
 from widget_server.domain.guardrails.normalize import SEPARATORS, SPACED_RUN, View, Views
 
@@ -64,9 +66,23 @@ def _patterns(cp: CompiledPolicy, source: str, view: View, final: bool) -> list[
     return out
 
 
-def views(text: str, before: str = "") -> Views:
-    """The views of `before + text`, offsets counted from the start of `text`."""
-    return Views(before + text, -len(before))
+class Window(Views):
+    """The views of `before + text`, but for `fold`, the PII detectors' view, which has `context` before that:
+    what they read before a match (a context word, a number it would go on), and no other rule does."""
+
+    def __init__(self, text: str, before: str, context: str) -> None:
+        super().__init__(before + text, -len(before))
+        self.context = context
+
+    @cached_property
+    def fold(self) -> View:
+        return normalize.fold(self.context + self.text, self.offset - len(self.context))
+
+
+def views(text: str, before: str = "", context: str = "") -> Views:
+    """The views of `before + text` (and `context` before it for PII), offsets counted from the start of
+    `text`."""
+    return Window(text, before, context) if context else Views(before + text, -len(before))
 
 
 def scan(cp: CompiledPolicy, source: str, text: str | Views, *, final: bool = True) -> list[Found]:

@@ -11,9 +11,10 @@ Two shortcuts keep a reply streamed a character at a time cheap; each gives out 
   receiving those deltas as one, which every chunking must be safe for; a blocked term inside the run is only
   noticed at the run's end, still unsent.
 
-What was released is kept as `before`, for a scan to read (never to release): its last character for word
-boundaries, and, when the policy masks a number that counts only after a context word ("BSN 123456782"), the
-last `pii.LOOKBACK` characters of its `fold` view, so that the word is still read once released.
+The end of what was released is kept as `before`, for a scan to read (never to release): its last character
+for word boundaries, and, for the PII detectors only, the last `pii.NEAR` characters of its `fold` view (a
+number that a match would go on), or `pii.LOOKBACK` when the policy masks a number that counts only after a
+context word ("BSN 123456782"), so that the word is still read once released.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from widget_server.domain.guardrails.check import mask, stop_text
 from widget_server.domain.guardrails.compile import CompiledPolicy
 from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.normalize import _fold, fold
-from widget_server.domain.guardrails.pii import CONTEXT_ENTITIES, LOOKBACK, run_of
+from widget_server.domain.guardrails.pii import CONTEXT_ENTITIES, LOOKBACK, NEAR, run_of
 from widget_server.domain.guardrails.scan import STOPS, hold_point, scan, views
 
 
@@ -39,7 +40,8 @@ class StrictFilter:
         self.run: frozenset[str] | None = None  # the characters that keep all of `pending` held (see above)
         self.runs = cp.pii_entities if cp.pii_for(source) else frozenset()
         self.inert = cp.output_inert if source == "output" else None
-        self.keep = LOOKBACK if self.runs & CONTEXT_ENTITIES else 1  # `fold` characters of `before` to keep
+        # `fold` characters of `before` to keep (see above)
+        self.keep = LOOKBACK if self.runs & CONTEXT_ENTITIES else NEAR
 
     def feed(self, text: str) -> tuple[str, Decision | None]:
         if self.stopped is not None:
@@ -71,7 +73,7 @@ class StrictFilter:
 
     def _step(self, final: bool) -> str:
         window = self.pending
-        v = views(window, self.before)
+        v = views(window, self.before[-1:], self.before[:-1])
         found = scan(self.cp, self.source, v, final=final)
         stop = next((f for f in found if f.action in STOPS), None)
         if stop is not None:
