@@ -304,10 +304,11 @@ ORDER = ("email", "iban", "fr_nir", "credit_card", "it_codice_fiscale", "es_dni"
 assert set(ORDER) == set(ENTITIES) == set(FINDERS) == set(LABELS) == set(TAILS) == set(TAIL_CHARS)
 
 
-def find(text: str, entities: frozenset[str]) -> list[Hit]:
-    """Non-overlapping PII hits in a `fold` view, in order."""
+def find(text: str, entities: frozenset[str], first: int = 0) -> list[Hit]:
+    """Non-overlapping PII hits in a `fold` view, in order; the text before `first` is only read (its hits may
+    be left out)."""
     hits: list[Hit] = []
-    has_at, has_digit = "@" in text, DIGIT.search(text) is not None
+    has_at, has_digit = "@" in text[first:], DIGIT.search(text, first) is not None
     for entity in ORDER:
         if entity not in entities or not (has_at if entity == "email" else has_digit):
             continue  # every entity but an email has digits, and an email has its @

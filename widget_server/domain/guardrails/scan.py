@@ -9,6 +9,7 @@ point keeps it back meanwhile).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -51,8 +52,9 @@ def _terms(terms: Terms, view: View, final: bool) -> list[Found]:
 def _pii(cp: CompiledPolicy, view: View, final: bool) -> list[Found]:
     assert cp.pii_rule is not None
     n = len(view.text)
+    first = bisect_left(view.index, 0)  # where the text scanned starts, after what is only read before it
     return [Found(f"pii.{hit.entity}", cp.pii_rule.action, *view.span(hit.start, hit.end), pii.LABELS[hit.entity])
-            for hit in pii.find(view.text, cp.pii_entities) if hit.end < n or final]
+            for hit in pii.find(view.text, cp.pii_entities, first) if hit.end < n or final]
 
 
 def _patterns(cp: CompiledPolicy, source: str, view: View, final: bool) -> list[Found]:
