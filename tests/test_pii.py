@@ -210,7 +210,7 @@ EDGY = st.lists(st.sampled_from([
     "1", "0", "12", "0171", " ", "-", ".", "/", "(", ")", "+", "+49", "(11)", "z", "x", "a", "2a", "rssmra",
     "85t10", "a562s", "12345678", "12345678Z", "X1234567L", "bsn ", "nif ", "steuer-id ", "123456782",
     "06 12 34 56 78", " 2345678", "de89 3704", " 0044 0532 0130 00", "1 85 05 78 006 084 91", "\u200b", "é",
-    ",", "!", "\n", "rivalco", "bob@x.com",
+    ",", "!", "\n", "rivalco", "bob@x.com", "/1", "-5", ".7", "+34 612 34 56 78", "(11) 91234-5678",
 ]), max_size=20).map("".join)
 VARIANTS = [POLICY, policy(pii={"entities": ["es_dni", "it_codice_fiscale", "fr_nir"]}),
             policy(pii={"entities": ["nl_bsn", "pt_nif", "de_idnr"]}), policy(pii={"entities": ["phone"]})]
@@ -245,3 +245,26 @@ def test_the_held_context_is_what_fold_needs() -> None:
     out.feed("ﬁ" * 100 + " ")
     assert len(fold(out.before).text) >= pii.LOOKBACK and len(out.before) < 100
     assert StrictFilter(policy(pii={"entities": ["phone"]})).keep == pii.NEAR  # no context word needed
+
+
+def test_a_text_of_many_number_groups_is_checked_in_bounded_time() -> None:
+    groups = ", ".join(f"{i:04d}-{i * 7 % 10000:04d}" for i in range(1000, 1400))  # 400 look-alikes, none a phone
+    pii.phone_ok.cache_clear()
+    hits = pii.find(groups, frozenset({"phone"}))
+    assert pii.phone_ok.cache_info().misses <= pii.MAX_PHONE_CHECKS
+    assert len(hits) >= 400 - pii.MAX_PHONE_CHECKS  # past the checks, masked by shape: more, never less
+
+
+@pytest.mark.parametrize("entity", sorted(pii.TAILS))
+def test_the_new_tails_hold_every_prefix_of_their_formats(entity: str) -> None:
+    """A prefix of a value, at the end of the text, is held from its first character by its entity's tail."""
+    import re2
+
+    tail = re2.compile(f"(?:{pii.TAILS[entity]})\\z")
+    for _, value, of in LOCAL:
+        if of != entity:
+            continue
+        folded = fold(value).text
+        for k in range(1, len(folded) + 1):
+            found = tail.search("see " + folded[:k])
+            assert found is not None and found.start() == 4, (entity, folded[:k])
