@@ -162,7 +162,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
                         max_width(p.regex), first_chars(p.regex))
         for p in policy.patterns
     )
-    entities = frozenset(policy.pii.entities) if policy.pii else frozenset()
+    entities = pii.expand(policy.pii.entities) if policy.pii else frozenset()
     pii_rule = (Rule("pii", policy.pii.action, frozenset(policy.pii.applies_to)) if policy.pii else None)
     topics = (compile_topics(policy.topics, embeddings.embed_cached, multilingual.embed_cached)
               if policy.topics is not None and has_examples(policy.topics) else None)

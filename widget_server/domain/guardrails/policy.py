@@ -103,8 +103,13 @@ class Pattern(Strict):
         return self
 
 
+# The PII entities (see `pii.py` for what each one catches); `national_id` stands for all the national numbers.
+PiiEntity = Literal["email", "phone", "credit_card", "iban", "us_ssn", "es_dni", "it_codice_fiscale", "fr_nir",
+                    "nl_bsn", "pt_nif", "de_idnr", "national_id"]
+
+
 class Pii(Strict):
-    entities: list[Literal["email", "phone", "credit_card", "iban", "us_ssn"]] = Field(min_length=1)
+    entities: list[PiiEntity] = Field(min_length=1)
     action: Literal["mask", "block"] = "mask"
     applies_to: list[Source] = Field(default=BOTH, min_length=1)
 

@@ -1,16 +1,19 @@
 """Find every rule's matches in a text, and how far back a match still being streamed could start.
 
-Offsets are in the original text. The streaming filter passes `views(text, before)`, where `before` is the
-character preceding the text (already released), read only for word boundaries. With `final=False` a
+Offsets are in the original text. The streaming filter passes `views(text, before, context)`, where `before`
+is the character preceding the text (already released), read only for word boundaries, and `context` what was
+released before that, read only by the PII detectors (see `Window`). With `final=False` a
 match touching the end is left for later: more text may extend it or break its word boundary (the hold
 point keeps it back meanwhile).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from functools import cached_property
 
-from widget_server.domain.guardrails import pii
+from widget_server.domain.guardrails import normalize, pii
 from widget_server.domain.guardrails.compile import CompiledPattern, CompiledPolicy, Terms
 from widget_server.domain.guardrails.normalize import SEPARATORS, SPACED_RUN, View, Views
 
@@ -49,8 +52,9 @@ def _terms(terms: Terms, view: View, final: bool) -> list[Found]:
 def _pii(cp: CompiledPolicy, view: View, final: bool) -> list[Found]:
     assert cp.pii_rule is not None
     n = len(view.text)
+    first = bisect_left(view.index, 0)  # where the text scanned starts, after what is only read before it
     return [Found(f"pii.{hit.entity}", cp.pii_rule.action, *view.span(hit.start, hit.end), pii.LABELS[hit.entity])
-            for hit in pii.find(view.text, cp.pii_entities) if hit.end < n or final]
+            for hit in pii.find(view.text, cp.pii_entities, first) if hit.end < n or final]
 
 
 def _patterns(cp: CompiledPolicy, source: str, view: View, final: bool) -> list[Found]:
@@ -64,9 +68,23 @@ def _patterns(cp: CompiledPolicy, source: str, view: View, final: bool) -> list[
     return out
 
 
-def views(text: str, before: str = "") -> Views:
-    """The views of `before + text`, offsets counted from the start of `text`."""
-    return Views(before + text, -len(before))
+class Window(Views):
+    """The views of `before + text`, but for `fold`, the PII detectors' view, which has `context` before that:
+    what they read before a match (a context word, a number it would go on), and no other rule does."""
+
+    def __init__(self, text: str, before: str, context: str) -> None:
+        super().__init__(before + text, -len(before))
+        self.context = context
+
+    @cached_property
+    def fold(self) -> View:
+        return normalize.fold(self.context + self.text, self.offset - len(self.context))
+
+
+def views(text: str, before: str = "", context: str = "") -> Views:
+    """The views of `before + text` (and `context` before it for PII), offsets counted from the start of
+    `text`."""
+    return Window(text, before, context) if context else Views(before + text, -len(before))
 
 
 def scan(cp: CompiledPolicy, source: str, text: str | Views, *, final: bool = True) -> list[Found]:
