@@ -28,6 +28,7 @@ from bench.guardrail_dev import BENIGN_EDGY, HARMFUL
 from widget_server.domain.guardrails import CheckContext, StrictFilter, check_input, compile_policy, parse_policy
 from widget_server.domain.guardrails import topics as tp
 from widget_server.domain.guardrails.embeddings import embed_cached
+from widget_server.domain.guardrails.pii import NATIONAL_IDS
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
@@ -244,7 +245,9 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
         elif kind == "role_override":
             ok = d.stops and d.reason == "injection.role_override"
         elif kind == "pii":
-            masked = {e.reason.removeprefix("pii.") for e in every if e.action == "mask"}
+            masked = {e.reason.removeprefix("pii.") for e in every if e.action == "mask" and e.reason}
+            if masked & set(NATIONAL_IDS):
+                masked.add("national_id")
             rows["pii_reported"].append(all(e in masked for e in m.entities) and all(
                 x.masks for x in every if x.action == "mask"))
             ok = not d.stops and all(e in masked for e in m.entities)
