@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from bench.guardrail_dev import BENIGN_EDGY, HARMFUL
-from widget_server.domain.guardrails import CheckContext, StrictFilter, check_input, compile_policy, parse_policy
+from widget_server.domain.guardrails import (
+    CheckContext,
+    StrictFilter,
+    check_input,
+    compile_policy,
+    multilingual,
+    parse_policy,
+)
 from widget_server.domain.guardrails import topics as tp
 from widget_server.domain.guardrails.embeddings import embed_cached
 from widget_server.domain.guardrails.pii import NATIONAL_IDS
@@ -77,12 +84,13 @@ def run_clinc(data: dict[str, Any], domains: dict[str, list[str]], per_intent: i
         train.setdefault(intent, []).append(text)
     rows = [(t, i) for t, i in data[split]] + [(t, "oos") for t, _ in data[oos]]
     vectors = embed_cached([t for t, _ in rows])
+    second = multilingual.embed_cached([t for t, _ in rows])  # CLINC is English: its second reading
     intent_domain = {i: d for d, intents in domains.items() for i in intents}
     results = []
     for domain, intents in domains.items():
         ct = compile_policy(parse_policy(policy_doc(intents, train, per_intent))).topics
         assert ct is not None
-        flags = [tp.decide(ct, v).verdict != "on_topic" for v in vectors]
+        flags = [tp.either(ct, v, w, english=True).verdict != "on_topic" for v, w in zip(vectors, second, strict=True)]
         truth = [intent_domain.get(i) != domain for _, i in rows]
         results.append(prf(flags, truth))
         if verbose:

@@ -40,7 +40,7 @@ LOCAL = [
     ("GB IBAN GB82 WEST 1234 5698 7654 32.", "GB82 WEST 1234 5698 7654 32", "iban"),
     # German
     ("Meine Nummer ist 0171 2345678, danke", "0171 2345678", "phone"),
-    ("Ruf mich an: +49 30 1234567", "+49 30 1234567", "phone"),
+    ("Meine Festnetznummer: +49 30 1234567", "+49 30 1234567", "phone"),
     ("Tel. 030/1234567 oder", "030/1234567", "phone"),
     ("Büro +49 (0)30 1234567", "+49 (0)30 1234567", "phone"),
     ("Österreich: 0664 1234567", "0664 1234567", "phone"),

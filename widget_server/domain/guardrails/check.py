@@ -113,10 +113,11 @@ def _decide(cp: CompiledPolicy, text: str, context: CheckContext) -> tuple[Decis
     if stop is not None:
         return _stop(cp, stop.action, stop.reason, shown, context), masks
     topic = topic_decision(cp, text, context)
-    if topic is not None and topic.reason == "topic.off_topic" and shown is not None:
+    if topic is not None and topic.reason == "topic.off_topic" and masks:
         # The digits of a card or an IBAN say nothing of the topic and drown the words that do: a message with
-        # something masked is also read with the masks' labels in their place ("my account [iban] is blocked").
-        topic = topic_decision(cp, shown, context)
+        # something masked is also read without it ("my account NL91ABNA0417164300 is blocked" as "my account
+        # is blocked").
+        topic = topic_decision(cp, " ".join(mask(text, [replace(f, label="") for f in masks]).split()), context)
     if topic is not None:
         return Decision(topic.action, topic.reason, topic.text, shown), masks
     if masks:

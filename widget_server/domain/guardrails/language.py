@@ -15,12 +15,14 @@ import re
 from widget_server.domain.guardrails import normalize
 
 WORDS = re.compile(r"[^\W\d_]+")
+# Words English shares with another of the languages ("a", "in", "die", "is"…) count for neither.
+SHARED = frozenset("a in me no do so is die de o e en um war hat will also mist".split())
 ENGLISH = frozenset("""
 the an and or but are was were be been am does did can could would will shall should may might must have
 has had i you he she we they my your our their it its this that these those what which who how when where why
 not yes please to of on at for with from by about if than then just also there here any some all
 i'm im don't dont can't cant won't wont it's its i've ive you're ur u pls thanks thank hi hello hey
-""".split())
+""".split()) - SHARED
 OTHER = frozenset("""
 der die das und ist nicht ich du sie wir ihr mein meine ein eine einen einem einer mit von zu auf fur bei wie was
 warum wann wo kann konnen habe hast hat sind war bitte danke auch noch schon aber oder wenn dass den dem des im
@@ -36,8 +38,9 @@ pode tenho tem sao obrigado obrigada tambem mas se mais muito isso esse essa
 de het een en is niet ik jij je u wij we mijn met van voor op hoe wat waarom wanneer waar kan kunnen heb hebt
 heeft zijn bedankt dank ook maar of als meer heel dit dat deze geen nog wel er
 qual quale quali cual cuales welke welk voces jullie siete vous pra hola ciao bonjour hallo ola oi buongiorno
-buenos buenas bom boa goedemiddag goedemorgen servus gruss salut
-""".split()) - ENGLISH
+buenos buenas bom boa goedemiddag goedemorgen servus gruss salut chi ha ad wer fur falls aqui quantos tienen solo
+non dice
+""".split()) - ENGLISH - SHARED
 
 
 def is_english(text: str) -> bool:
