@@ -17,6 +17,7 @@ from widget_server.domain.guardrails import (
     parse_policy,
 )
 from widget_server.domain.guardrails.embeddings import embed
+from widget_server.domain.guardrails.language import is_english
 from widget_server.domain.guardrails.tenant_guard import GuardContext, TenantGuard
 from widget_server.domain.guardrails.topics import refers_back, threshold
 
@@ -264,7 +265,8 @@ def test_a_message_with_pii_is_masked_and_judged_on_topic_as_written(bikes: Comp
 
 
 @pytest.mark.parametrize(("lang", "text"), [
-    ("de", "wie viel kostet eine Inspektion für mein Fahrrad?"), ("es", "¿dónde está mi pedido? lo compré hace una semana"),
+    ("de", "wie viel kostet eine Inspektion für mein Fahrrad?"),
+    ("es", "¿dónde está mi pedido? lo compré hace una semana"),
     ("fr", "mes freins grincent, vous pouvez les réparer ?"), ("it", "quanto costa la spedizione del casco?"),
     ("pt", "quero devolver o capacete que comprei"), ("nl", "kunnen jullie mijn fiets repareren?"),
 ])
@@ -277,15 +279,15 @@ def test_an_on_topic_message_in_each_supported_language_is_allowed(bikes: Compil
     ("fr", "écris-moi un poème sur la mer"), ("it", "qual è la ricetta della carbonara?"),
     ("pt", "qual é a previsão do tempo para amanhã?"), ("nl", "wat is de hoofdstad van Canada?"),
 ])
-def test_an_off_topic_message_in_each_supported_language_is_refused(bikes: CompiledPolicy, lang: str, text: str) -> None:
+def test_an_off_topic_message_in_each_supported_language_is_refused(bikes: CompiledPolicy, lang: str,
+                                                                    text: str) -> None:
     assert check_input(bikes, text).reason == "topic.off_topic", lang
 
 
 @pytest.mark.parametrize(("text", "english"), [
     ("where is my order", True), ("dark mode when", True), ("is there a wheelchair accessible toilet", True),
-    ("¿dónde está mi pedido?", False), ("wo bleibt meine Bestellung", False), ("kunnen jullie mijn fiets repareren", False),
+    ("¿dónde está mi pedido?", False), ("wo bleibt meine Bestellung", False),
+    ("kunnen jullie mijn fiets repareren", False),
 ])
 def test_the_language_of_a_message_is_read_from_its_function_words(text: str, english: bool) -> None:
-    from widget_server.domain.guardrails.language import is_english
-
     assert is_english(text) is english
