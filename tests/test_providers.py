@@ -147,6 +147,16 @@ def test_local_provider_replies_from_the_bundled_model(stack_factory) -> None:  
     assert _stored_reply(stack, ready["conversation_id"])["text"] == text
     health = httpx.get(f"{stack.url}/health").json()
     assert health["provider"] == {"status": "ok", "kind": "local", "loaded": True}
+    # A system prompt longer than the model's whole context window (schemathesis sent one: a 502 before) is cut
+    # to what fits, and the visitor still gets a reply.
+    long_prompt = "Ada bakes sourdough, rye and spelt bread every morning and knows every recipe by heart. " * 180
+    r = httpx.post(f"{stack.url}/v1/personas", headers=stack.auth, json={
+        "name": "Ada", "slug": "ada-long", "system_prompt": long_prompt})
+    assert r.status_code == 201, r.text
+    answer = httpx.post(f"{stack.url}/v1/personas/ada-long/prompt", headers=stack.auth, json={"message": "ä"},
+                        timeout=120)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["finish_reason"] in ("stop", "length")
 
 
 def test_local_trim_never_takes_back_sent_text() -> None:

@@ -7,6 +7,7 @@ thread (a `Llama` object is not thread-safe), handing tokens to the event loop, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import AsyncGenerator
@@ -143,14 +144,31 @@ class LocalProvider:
             stop.set()
 
     def _fit(self, llm: Any, request: ProviderRequest) -> tuple[str, int]:
-        """Drop the oldest turns until prompt and reply fit the context window."""
+        """Drop the oldest turns until prompt and reply fit the context window; then, for a system prompt or a
+        message longer than the whole window (a persona's prompt may be 20,000 tokens; the bundled model reads
+        2,048), keep as much of its beginning as fits, the system prompt first to give way."""
         history = request.history
         while True:
             prompt = transcript(request, history)
-            n_in = len(llm.tokenize(prompt.encode(), add_bos=True))
+            n_in = self._count(llm, prompt)
             if n_in + request.max_tokens <= self._context or not history:
-                return prompt, n_in
+                break
             history = history[1:]
+        for field in ("system_prompt", "message"):
+            if n_in + request.max_tokens <= self._context:
+                break
+            text = getattr(request, field)
+            without = self._count(llm, transcript(dataclasses.replace(request, **{field: ""}), ()))
+            room = max(0, self._context - request.max_tokens - without - 8)  # 8: retokenizing may add a few
+            kept = llm.detokenize(llm.tokenize(text.encode(), add_bos=False)[:room]).decode(errors="ignore")
+            request = dataclasses.replace(request, **{field: kept})
+            prompt = transcript(request, ())
+            n_in = self._count(llm, prompt)
+        return prompt, n_in
+
+    @staticmethod
+    def _count(llm: Any, prompt: str) -> int:
+        return len(llm.tokenize(prompt.encode(), add_bos=True))
 
     async def health(self) -> dict[str, Any]:
         if self._load_error:
