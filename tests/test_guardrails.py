@@ -183,6 +183,7 @@ def test_escalation_on_request_can_be_off() -> None:
     ({"topics": {"allowed": [{"id": "orders", "examples": []}]}}, "topics.allowed.0.examples"),
     ({"pii": {"entities": ["passport"]}}, "pii.entities.0"),
     ({"blocked_terms": [{"id": "x", "terms": ["a"], "action": "shout"}]}, "blocked_terms.0.action"),
+    ({"blocked_terms": [{"id": "x", "terms": ["ok", "\u00ad\u200b"]}]}, "blocked_terms.0.terms"),  # invisible
     ({"version": 2}, "version"),
     ({"surprise": True}, "surprise"),
 ])
