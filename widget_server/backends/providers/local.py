@@ -157,14 +157,21 @@ class LocalProvider:
         for field in ("system_prompt", "message"):
             if n_in + request.max_tokens <= self._context:
                 break
-            text = getattr(request, field)
-            without = self._count(llm, transcript(dataclasses.replace(request, **{field: ""}), ()))
-            room = max(0, self._context - request.max_tokens - without - 8)  # 8: retokenizing may add a few
-            kept = llm.detokenize(llm.tokenize(text.encode(), add_bos=False)[:room]).decode(errors="ignore")
-            request = dataclasses.replace(request, **{field: kept})
+            request = self._cut(llm, request, field)
             prompt = transcript(request, ())
             n_in = self._count(llm, prompt)
         return prompt, n_in
+
+    def _cut(self, llm: Any, request: ProviderRequest, field: str) -> ProviderRequest:
+        """`request` with its system prompt or its message cut to the tokens left beside the rest."""
+        empty = (dataclasses.replace(request, system_prompt="") if field == "system_prompt"
+                 else dataclasses.replace(request, message=""))
+        room = max(0, self._context - request.max_tokens - self._count(llm, transcript(empty, ())) - 8)  # 8: slack
+        text = request.system_prompt if field == "system_prompt" else request.message
+        kept = llm.detokenize(llm.tokenize(text.encode(), add_bos=False)[:room]).decode(errors="ignore")
+        if field == "system_prompt":
+            return dataclasses.replace(request, system_prompt=kept)
+        return dataclasses.replace(request, message=kept)
 
     @staticmethod
     def _count(llm: Any, prompt: str) -> int:
