@@ -163,6 +163,9 @@ def test_a_card_number_in_the_input_is_masked_when_shown_and_stored(stack: Stack
     assert messages[0]["text"] == "my card is [card] ok"
     assert messages[0]["guardrail"] == {"action": "mask", "reason": "pii.credit_card", "source": "input"}
     assert all("4111" not in m["text"] for m in messages)  # (timestamps may hold those digits)
+    end = next(f for f in frames if f["type"] == "reply.end")  # the widget hears of the mask, and where it was
+    assert end["guardrails"] == [{"action": "mask", "reason": "pii.credit_card", "source": "input",
+                                  "spans": [{"start": 11, "end": 30}]}]
 
 
 def test_asking_for_a_person_and_repeated_refusals_escalate(stack: Stack) -> None:
