@@ -54,7 +54,7 @@ def _lex(text: str) -> str:
 STAFF = _lex("""
 human, humans, real one, person, agent, agents, representative, representatives, rep, operator, staff, employee,
 advisor, adviser, consultant, supervisor, manager, customer service, customer support, support team, support agent,
-staff member, engineer, support engineer, technician, specialist, salesperson, sales rep, sales team, owner, boss
+staff member, engineer, support engineer, technician, specialist, salesperson, sales rep, sales team, owner
 chef, vorgesetzten, vorgesetzte, geschaftsfuhrer, geschaftsfuhrerin, inhaber, inhaberin, techniker, technikerin,
 verkaufer, verkauferin, vertrieb
 mensch, menschen, person, mitarbeiter, mitarbeiterin, mitarbeitende, mitarbeitenden, mitarbeitern, berater, beraterin,
@@ -187,7 +187,9 @@ PERSON_REQUEST = AnyOf([
     rf"{_w}(?:{ANYONE}|{STAFF}) (?:\S+ ){{0,1}}(?:on the phone|am telefon|al telefono|au telephone|por telefono|"
     rf"ao telefone|aan de telefoon|aan de lijn){_e}",
     # the visitor calling in: "can I call you", "kann ich Sie anrufen", "puis-je vous appeler"
-    r"(?:^|\s)(?:can i call you|could i call you|can i phone you|can i ring you|is there a number i can call|"
+    r"(?:^|\s)(?:(?:can|could) i (?:call|phone|ring) you(?: (?:now|today|tomorrow|directly|back|please|pls))*"
+    r"(?:$| (?:whats|what|where|on|at|about|to|for|or|and|because|the|your|instead of))|"
+    r"is there a number i can call|"
     r"kann ich sie anrufen|kann ich euch anrufen|kann ich anrufen|puedo llamarles|puedo llamaros|puedo llamarlos|"
     r"puedo llamar|je peux vous appeler|puis je vous appeler|puis je appeler|posso chiamarvi|posso chiamare|"
     r"posso ligar|posso ligar para voces|kan ik jullie bellen|kan ik u bellen|kan ik bellen)(?:\s|$)",
