@@ -16,7 +16,7 @@ from widget_server.domain.guardrails import (
     compile_policy,
     parse_policy,
 )
-from widget_server.domain.guardrails.embeddings import embed
+from widget_server.domain.guardrails.embeddings import Embedder, embed, model_archive
 from widget_server.domain.guardrails.language import is_english
 from widget_server.domain.guardrails.tenant_guard import GuardContext, TenantGuard
 from widget_server.domain.guardrails.topics import refers_back, threshold
@@ -46,6 +46,14 @@ def policy(**topics: Any) -> CompiledPolicy:
 @pytest.fixture(scope="module")
 def shop() -> CompiledPolicy:
     return policy()
+
+
+def test_onnxruntime_runs_the_same_model_as_the_numpy_forward_pass() -> None:
+    texts = ["where is my order", "¿dónde está mi pedido?", "a much longer message " * 20, "x"]
+    fast, reference = Embedder(model_archive()), Embedder(model_archive(), runtime="numpy")
+    assert fast.runtime == "onnxruntime" and reference.runtime == "numpy"
+    cosines = (fast.embed(texts) * reference.embed(texts)).sum(axis=1)
+    assert cosines.min() > 0.99999
 
 
 def test_embeddings_match_all_minilm_l6_v2() -> None:

