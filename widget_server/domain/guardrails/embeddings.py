@@ -17,6 +17,7 @@ import json
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,40 +215,49 @@ def embed(texts: list[str]) -> Matrix:
     return embedder().embed(texts)
 
 
-CACHE_SIZE = 20_000  # examples' vectors, about 30 MB at most
-RECENT_SIZE = 2_048  # visitors' messages, kept so that the next turn has its context's vector for free
-_cache: dict[str, Matrix] = {}
-_recent: OrderedDict[str, Matrix] = OrderedDict()
+class Remembered:
+    """An embedding function with memory: `recent` keeps the last visitors' messages in an LRU (a follow-up's
+    previous turn is usually in it), `cached` every example it was asked for (a policy's examples are embedded
+    again on every compile), within bounds."""
+
+    def __init__(self, embed: Callable[[list[str]], Matrix], dim: int, recent_size: int = 2_048,
+                 cache_size: int = 20_000) -> None:
+        self._embed, self._dim = embed, dim
+        self._recent_size, self._cache_size = recent_size, cache_size  # 20,000 vectors: about 30 MB at most
+        self._recent: OrderedDict[str, Matrix] = OrderedDict()
+        self._cache: dict[str, Matrix] = {}
+        self._lock = threading.Lock()
+
+    def recent(self, texts: list[str]) -> Matrix:
+        with self._lock:
+            known = {t: self._recent[t] for t in texts if t in self._recent}
+            for t in known:
+                self._recent.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            vectors = self._embed(missing)
+            with self._lock:
+                for text, vector in zip(missing, vectors, strict=True):
+                    known[text] = self._recent[text] = vector
+                while len(self._recent) > self._recent_size:
+                    self._recent.popitem(last=False)
+        return np.stack([known[t] for t in texts]) if texts else np.zeros((0, self._dim), dtype=np.float32)
+
+    def cached(self, texts: list[str]) -> Matrix:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vectors = self._embed(missing)
+            with self._lock:
+                if len(self._cache) + len(missing) > self._cache_size:
+                    self._cache.clear()
+                self._cache.update(zip(missing, vectors, strict=True))
+        with self._lock:
+            found = [self._cache.get(t) for t in texts]
+        if any(v is None for v in found):  # cleared meanwhile by another compile
+            return self._embed(texts)
+        return np.stack([v for v in found if v is not None]) if texts else np.zeros((0, self._dim), dtype=np.float32)
 
 
-def embed_recent(texts: list[str]) -> Matrix:
-    """`embed` for visitors' messages, with a small LRU: a follow-up's previous turn is usually in it."""
-    with _lock:
-        known = {t: _recent[t] for t in texts if t in _recent}
-        for t in known:
-            _recent.move_to_end(t)
-    missing = list(dict.fromkeys(t for t in texts if t not in known))
-    if missing:
-        vectors = embed(missing)
-        with _lock:
-            for text, vector in zip(missing, vectors, strict=True):
-                known[text] = _recent[text] = vector
-            while len(_recent) > RECENT_SIZE:
-                _recent.popitem(last=False)
-    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, DIM), dtype=np.float32)
-
-
-def embed_cached(texts: list[str]) -> Matrix:
-    """`embed`, remembering each text's vector (a policy's examples are embedded again on every compile)."""
-    missing = list(dict.fromkeys(t for t in texts if t not in _cache))
-    if missing:
-        vectors = embed(missing)
-        with _lock:
-            if len(_cache) + len(missing) > CACHE_SIZE:
-                _cache.clear()
-            _cache.update(zip(missing, vectors, strict=True))
-    out = np.zeros((len(texts), DIM), dtype=np.float32)
-    for i, text in enumerate(texts):
-        vector = _cache.get(text)
-        out[i] = vector if vector is not None else embed([text])[0]
-    return out
+_remembered = Remembered(embed, DIM)
+embed_recent = _remembered.recent  # visitors' messages
+embed_cached = _remembered.cached  # policies' examples

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from widget_server.domain.guardrails.embeddings import Remembered
 from widget_server.errors import TopicsUnavailable
 
 Matrix = npt.NDArray[np.float32]
@@ -64,40 +64,6 @@ def embed_multilingual(texts: list[str]) -> Matrix:
     return out
 
 
-RECENT_SIZE = 2_048
-_recent: OrderedDict[str, Matrix] = OrderedDict()
-_cache: dict[str, Matrix] = {}
-CACHE_SIZE = 20_000
-
-
-def embed_recent(texts: list[str]) -> Matrix:
-    """`embed_multilingual` for visitors' messages, with a small LRU (a follow-up's previous turn is in it)."""
-    with _lock:
-        known = {t: _recent[t] for t in texts if t in _recent}
-        for t in known:
-            _recent.move_to_end(t)
-    missing = list(dict.fromkeys(t for t in texts if t not in known))
-    if missing:
-        vectors = embed_multilingual(missing)
-        with _lock:
-            for text, vector in zip(missing, vectors, strict=True):
-                known[text] = _recent[text] = vector
-            while len(_recent) > RECENT_SIZE:
-                _recent.popitem(last=False)
-    return np.stack([known[t] for t in texts]) if texts else np.zeros((0, DIM), dtype=np.float32)
-
-
-def embed_cached(texts: list[str]) -> Matrix:
-    """`embed_multilingual`, remembering each text's vector (a policy's examples, compiled again and again)."""
-    missing = list(dict.fromkeys(t for t in texts if t not in _cache))
-    if missing:
-        vectors = embed_multilingual(missing)
-        with _lock:
-            if len(_cache) + len(missing) > CACHE_SIZE:
-                _cache.clear()
-            _cache.update(zip(missing, vectors, strict=True))
-    with _lock:
-        found = [_cache.get(t) for t in texts]
-    if any(v is None for v in found):  # cleared meanwhile by another compile
-        return embed_multilingual(texts)
-    return np.stack([v for v in found if v is not None]) if texts else np.zeros((0, DIM), dtype=np.float32)
+_remembered = Remembered(embed_multilingual, DIM)
+embed_recent = _remembered.recent  # visitors' messages
+embed_cached = _remembered.cached  # policies' examples
