@@ -147,6 +147,8 @@ def _terms(policy: Policy, source: str) -> Terms:
         rule = Rule(f"term.{group.id}", group.action, frozenset(group.applies_to), group.match == "word")
         for term in group.terms:
             key = normalize.term_key(term)
+            if not key.strip():  # invisible characters only (a soft hyphen): it can match nothing
+                continue
             plain.setdefault(key, (key, rule))
             short = normalize.squeeze(key)
             if len(short) >= 3:  # two spelled-out letters are too common to mean anything

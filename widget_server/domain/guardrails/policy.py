@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 import re2
 from pydantic import BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from widget_server.domain.guardrails import normalize
 from widget_server.domain.guardrails.regex_info import max_width
 from widget_server.errors import PolicyError
 from widget_server.text import StorableText
@@ -74,8 +73,6 @@ class BlockedTerms(Strict):
     def _no_blank_terms(cls, terms: list[str]) -> list[str]:
         if any(not t.strip() for t in terms):
             raise ValueError("a term must not be blank")
-        if any(not normalize.term_key(t).strip() for t in terms):  # only invisible characters: nothing to match
-            raise ValueError("a term must have a visible character")
         return terms
 
 
