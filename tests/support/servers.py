@@ -48,12 +48,21 @@ def serve_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen([sys.executable, "-m", "widget_server", "serve", "--port", str(port)],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    wait_healthy(proc, url, 30)
+    return proc, url
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+    """Poll `/health` until the server at `url` answers (200, or 503 while a backend is still down); fail with the
+    server's stderr if it exits or does not answer within `timeout`."""
+    deadline = time.monotonic() + timeout
     while True:
         try:
             if httpx.get(url + "/health").status_code in (200, 503):
-                return proc, url
+                return
         except httpx.TransportError:
             pass
-        assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"the server did not start: {proc.communicate()[1].decode()[-2000:]}")
+        time.sleep(0.1)  # the poll's interval: the loop waits for /health itself
