@@ -15,6 +15,11 @@ red one?") is also read together with the previous visitor turn, and the better-
 it relates to that turn or points back at it ("and that one?", "is it waterproof?": `refers_back`).
 That reading is the normalized mean of the two turns' vectors: the previous turn's vector is still in the
 recent-messages cache, so a follow-up costs no second forward pass (the p95 latency budget is 15 ms).
+
+A message is read first with the model of its language (MiniLM for English, the multilingual encoder for the
+others, `language.is_english`) and, when that finds it off-topic, again with the other (`match`); a topic's
+description counts as examples too, item by item; a longer message is also searched clause by clause for a denied
+ask, and a message refused as off-topic anyway is refused as the denied topic it is nearest (`DENY_WEAK`).
 """
 
 from __future__ import annotations
@@ -279,36 +284,43 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
     account: the follow-up constants were chosen on its scale."""
     if ct.multilingual is None or multilingual is None:
         return _match(ct, text, embed, previous)
-    if is_english(text):
-        found = _match(ct, text, embed, previous)
-        if found.verdict != "off_topic":
-            return found
-        again = _match(ct.multilingual, text, multilingual, None, strict=SECOND_READING)
-    else:
-        found = _match(ct.multilingual, text, multilingual, None)
-        if found.verdict != "off_topic":
-            return found
-        again = _match(ct, text, embed, previous)
-    return again if again.verdict == "on_topic" else found
+
+    def read(topics: CompiledTopics, english_model: bool, strict: float, first: bool) -> TopicMatch:
+        return _match(topics, text, embed if english_model else multilingual, previous if english_model else None,
+                      strict, denied_clauses=first)  # a second reading only looks for the allowed topics
+
+    return _read_twice(ct, is_english(text), read)
 
 
 def either(ct: CompiledTopics, english_vector: Matrix, multilingual_vector: Matrix, english: bool) -> TopicMatch:
     """`match` for one message whose two vectors are known (no previous turn, no clauses): the benchmarks' way."""
     if ct.multilingual is None:
         return decide(ct, english_vector)
-    if english:
-        found, again = decide(ct, english_vector), None
-        if found.verdict == "off_topic":
-            again = decide(ct.multilingual, multilingual_vector, strict=SECOND_READING)
-    else:
-        found, again = decide(ct.multilingual, multilingual_vector), None
-        if found.verdict == "off_topic":
-            again = decide(ct, english_vector)
-    return again if again is not None and again.verdict == "on_topic" else found
+
+    def read(topics: CompiledTopics, english_model: bool, strict: float, first: bool) -> TopicMatch:
+        return decide(topics, english_vector if english_model else multilingual_vector, strict=strict)
+
+    return _read_twice(ct, english, read)
 
 
-def _match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None, strict: float = 0.0) -> TopicMatch:
-    parts = clauses(text) if len(ct.denied) else []
+Reading = Callable[[CompiledTopics, bool, float, bool], TopicMatch]  # (topics, English model?, strict, first?)
+
+
+def _read_twice(ct: CompiledTopics, english: bool, read: Reading) -> TopicMatch:
+    """The first reading with the message's own model; when it finds the message off-topic, a second with the other
+    model (the multilingual one held to `SECOND_READING` for an English message), which can only let it through."""
+    assert ct.multilingual is not None
+    first, second = (ct, ct.multilingual) if english else (ct.multilingual, ct)
+    found = read(first, english, 0.0, True)
+    if found.verdict != "off_topic":
+        return found
+    again = read(second, not english, SECOND_READING if english else 0.0, False)
+    return again if again.verdict == "on_topic" else found
+
+
+def _match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None, strict: float = 0.0,
+           denied_clauses: bool = True) -> TopicMatch:
+    parts = clauses(text) if denied_clauses and len(ct.denied) else []
     followup = bool(previous) and bool(len(ct.allowed)) and is_followup(text)
     vectors = embed([text, *([previous] if followup and previous else []), *parts])
     message, rest = vectors[0], vectors[1:]
