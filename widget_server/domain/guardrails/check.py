@@ -1,4 +1,5 @@
-"""The check of a visitor's message: length, blocked terms, patterns, PII and requests for a person.
+"""The check of a visitor's message: length, blocked terms, patterns, PII, requests for a person, role overrides
+and the topics.
 
 Reasons: `input.too_long`, `term.<id>`, `pattern.<id>`, `pii.<entity>`, `escalation.requested`,
 `escalation.refusals`, `injection.role_override`, `topic.denied.<id>`, `topic.off_topic`, `escalation.topic.<id>`.

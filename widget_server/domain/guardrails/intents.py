@@ -15,19 +15,15 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import re2
-
 from widget_server.domain.guardrails import normalize
+from widget_server.domain.guardrails.policy import compile_re2
 
 WORDS = re.compile(r"[\w']+")
 
 
 def _re2(pattern: str) -> Any:
-    """One RE2 pattern with room for its DFA (the lexicons are large alternations), logging nothing to stderr."""
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = 64 << 20
-    return re2.compile(pattern, options)
+    """One RE2 pattern with room for its DFA: the lexicons are large alternations."""
+    return compile_re2(pattern, max_mem=64 << 20)
 
 
 class AnyOf:

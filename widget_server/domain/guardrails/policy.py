@@ -33,10 +33,13 @@ LIMITS = {
 Text = Field(default=None, max_length=LIMITS["text_chars"])
 
 
-def compile_re2(regex: str) -> Any:
-    """An RE2 pattern, compiled without RE2 logging its own errors to stderr."""
+def compile_re2(regex: str, max_mem: int | None = None) -> Any:
+    """An RE2 pattern, compiled without RE2 logging its own errors to stderr (and with `max_mem` bytes for its
+    automata, when a large alternation needs more than RE2's default)."""
     options = re2.Options()
     options.log_errors = False
+    if max_mem is not None:
+        options.max_mem = max_mem
     return re2.compile(regex, options)
 
 
