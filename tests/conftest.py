@@ -236,3 +236,14 @@ def receiver() -> Iterator[Receiver]:
         r.url = url
         yield r
         r.delay.clear()
+
+
+@pytest.fixture
+def console(stack: Stack) -> Iterator[Any]:
+    """The stack's support console (tests/support/console.py): users, signed-in clients."""
+    from tests.support.console import Console
+
+    c = Console(stack)
+    yield c
+    for client in c.clients:
+        client.close()

@@ -26,6 +26,7 @@ from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.sealed import Sealer
 from widget_server.domain.tenants import SessionSigner
+from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.routes import routes
@@ -82,7 +83,9 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
 
     return Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts)],
-        exception_handlers={WidgetError: on_error, HTTPException: on_http_exception, Exception: on_unexpected},
+        middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts),
+                    Middleware(ConsoleHeaders)],
+        exception_handlers={WidgetError: console_errors(on_error), HTTPException: console_errors(on_http_exception),
+                            Exception: console_errors(on_unexpected)},
         lifespan=lifespan,
     )

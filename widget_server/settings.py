@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # (at full speed a 1M-row export made their first tokens 1.3-1.6x slower on two cores); 0: full speed.
     export_pace: float = Field(0.75, ge=0)
     metrics_token: SecretStr | None = None  # when set, GET /metrics wants `Authorization: Bearer <token>`
+    # the support console (/console)
+    console_idle_s: float = Field(1800.0, gt=0)  # a console session ends after this long without a request …
+    console_absolute_s: float = Field(12 * 3600.0, gt=0)  # … and this long after its sign-in, whatever happens
+    console_login_window_s: float = Field(900.0, gt=0)  # sign-in attempts are counted over this window:
+    console_login_attempts: int = Field(10, gt=0)  # per account (a wrong e-mail counts for that e-mail) …
+    console_login_attempts_per_address: int = Field(30, gt=0)  # … and per client address
 
     # webhooks
     webhook_timeout_s: float = Field(5.0, gt=0)
@@ -84,7 +90,9 @@ class Settings(BaseSettings):
         return {"message": (self.rate_limit_messages, w), "frame": (self.rate_limit_frames, w),
                 "message_address": (self.rate_limit_messages_per_address, w),
                 "hello": (self.rate_limit_hellos, w), "session_address": (self.rate_limit_sessions, w),
-                "session_key": (self.rate_limit_sessions_per_key, w)}
+                "session_key": (self.rate_limit_sessions_per_key, w),
+                "console_login": (self.console_login_attempts, self.console_login_window_s),
+                "console_login_address": (self.console_login_attempts_per_address, self.console_login_window_s)}
 
     @property
     def hosts(self) -> list[str]:

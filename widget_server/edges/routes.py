@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 
 from widget_server.edges import (
     analytics,
+    console,
     conversations,
     export,
     health,
@@ -64,5 +65,6 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/widget/sessions", post=widget_session.create_session, options=widget_session.preflight),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
         Resource("/v1/widget/ws", get=Operation(upgrade_required, documented=False)),  # plain HTTP: 426, or 405
+        *console.routes(),  # the support console's pages (not operations of the API)
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
     ]

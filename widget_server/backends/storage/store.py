@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventStore
+from widget_server.backends.storage.console import ConsoleStore
 from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
@@ -50,6 +51,7 @@ class Storage:
         self.deliveries = DeliveryStore(engine)
         self.aggregates = Aggregates(engine)
         self.export_rows = ExportReader(engine)
+        self.console = ConsoleStore(engine)
 
     async def close(self) -> None:
         await self._messages.aclose()

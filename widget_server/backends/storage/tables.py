@@ -185,3 +185,48 @@ webhook_deliveries = sa.Table(
     sa.UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_webhook_event"),
     sa.Index("ix_webhook_deliveries_due", "next_attempt_at"),
 )
+
+# Console users: the people of a tenant who sign in to /console. The e-mail is unique across tenants (it is what a
+# person signs in with, so it names one account), stored folded to lower case. `password_hash` is scrypt's
+# (`domain/console_users.py`, the parameters inside it).
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("email", sa.String(254), nullable=False, unique=True),
+    sa.Column("role", sa.String(8), nullable=False),  # owner | agent | viewer
+    sa.Column("display_name", sa.String(100)),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_console_users_tenant", "tenant_id", "id"),
+)
+
+# Console sessions, one per sign-in: the cookie carries the session's id, signed; the row holds only its SHA-256,
+# so a copy of the database signs nobody in. Deleting the row (sign-out, the user deleted) ends the session on every
+# node at once; `last_seen_at` gives the idle lifetime and `created_at` the absolute one.
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), nullable=False),
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("console_users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("last_seen_at", TS, nullable=False),
+    sa.Index("ix_console_sessions_user", "user_id"),
+)
+
+# Test cases saved from the console's playground: a case of the test-suite file format (`doc`), kept per persona
+# until a suite runs it.
+test_cases = sa.Table(
+    "test_cases",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("persona_id", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("doc", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_test_cases_tenant", "tenant_id", "persona_id", "id"),
+)

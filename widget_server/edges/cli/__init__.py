@@ -1,4 +1,4 @@
-"""`widget-server`: serve, the demo, tenants, keys, persona files, guardrail checks, exports.
+"""`widget-server`: serve, the demo, tenants, keys, console users, persona files, guardrail checks, exports.
 
 One-line errors on stderr and non-zero exit codes: 2 for bad arguments or input, 1 for other failures.
 """
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from widget_server.edges.cli import commands, demo, export, guard
+from widget_server.edges.cli import commands, demo, export, guard, users
 from widget_server.edges.cli.export import EXPORT_FILTERS
 from widget_server.errors import WidgetError
 from widget_server.settings import Settings
@@ -52,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     kv = key.add_parser("revoke", help="KEY_ID stops working now")
     kv.add_argument("key_id")
     for cmd in (kl, kr, kv):
+        cmd.add_argument("--tenant", required=True)
+        cmd.add_argument("--json", action="store_true")
+
+    user = sub.add_parser("user", help="console users: the people of a tenant who sign in to /console")
+    user_sub = user.add_subparsers(dest="action", required=True)
+    uc = user_sub.add_parser("create", help="create a console user; prints a generated password once")
+    uc.add_argument("email")
+    uc.add_argument("--role", choices=["owner", "agent", "viewer"], default="owner",
+                    help="owner: everything; agent: conversations; viewer: read only (default: owner)")
+    uc.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    user_sub.add_parser("list", help="the tenant's console users")
+    ud = user_sub.add_parser("delete", help="delete a console user (by id or e-mail); their sessions end")
+    ud.add_argument("user")
+    for cmd in user_sub.choices.values():
         cmd.add_argument("--tenant", required=True)
         cmd.add_argument("--json", action="store_true")
 
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                    ("key", "list"): commands.cmd_key_list, ("key", "rotate"): commands.cmd_key_rotate,
                    ("key", "revoke"): commands.cmd_key_revoke, ("persona", "import"): commands.cmd_persona_import,
                    ("persona", "export"): commands.cmd_persona_export,
+                   ("user", "create"): users.cmd_user_create, ("user", "list"): users.cmd_user_list,
+                   ("user", "delete"): users.cmd_user_delete,
                    **{("identity", a): commands.cmd_identity for a in ("show", "rotate", "require")}}
         if args.command == "export":
             return asyncio.run(export.cmd_export(settings, args))

@@ -1,4 +1,4 @@
-"""`demo` (the demo tenant, persona, key, made once) and `serve`."""
+"""`demo` (the demo tenant, persona, key and console owner, made once) and `serve`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from widget_server.backends.storage import Storage
-from widget_server.domain import keys, personas, tenants
+from widget_server.domain import console_users, keys, personas, tenants
 from widget_server.edges.cli.common import read_demo, with_storage
 from widget_server.private_files import private_file
 from widget_server.settings import Settings
@@ -23,6 +23,8 @@ DEMO_PERSONA: dict[str, Any] = {
     "greeting": "Hi, I'm Ada from Crumb & Co. What can I bake for you today?",
     "starters": ["What bread do you have?", "When are you open?", "Can I order a cake?"],
 }
+
+DEMO_OWNER = "owner@demo.example"  # the demo tenant's console owner (its password is made once, kept in demo.json)
 
 
 async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
@@ -40,6 +42,12 @@ async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
             demo = {"tenant_id": tenant_id, "secret_key": secret, "publishable_key": pk, "origins": made["origins"]}
         if await storage.get_persona(demo["tenant_id"], DEMO_PERSONA["slug"]) is None:
             await personas.create(storage, demo["tenant_id"], DEMO_PERSONA)
+        owner = await storage.console.user_by_email(DEMO_OWNER)
+        if not demo.get("console_password") or owner is None or owner["tenant_id"] != demo["tenant_id"]:
+            if owner is not None:  # left by an earlier demo whose password is lost: start it over
+                await storage.console.delete_user(owner["tenant_id"], owner["id"])
+            _, demo["console_password"] = await console_users.create_user(storage, demo["tenant_id"], DEMO_OWNER)
+            demo["console_email"] = DEMO_OWNER
         demo.update(persona=DEMO_PERSONA["slug"], persona_name=DEMO_PERSONA["name"])
         private_file(Path(settings.data_dir) / "demo.json").write_text(json.dumps(demo, indent=2))
         return demo
@@ -81,6 +89,7 @@ widget_server demo
   secret key:       {demo['secret_key']}
   publishable key:  {demo['publishable_key']}  (origins: {', '.join(demo['origins'])})
   persona:          {demo['persona']}
+  console:          {origin}/console/  sign in as {demo['console_email']} / {demo['console_password']}
   provider:         {settings.provider}
   try:  curl -s {origin}/v1/personas/{demo['persona']}/prompt -H 'Authorization: Bearer {demo['secret_key']}' \\
              -H 'content-type: application/json' -d '{{"message": "When are you open?"}}'
