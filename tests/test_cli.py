@@ -113,10 +113,19 @@ def test_demo_is_idempotent_and_prints_what_to_use(cli: Cli) -> None:
     assert field(first, "tenant_id").startswith("ten_") and field(first, "secret key").startswith("sk_")
     assert field(first, "publishable key").startswith("pk_") and field(first, "persona") == "ada"
     assert "http://127.0.0.1:8000/" in first
+    console = next(line for line in first.splitlines() if line.strip().startswith("console:"))
+    assert console == next(line for line in second.splitlines() if line.strip().startswith("console:"))
+    email, password = console.split("sign in as ")[1].split(" / ")
+    assert email == "owner@demo.example" and len(password) >= 20
     with cli.app() as client:
         r = client.get("/v1/personas", headers={"Authorization": f"Bearer {field(second, 'secret key')}"})
         assert r.status_code == 200, r.text
         assert [p["slug"] for p in r.json()["data"]] == ["ada"]
+        form = client.get("/console/login")
+        token = form.text.split('name="csrf" value="')[1].split('"')[0]
+        r = client.post("/console/login", data={"email": email, "password": password, "csrf": token},
+                        follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/console/", r.text
 
 
 PERSONA = {

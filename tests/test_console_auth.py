@@ -14,13 +14,15 @@ from http.cookies import SimpleCookie
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.console import PASSWORD, Console, csrf_of, sign_in, token_for
 from widget_server.backends.storage import open_storage
 from widget_server.backends.storage.tables import console_sessions
 from widget_server.clock import now
-from widget_server.domain.console_users import hash_password, verify_password
+from widget_server.domain.console_users import hash_password, sweep_sessions, verify_password
 
 
 def cookie_attributes(response: httpx.Response, name: str) -> dict[str, str]:
@@ -259,3 +261,60 @@ def test_an_email_signs_in_to_one_account_only(console: Console) -> None:
     again = cli(stack, "user", "create", "--tenant", other["tenant_id"], "SAME@example.com", "--json")
     assert first.returncode == 0 and again.returncode == 2
     assert "already signs in with same@example.com" in again.stderr
+
+
+hostile_text = st.one_of(st.text(max_size=300), st.sampled_from(
+    ["", "\x00", "a@b.c\x00", "' OR 1=1 --", "<script>alert(1)</script>", "x" * 5000, "%00", "owner@demo.example"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(email=hostile_text, password=hostile_text, next_=hostile_text, with_token=st.booleans())
+def test_hostile_sign_in_forms_get_a_page_never_a_500(console: Console, email: str, password: str, next_: str,
+                                                      with_token: bool) -> None:
+    client = console.client()
+    form = client.get("/console/login")
+    data = {"email": email, "password": password, "next": next_, **({"csrf": csrf_of(form.text)} if with_token else {})}
+    r = client.post("/console/login", data=data)
+    assert r.status_code in (401, 403, 429), r.text
+    assert r.headers["content-type"].startswith("text/html") and "<h1>Sign in to the console</h1>" in r.text
+    assert "<script>alert(1)</script>" not in r.text
+
+
+COOKIE_CHARS = st.characters(min_codepoint=33, max_codepoint=126, exclude_characters=";,")
+CONTENT_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data", "multipart/form-data; boundary=xyz",
+                 "application/json", "text/plain", ""]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=2000), content_type=st.sampled_from(CONTENT_TYPES),
+       cookie=st.text(alphabet=COOKIE_CHARS, max_size=80))
+def test_hostile_bodies_and_cookies_get_a_clear_answer(console: Console, body: bytes, content_type: str,
+                                                       cookie: str) -> None:
+    headers = {"content-type": content_type, "cookie": f"console_session={cookie}; console_login={cookie}"}
+    for path in ("/console/login", "/console/logout"):
+        r = httpx.post(console.url + path, content=body, headers={**headers, "accept": "text/html"})
+        assert r.status_code in (400, 401, 403, 429), (path, r.status_code, r.text[:300])
+    r = httpx.get(console.url + "/console/", headers={"cookie": f"console_session={cookie}"})
+    assert r.status_code == 303
+
+
+def test_the_sweep_forgets_sessions_that_can_no_longer_sign_in(console: Console) -> None:
+    live, idle = console.signed_in("owner"), console.signed_in("owner")
+    age_sessions(console.stack, last_seen_at=console.stack.settings.console_idle_s + 5)
+    assert live.get("/console/").status_code == 303 and idle.get("/console/").status_code == 303  # (each ends on use)
+    kept = console.signed_in("viewer")
+    age_sessions(console.stack, last_seen_at=console.stack.settings.console_idle_s + 5)
+    fresh = console.signed_in("viewer")
+
+    async def sweep() -> tuple[int, int]:
+        storage = await open_storage(console.stack.settings.resolved_database_url)
+        try:
+            removed = await sweep_sessions(storage, console.stack.settings.console_idle_s,
+                                           console.stack.settings.console_absolute_s)
+            async with storage.engine.connect() as conn:
+                left = (await conn.execute(sa.select(sa.func.count()).select_from(console_sessions))).scalar_one()
+            return removed, int(left)
+        finally:
+            await storage.close()
+    assert asyncio.run(sweep()) == (1, 1)  # `kept`'s aged session went; `fresh`'s stays
+    assert kept.get("/console/").status_code == 303 and fresh.get("/console/").status_code == 200

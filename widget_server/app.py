@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from widget_server.backends.providers import Providers
 from widget_server.backends.ratelimit import Limits
 from widget_server.backends.storage import open_storage
+from widget_server.domain import console_users
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         webhooks.start()  # deliveries left pending by an earlier process resume
         sink = events or writer
         sweeper = asyncio.create_task(sweep_forever(storage, settings.retention_days, settings.retention_sweep_s))
+        session_sweeper = asyncio.create_task(console_users.sweep_sessions_forever(
+            storage, settings.console_idle_s, settings.console_absolute_s))
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
             hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret))}
         finally:
             sweeper.cancel()
+            session_sweeper.cancel()
             tasks = deps.hub.cancel_all()
             for task in tasks:
                 with contextlib.suppress(BaseException):

@@ -8,6 +8,7 @@ sign-in still verifies it for real.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import re
 import secrets
@@ -61,8 +62,9 @@ class Console:
 
     def user(self, role: str = "owner", tenant_id: str | None = None) -> dict[str, Any]:
         email = f"{role}-{secrets.token_hex(4)}@example.com"
-        return asyncio.run(_add_user(self.stack.settings.resolved_database_url, tenant_id or self.stack.tenant_id,
-                                     role, email))
+        made = _add_user(self.stack.settings.resolved_database_url, tenant_id or self.stack.tenant_id, role, email)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its own loop: Playwright's sync API may hold this one
+            return pool.submit(asyncio.run, made).result()
 
     def client(self) -> httpx.Client:
         c = httpx.Client(base_url=self.url, headers={"Accept": "text/html"}, follow_redirects=False, timeout=30)

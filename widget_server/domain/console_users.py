@@ -16,6 +16,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from widget_server.clock import now
 from widget_server.errors import Conflict, InvalidRequest, NotFound, TenantNotFound
 from widget_server.ids import new_id
 
+log = logging.getLogger(__name__)
 ROLES = ("owner", "agent", "viewer")
 # What each role may do: everyone reads; agents and owners handle conversations (and try personas in the
 # playground); only owners configure (personas, policy).
@@ -179,3 +181,19 @@ async def resume_session(storage: Storage, session_id: str, idle_s: float, absol
 
 async def end_session(storage: Storage, session_id: str) -> None:
     await storage.console.end_session(session_hash(session_id))
+
+
+async def sweep_sessions(storage: Storage, idle_s: float, absolute_s: float) -> int:
+    """Forget the sessions that can no longer sign anyone in; returns how many."""
+    stamp = now()
+    return await storage.console.end_sessions_before(stamp - timedelta(seconds=idle_s),
+                                                     stamp - timedelta(seconds=absolute_s))
+
+
+async def sweep_sessions_forever(storage: Storage, idle_s: float, absolute_s: float, every_s: float = 3600) -> None:
+    while True:
+        try:
+            await sweep_sessions(storage, idle_s, absolute_s)
+        except Exception:
+            log.exception("console session sweep failed; next try in %.0f s", every_s)
+        await asyncio.sleep(every_s)
