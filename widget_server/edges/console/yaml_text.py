@@ -78,7 +78,10 @@ def parse(text: str) -> YamlText:
     """The document of `text`; an `InvalidYaml` (400) says what is wrong and on which line."""
     if len(text) > MAX_CHARS:
         raise InvalidYaml(f"the YAML is longer than {MAX_CHARS} characters")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # it reads the text for unprintable characters at once
+    except yaml.YAMLError as exc:
+        raise _invalid(exc) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -86,14 +89,17 @@ def parse(text: str) -> YamlText:
         _refuse_aliases(root)
         return YamlText(loader.construct_document(root), root)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InvalidYaml(f"this is not valid YAML: {yaml_problem(exc)}",
-                          details={"line": mark.line + 1} if mark is not None else {}) from None
+        raise _invalid(exc) from None
     except RecursionError:  # the composer recurses per level of nesting
         raise InvalidYaml("the YAML is nested too deeply") from None
     finally:
         loader.dispose()
 
+
+def _invalid(exc: yaml.YAMLError) -> InvalidYaml:
+    mark = getattr(exc, "problem_mark", None)
+    return InvalidYaml(f"this is not valid YAML: {yaml_problem(exc)}",
+                       details={"line": mark.line + 1} if mark is not None else {})
 
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
