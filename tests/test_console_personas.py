@@ -1,10 +1,14 @@
 """The console's Personas pages over HTTP, through a real server on SQLite and PostgreSQL: the list, the form (every
 field, errors beside their field, values kept), delete after a confirmation, YAML import and export (the CLI's
-format), roles, tenant isolation, escaping, and hostile forms (hypothesis). The browser tests are in
-tests/test_console_personas_browser.py."""
+format), roles, tenant isolation, escaping, and hostile forms (hypothesis); then the same pages in Chromium: made
+and edited by hand, errors read out with their field, no script run from a persona's text, axe-core with no
+violation, and no horizontal scroll at 390 px."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,9 +20,18 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import Stack
-from tests.support.console import Console, token_for
+from tests.support.console import (
+    BROWSER_ARGS,
+    CHROMIUM,
+    Console,
+    axe_violations,
+    browser_sign_in,
+    needs_chromium,
+    token_for,
+)
 
 FULL = {
     "name": "Baker Bot", "slug": "baker", "description": "Answers bakery questions.", "language": "fr",
@@ -97,6 +110,14 @@ def public(stack: Stack, ref: str) -> dict[str, Any]:
     r = rest(stack, ref)
     assert r.status_code == 200, r.text
     return {k: v for k, v in r.json().items() if k not in ("created_at", "updated_at")}
+
+
+def with_topics(stack: Stack, **fields: Any) -> str:
+    """`stack.persona`, given the time topics take to compile the first time (the embedding model loads)."""
+    body = {"name": "Tester", "provider": {"kind": "openai", "model": "echo"}, **fields}
+    r = httpx.post(f"{stack.url}/v1/personas", json=body, headers=stack.auth, timeout=120)
+    assert r.status_code == 201, r.text
+    return str(r.json()["slug"])
 
 
 def count(stack: Stack) -> int:
@@ -242,8 +263,8 @@ def test_another_tenants_persona_is_not_found_on_every_url(console: Console) -> 
 
 def test_a_script_in_a_persona_is_text_on_every_page(console: Console) -> None:
     stack, owner = console.stack, console.signed_in("owner")
-    slug = stack.persona(name=SCRIPT, greeting=SCRIPT, description=SCRIPT, starters=[SCRIPT],
-                         topics={"denied": [{"id": "x", "examples": [SCRIPT], "refusal": SCRIPT}]})
+    slug = with_topics(stack, name=SCRIPT, greeting=SCRIPT, description=SCRIPT, starters=[SCRIPT],
+                       topics={"denied": [{"id": "x", "examples": [SCRIPT], "refusal": SCRIPT}]})
     pid = public(stack, slug)["id"]
     for path in ("/console/personas", f"/console/personas/{pid}", f"/console/personas/{pid}/delete"):
         html = owner.get(path).text
@@ -347,3 +368,145 @@ def test_any_persona_path_is_a_404_page(console: Console, ref: str, tail: str) -
 
     r = owner.get(f"/console/personas/{quote(ref, safe='')}{tail}")
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), r.text
+
+
+# In Chromium. Users are made before the browser starts: Playwright's sync API holds this thread's event loop.
+
+@pytest.fixture
+def people(console: Console) -> dict[str, str]:
+    """The e-mail of an owner and of a viewer of the stack's tenant."""
+    return {role: str(console.user(role)["email"]) for role in ("owner", "viewer")}
+
+
+@pytest.fixture
+def chromium(people: dict[str, str]) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@contextlib.contextmanager
+def signed_in_page(browser: Browser, url: str, email: str, width: int = 1280, bypass_csp: bool = False,
+                   confirm: bool = False) -> Iterator[tuple[Page, list[str]]]:
+    """A signed-in page, and what it logged about the Content Security Policy and any dialog that opened (answered
+    yes with `confirm`, else no)."""
+    context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=bypass_csp)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.accept() if confirm else d.dismiss()))
+    try:
+        browser_sign_in(page, url, email)
+        yield page, problems
+    finally:
+        context.close()
+
+
+def no_horizontal_scroll(page: Page) -> None:
+    width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1], f"{page.url}: the page is {width[0]} px wide in a {width[1]} px window"
+
+
+@needs_chromium
+def test_an_owner_creates_a_persona_in_the_browser_and_sees_an_error_beside_its_field(
+        console: Console, people: dict[str, str], chromium: Browser) -> None:
+    stack = console.stack
+    with signed_in_page(chromium, stack.url, people["owner"]) as (page, problems):
+        page.goto(stack.url + "/console/personas")
+        page.get_by_role("link", name="New persona").click()
+        page.get_by_label("Name", exact=True).fill("Browser Bella")
+        page.get_by_label("Greeting").fill("Hi from the browser")
+        page.get_by_label("Starter prompts (one per line)").fill("First\nSecond")
+        page.get_by_label("Kind").select_option("openai")
+        page.get_by_label("Model").fill("echo")
+        page.get_by_text("Add a denied topic").focus()
+        page.keyboard.press("Enter")  # the blank topic opens from the keyboard
+        denied = page.locator("details", has_text="Add a denied topic")
+        denied.get_by_label("Id").fill("medical")
+        denied.get_by_label("Examples (one per line)").fill("what dose of ibuprofen\nis this rash serious")
+        denied.get_by_label("Refusal").fill("Please ask a doctor.")
+        page.get_by_role("button", name="Create persona").click()
+        expect(page.get_by_role("status")).to_have_text("The persona was created.", timeout=60_000)  # model loads
+        made = public(stack, "browser-bella")
+        assert made["greeting"] == "Hi from the browser" and made["starters"] == ["First", "Second"]
+        assert made["topics"]["denied"] == [{"id": "medical", "description": None, "refusal": "Please ask a doctor.",
+                                             "examples": ["what dose of ibuprofen", "is this rash serious"]}]
+        expect(page.get_by_role("group", name="Denied topic 1: medical")).to_be_visible()
+
+        page.get_by_label("Slug").fill("Not a slug")
+        page.get_by_label("Temperature").fill("3")
+        page.get_by_role("button", name="Save changes").click()
+        slug = page.get_by_label("Slug")
+        expect(slug).to_have_attribute("aria-invalid", "true")
+        expect(slug).to_have_value("Not a slug")
+        expect(slug).to_have_accessible_description(re.compile("lowercase letters, digits and inner dashes"))
+        expect(page.get_by_label("Temperature")).to_have_accessible_description(
+            re.compile("less than or equal to 2"))
+        expect(page.get_by_role("alert")).to_contain_text("The changes were not saved")
+        assert public(stack, "browser-bella") == made
+        page.get_by_role("link", name="← All personas").click()
+        expect(page.get_by_role("link", name="Browser Bella")).to_be_visible()
+        assert problems == []
+
+
+@needs_chromium
+def test_a_script_named_persona_is_text_and_opens_no_dialog(console: Console, people: dict[str, str],
+                                                            chromium: Browser) -> None:
+    stack = console.stack
+    pid = public(stack, stack.persona(name=SCRIPT, greeting=SCRIPT))["id"]
+    with signed_in_page(chromium, stack.url, people["owner"]) as (page, problems):
+        for path in ("/console/personas", f"/console/personas/{pid}", f"/console/personas/{pid}/delete"):
+            page.goto(stack.url + path)
+            expect(page.get_by_text(SCRIPT).first).to_be_visible()
+        expect(page.get_by_role("button", name=f"Delete {SCRIPT}")).to_be_visible()
+        assert problems == []  # no alert(1), and nothing the CSP had to stop
+
+
+@needs_chromium
+def test_delete_asks_first_in_the_browser(console: Console, people: dict[str, str], chromium: Browser) -> None:
+    stack = console.stack
+    pid = public(stack, stack.persona(name="Short Lived"))["id"]
+    with signed_in_page(chromium, stack.url, people["owner"]) as (page, problems):
+        page.goto(f"{stack.url}/console/personas/{pid}")
+        page.get_by_role("link", name="Delete…").click()
+        expect(page.get_by_role("heading", name="Delete this persona?")).to_be_visible()
+        assert rest(stack, pid).status_code == 200
+        page.get_by_role("button", name="Delete Short Lived").click()
+        expect(page.get_by_role("status")).to_have_text("The persona was deleted.")
+        assert rest(stack, pid).status_code == 404
+        assert problems == []
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_every_persona_page_passes_axe_and_fits_its_width(console: Console, people: dict[str, str],
+                                                          chromium: Browser, width: int) -> None:
+    stack = console.stack
+    pid = public(stack, with_topics(stack, name="Axe Ada", starters=["One", "Two"],
+                                    topics={"denied": [{"id": "medical", "examples": ["dose"]}]}))["id"]
+    pages = ["/console/personas", "/console/personas/new", f"/console/personas/{pid}",
+             f"/console/personas/{pid}/delete", "/console/personas/import"]
+    with signed_in_page(chromium, stack.url, people["owner"], width, bypass_csp=True) as (page, _):
+        for path in pages:
+            page.goto(stack.url + path)
+            expect(page.locator("h1")).to_be_visible()
+            found = axe_violations(page)
+            assert found == [], (path, json.dumps(found, indent=1))
+            no_horizontal_scroll(page)
+        page.goto(stack.url + f"/console/personas/{pid}")  # a form with errors, and an import refused
+        page.get_by_label("Slug").fill("Not a slug")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("alert")).to_be_visible()
+        page.goto(stack.url + "/console/personas/import")
+        page.get_by_label("Or paste the YAML").fill("name: [")
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_role("alert")).to_contain_text("not valid YAML")
+        found = axe_violations(page)
+        assert found == [], json.dumps(found, indent=1)
+        no_horizontal_scroll(page)
+    with signed_in_page(chromium, stack.url, people["viewer"], width, bypass_csp=True) as (page, _):
+        page.goto(stack.url + f"/console/personas/{pid}")  # read-only
+        found = axe_violations(page)
+        assert found == [], json.dumps(found, indent=1)
+        no_horizontal_scroll(page)

@@ -1,9 +1,11 @@
 """The console's Safety policy page over HTTP, through a real server on SQLite and PostgreSQL: none set (the
 built-in default), saving only a valid policy (each error inline with its field path and line), removing it, and
-"check this text" with the saved policy or an unsaved draft; roles, tenant isolation and hostile input."""
+"check this text" with the saved policy or an unsaved draft; roles, tenant isolation and hostile input; then the
+page in Chromium: set by hand, its errors and their lines, a refusal and a masked span, axe-core, 390 px."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -11,10 +13,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import Stack
-from tests.support.console import Console, token_for
-from tests.test_console_personas import element
+from tests.support.console import BROWSER_ARGS, CHROMIUM, Console, axe_violations, needs_chromium, token_for
+from tests.test_console_personas import element, signed_in_page
 
 POLICY = """version: 1
 blocked_terms:
@@ -218,3 +221,93 @@ def test_hostile_policies_and_checks_get_a_clear_answer_and_never_half_a_save(co
                                                   "csrf": token})
     assert r.status_code in (200, 400, 422), r.text
     assert ('id="check-result"' in r.text) == (r.status_code == 200)
+
+
+# In Chromium (users made before the browser starts: Playwright's sync API holds this thread's event loop).
+
+@pytest.fixture
+def people(console: Console) -> dict[str, str]:
+    return {role: str(console.user(role)["email"]) for role in ("owner", "viewer")}
+
+
+@pytest.fixture
+def chromium(people: dict[str, str]) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@needs_chromium
+def test_an_owner_sets_a_policy_in_the_browser_and_checks_a_text(console: Console, people: dict[str, str],
+                                                                 chromium: Browser) -> None:
+    stack = console.stack
+    with signed_in_page(chromium, stack.url, people["owner"], confirm=True) as (page, problems):
+        page.goto(stack.url + "/console/policy")
+        expect(page.locator(".policy-state")).to_contain_text("No policy is set")
+        editor = page.get_by_label("The policy, in YAML")
+        editor.fill(BROKEN)
+        page.get_by_role("button", name="Save the policy").click()
+        errors = page.locator("#policy-errors")
+        expect(errors).to_contain_text("patterns.0.regex")
+        expect(editor).to_have_attribute("aria-invalid", "true")
+        expect(editor).to_have_value(BROKEN)
+        errors.get_by_role("link", name="line 7").click()  # the caret goes to the line with the bad regex
+        expect(editor).to_be_focused()
+        chosen = editor.evaluate("e => e.value.slice(e.selectionStart, e.selectionEnd)")
+        assert chosen == BROKEN.splitlines()[6]
+        assert saved(stack).status_code == 404
+
+        editor.fill(POLICY)
+        page.get_by_role("button", name="Save the policy").click()
+        expect(page.get_by_role("status")).to_contain_text("The policy was saved")
+        assert saved(stack).json()["policy"]["refusals"]["default"] == "Sorry, not that."
+
+        page.get_by_label("Text", exact=True).fill("Is RivalCo cheaper?")
+        page.get_by_role("button", name="Check").click()
+        result = page.locator("#check-result")
+        expect(result.locator("h3")).to_contain_text("refuse")
+        expect(result).to_contain_text("term.rival")
+        expect(result).to_contain_text("Sorry, not that.")
+        page.get_by_label("Text", exact=True).fill("write to ann@example.com please")
+        page.get_by_label("a persona's reply (output)").check()
+        page.get_by_role("button", name="Check").click()
+        expect(result.locator("mark").first).to_have_text("masked, pii.email: [email]")
+        expect(result).to_contain_text("ann@example.com")
+
+        assert problems == []
+        page.get_by_role("button", name="Remove the policy").click()  # asks first
+        expect(page.get_by_role("status")).to_contain_text("The policy was removed")
+        assert saved(stack).status_code == 404
+        assert problems == ["dialog: Remove the safety policy? The built-in default (no checks) applies at once."]
+
+
+@needs_chromium
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_policy_page_passes_axe_and_fits_its_width_in_every_state(console: Console, people: dict[str, str],
+                                                                      chromium: Browser, width: int) -> None:
+    stack = console.stack
+    with signed_in_page(chromium, stack.url, people["owner"], width, bypass_csp=True) as (page, _):
+        page.goto(stack.url + "/console/policy")  # none set
+        states = ["none set"]
+        assert_clean(page, states[-1])
+        page.get_by_label("The policy, in YAML").fill(BROKEN)
+        page.get_by_role("button", name="Save the policy").click()
+        expect(page.locator("#policy-errors")).to_be_visible()
+        assert_clean(page, "errors")
+        page.get_by_label("The policy, in YAML").fill(POLICY)
+        page.get_by_role("button", name="Save the policy").click()
+        page.get_by_label("Text", exact=True).fill("RivalCo? write to ann@example.com")
+        page.get_by_role("button", name="Check").click()
+        expect(page.locator("#check-result")).to_be_visible()
+        assert_clean(page, "a result")
+    with signed_in_page(chromium, stack.url, people["viewer"], width, bypass_csp=True) as (page, _):
+        page.goto(stack.url + "/console/policy")
+        assert_clean(page, "a viewer")
+
+
+def assert_clean(page: Page, state: str) -> None:
+    found = axe_violations(page)
+    assert found == [], (state, json.dumps(found, indent=1))
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], (state, widths)
