@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from http.cookies import SimpleCookie
 
@@ -318,3 +318,21 @@ def test_the_sweep_forgets_sessions_that_can_no_longer_sign_in(console: Console)
             await storage.close()
     assert asyncio.run(sweep()) == (1, 1)  # `kept`'s aged session went; `fresh`'s stays
     assert kept.get("/console/").status_code == 303 and fresh.get("/console/").status_code == 200
+
+
+def test_a_console_body_must_say_its_length_and_keep_within_two_mib(console: Console) -> None:
+    client = console.signed_in("owner")
+    token = token_for(client)
+    big = client.post("/console/logout", content=b"csrf=" + token.encode() + b"&x=" + b"a" * (2 * 1024 * 1024),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        yield b"csrf=" + token.encode()
+    unsized = client.post("/console/logout", content=chunks(),
+                          headers={"content-type": "application/x-www-form-urlencoded"})
+    assert unsized.status_code == 413
+    assert client.get("/console/").status_code == 200  # neither signed out
+    r = httpx.post(console.url + "/console/login", content=b"a" * (3 * 1024 * 1024),
+                   headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413

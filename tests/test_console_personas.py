@@ -7,6 +7,7 @@ violation, and no horizontal scroll at 390 px."""
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import re
 import subprocess
@@ -510,3 +511,18 @@ def test_every_persona_page_passes_axe_and_fits_its_width(console: Console, peop
         found = axe_violations(page)
         assert found == [], json.dumps(found, indent=1)
         no_horizontal_scroll(page)
+
+
+def test_the_list_pages_through_many_personas_without_a_gap(console: Console) -> None:
+    slugs = {console.stack.persona() for _ in range(53)}
+    client = console.signed_in("viewer")
+    seen: list[str] = []
+    url = "/console/personas"
+    while url:
+        r = client.get(url)
+        assert r.status_code == 200 and "53 personas" in r.text
+        seen += re.findall(r"<code>(p-[0-9a-f]{8})</code>", r.text)
+        found = re.search(r'href="(/console/personas\?after=[^"]+)">Next', r.text)
+        url = html.unescape(found.group(1)) if found else ""
+    assert len(seen) == 53 and set(seen) == slugs
+    assert "No more personas." in client.get("/console/personas?after=zzzz").text

@@ -27,12 +27,13 @@ from starlette.responses import RedirectResponse, Response
 from widget_server.domain import console_users
 from widget_server.domain.console_users import ConsoleSession
 from widget_server.edges.state import app_state
-from widget_server.errors import AuthError, WidgetError
+from widget_server.errors import AuthError, PayloadTooLarge, WidgetError
 
 COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"  # the sign-in form's CSRF secret, before there is a session
 SALT = "console"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_BODY = 2 * 1024 * 1024  # a console form (a persona or a policy of YAML included) is far smaller
 
 
 class Forbidden(WidgetError):
@@ -146,6 +147,13 @@ async def check_csrf(request: Request, expected: str) -> None:
         raise CsrfFailed("this form has expired or did not come from the console: reload the page and try again")
 
 
+def check_size(request: Request) -> None:
+    """A console request's body is declared (browsers always say how long a form is) and at most `MAX_BODY`."""
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > MAX_BODY:
+        raise PayloadTooLarge(f"a console request has a Content-Length of at most {MAX_BODY} bytes")
+
+
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -162,6 +170,7 @@ def console_page(capability: str = "read", write: str | None = None) -> Callable
                 target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/console/login?next={quote(target, safe='')}", status_code=303)
             if request.method in UNSAFE:
+                check_size(request)
                 await check_csrf(request, csrf_token(request))
             needed = (write or capability) if request.method in UNSAFE else capability
             if not user.can(needed):

@@ -47,10 +47,19 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "updated": row["updated_at"]}
 
 
+PAGE = 50  # personas per page of the list (a tenant may have 500)
+
+
 @console_page("read")
 async def index(request: Request) -> Response:
-    rows = await app_state(request).deps.storage.list_personas(user_of(request).tenant_id)
-    return page(request, "personas.html", title="Personas", personas=[_summary(r) for r in rows],
+    storage, tenant_id = app_state(request).deps.storage, user_of(request).tenant_id
+    after = request.query_params.get("after") or None
+    if after is not None and (len(after) > 40 or not after.isascii()):
+        after = None
+    rows = await storage.list_personas(tenant_id, after=after, limit=PAGE + 1)
+    more = rows[PAGE]["id"] if len(rows) > PAGE else None
+    return page(request, "personas.html", title="Personas", personas=[_summary(r) for r in rows[:PAGE]],
+                total=await storage.count_personas(tenant_id), after=after, more=rows[PAGE - 1]["id"] if more else None,
                 notice=_notice(request))
 
 

@@ -44,6 +44,7 @@ async def login_form(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    auth.check_size(request)
     form = await request.form()
     email = str(form.get("email") or "")[:MAX_FIELD].strip()
     password = str(form.get("password") or "")[:MAX_FIELD]
