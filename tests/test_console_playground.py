@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -303,6 +303,8 @@ FIELD_VALUES = st.one_of(JSONISH, st.sampled_from(["", " ", "\x00", "\ud800", "\
                                                                               "policy", "other"]), FIELD_VALUES,
                                                              max_size=3)}),
 ))
+@example(body={"\ud800": None})  # an unknown field that cannot be encoded: once a 500
+@example(body={"persona": "@persona", "message": "hi", "draft": {"\ud800": "x"}})
 def test_hostile_turn_bodies_get_a_clear_error_or_a_stream_that_ends(
         console: Console, owner: tuple[httpx.Client, str], body: Any) -> None:
     client, token = owner

@@ -53,6 +53,15 @@ def reference(value: Any, field: str, longest: int = 80) -> str:
     return value
 
 
+async def body_of(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
+    """The JSON object of the body with only `allowed` fields and every `required` one. A field name that cannot
+    be encoded is unknown too, and refused before `only_fields` would echo it into an error body it breaks."""
+    body = await json_body(request)
+    if isinstance(body, dict) and any(unstorable(k) for k in body):
+        raise InvalidRequest("unknown field: a name with a lone surrogate or a NUL")
+    return only_fields(body, allowed, required)
+
+
 def visitor_of(request: Request) -> str:
     """The visitor id of a console user's playground conversations: theirs alone."""
     return f"console:{user_of(request).user_id}"
@@ -88,7 +97,7 @@ def _draft_fields(draft: Any) -> dict[str, str]:
     out = {}
     for name, value in draft.items():
         if name not in DRAFT_LIMITS:
-            raise InvalidRequest(f"unknown draft field: {str(name)[:40]}", details={"draft": "(draft)"})
+            raise InvalidRequest(f"unknown draft field: {str(name)[:40]!r}", details={"draft": "(draft)"})
         if not isinstance(value, str) or len(value) > DRAFT_LIMITS[name]:
             raise InvalidRequest(f"draft {name} must be text of at most {DRAFT_LIMITS[name]} characters",
                                  details={"draft": name, "errors": [{"field": name, "message": "too long"}]})
@@ -165,7 +174,7 @@ async def index(request: Request) -> Response:
 async def turn(request: Request) -> Response:
     user = user_of(request)
     deps = app_state(request).deps
-    body = only_fields(await json_body(request), FIELDS, {"persona", "message"})
+    body = await body_of(request, FIELDS, {"persona", "message"})
     persona = await personas.get(deps.storage, user.tenant_id, reference(body["persona"], "persona"))
     conversation_id = body.get("conversation_id")
     if conversation_id is not None:
@@ -210,7 +219,7 @@ async def turn(request: Request) -> Response:
 async def save_case(request: Request) -> Response:
     """`{"persona", "name", "turns": [{"visitor", "expect"}]}`: the exchange as a test case of the persona."""
     user = user_of(request)
-    body = only_fields(await json_body(request), {"persona", "name", "turns"}, {"persona", "name", "turns"})
+    body = await body_of(request, {"persona", "name", "turns"}, {"persona", "name", "turns"})
     persona = await personas.get(app_state(request).deps.storage, user.tenant_id, reference(body["persona"], "persona"))
     case = testcases.parse_case({"name": body["name"], "turns": body["turns"]})
     row = await testcases.save(request, persona["id"], case)

@@ -65,12 +65,17 @@ class Case(Strict):
     turns: list[CaseTurn] = Field(min_length=1, max_length=50)
 
 
+def _printable(part: Any) -> str:
+    """A field path's part as an error body can carry it (an unknown key may hold a lone surrogate)."""
+    return str(part).encode("utf-8", "backslashreplace").decode()
+
+
 def parse_case(value: Any) -> dict[str, Any]:
     """A case as the suite format has it, or a 400 naming the first field that is wrong."""
     try:
         case = Case.model_validate(value)
     except ValidationError as exc:
-        found = [{"field": ".".join(str(p) for p in e["loc"]) or "(case)",
+        found = [{"field": ".".join(_printable(p) for p in e["loc"]) or "(case)",
                   "message": e["msg"].removeprefix("Value error, "), "type": e["type"]}
                  for e in exc.errors(include_url=False)]
         raise InvalidRequest(f"invalid test case: {found[0]['field']}: {found[0]['message']}",
