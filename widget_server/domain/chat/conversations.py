@@ -151,3 +151,15 @@ async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, c
     if found is None:
         raise ConversationNotFound(f"no conversation {str(conversation_id)[:40]!r} with this persona")
     return found
+
+
+async def open_console(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: str,
+                       conversation_id: Any) -> Conversation:
+    """The conversation a console user's playground turn goes to: the one named (404 unless it is this persona's,
+    this user's and on channel `console`), or a new one on channel `console`."""
+    if conversation_id is None:
+        return await start(deps, tenant_id, persona, visitor, "console")
+    found = await _own(deps, tenant_id, persona, conversation_id, visitor)
+    if found is None or found.channel != "console":
+        raise ConversationNotFound(f"no playground conversation {str(conversation_id)[:40]!r} with this persona")
+    return found

@@ -45,6 +45,10 @@ class Reply:
     model: str | None = None
     provider: str | None = None
     error: dict[str, Any] | None = None
+    # For the console's decision trace (no channel sends these): the input's decision as made, with how the
+    # topics read it, and whether the model was called at all.
+    input: Decision | None = None
+    provider_called: bool = False
 
 
 @dataclass
@@ -111,7 +115,7 @@ async def run_turn(
     memory = memory or new_memory(deps, conv)
     acc = await accept(deps, conv, text, client_id, emit, memory)
     decision = acc.decision
-    reply = Reply(new_id("msg"))
+    reply = Reply(new_id("msg"), input=decision)
     if on_start is not None:
         on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
@@ -167,6 +171,7 @@ async def stream_reply(
         emit(exc.frame(message_id=reply.message_id))
         return
     items = provider.stream(request)
+    reply.provider_called = True
     try:
         while True:
             timeout = s.provider_stall_s if reply.timing["ttft_ms"] is not None else s.provider_timeout_s

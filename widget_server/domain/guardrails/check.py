@@ -14,7 +14,7 @@ from widget_server.domain.guardrails.compile import CompiledPolicy
 from widget_server.domain.guardrails.decision import Decision, Span
 from widget_server.domain.guardrails.intents import asks_for_person, overrides_role
 from widget_server.domain.guardrails.scan import Found, scan
-from widget_server.domain.guardrails.topics import match
+from widget_server.domain.guardrails.topics import TopicMatch, match
 
 
 @dataclass(frozen=True)
@@ -51,20 +51,25 @@ def mask(text: str, found: list[Found]) -> str:
 def topic_decision(cp: CompiledPolicy, text: str, context: CheckContext) -> Decision | None:
     """A denied topic (refused, or escalated when listed in `escalation.topics`) or an off-topic message
     (per `topics.off_topic`); None when the topics let the message through."""
+    return topic_reading(cp, text, context)[0]
+
+
+def topic_reading(cp: CompiledPolicy, text: str, context: CheckContext) -> tuple[Decision | None, TopicMatch | None]:
+    """`topic_decision`, and the match it was made on (None when the topics were not read)."""
     ct, policy = cp.topics, cp.policy
     if ct is None or not text.strip():
-        return None
+        return None, None
     found = match(ct, text, embeddings.embed_recent, context.previous, multilingual.embed_recent)
     if found.verdict == "denied" and found.topic is not None:
         if found.topic in policy.escalation.topics:
-            return Decision("escalate", f"escalation.topic.{found.topic}", policy.escalation.message)
+            return Decision("escalate", f"escalation.topic.{found.topic}", policy.escalation.message), found
         rule = next(t for t in ct.topics.denied if t.id == found.topic)
-        return refused(cp, f"topic.denied.{found.topic}", rule.refusal or policy.refusals.default, context)
+        return refused(cp, f"topic.denied.{found.topic}", rule.refusal or policy.refusals.default, context), found
     if found.verdict == "off_topic" and ct.topics.off_topic != "allow":
         if ct.topics.off_topic == "escalate":
-            return Decision("escalate", "topic.off_topic", policy.escalation.message)
-        return refused(cp, "topic.off_topic", policy.refusals.off_topic, context)
-    return None
+            return Decision("escalate", "topic.off_topic", policy.escalation.message), found
+        return refused(cp, "topic.off_topic", policy.refusals.off_topic, context), found
+    return None, found
 
 
 def refused(cp: CompiledPolicy, reason: str, text: str, context: CheckContext) -> Decision:
@@ -113,14 +118,15 @@ def _decide(cp: CompiledPolicy, text: str, context: CheckContext) -> tuple[Decis
     stop = next((f for f in found if f.action in ("refuse", "escalate")), None)
     if stop is not None:
         return _stop(cp, stop.action, stop.reason, shown, context), masks
-    topic = topic_decision(cp, text, context)
+    topic, reading = topic_reading(cp, text, context)
     if topic is not None and topic.reason == "topic.off_topic" and masks:
         # The digits of a card or an IBAN say nothing of the topic and drown the words that do: a message with
         # something masked is also read without it ("my account NL91ABNA0417164300 is blocked" as "my account
         # is blocked").
-        topic = topic_decision(cp, " ".join(mask(text, [replace(f, label="") for f in masks]).split()), context)
+        topic, reading = topic_reading(cp, " ".join(mask(text, [replace(f, label="") for f in masks]).split()),
+                                       context)
     if topic is not None:
-        return Decision(topic.action, topic.reason, topic.text, shown), masks
+        return Decision(topic.action, topic.reason, topic.text, shown, topics=reading), masks
     if masks:
-        return Decision("mask", masks[0].reason, shown or text), masks
-    return Decision("allow", text=text), []
+        return Decision("mask", masks[0].reason, shown or text, topics=reading), masks
+    return Decision("allow", text=text, topics=reading), []

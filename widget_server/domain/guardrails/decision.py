@@ -6,8 +6,11 @@ annotation on the stored message, a `guardrail` frame and a `guardrail.triggered
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from widget_server.domain.guardrails.topics import TopicMatch
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class Decision:
     text: str = ""  # the text the visitor is shown (masked input, or the refusal)
     shown: str | None = None  # a refused input as stored and shown back, when it had something to mask
     masks: tuple[Span, ...] = ()  # what was masked in the input, also when the input was then refused
+    # How the topics read the message (None when they were not read): for the console's trace, no part of the
+    # decision, so not compared.
+    topics: TopicMatch | None = field(default=None, compare=False, repr=False)
 
     @property
     def stops(self) -> bool:

@@ -32,7 +32,7 @@ from widget_server.domain.guardrails.embeddings import embed_cached
 from widget_server.domain.guardrails.policy import Refusals, Topics, parse_policy
 from widget_server.domain.guardrails.stream import StrictFilter
 from widget_server.domain.guardrails.topics import CompiledTopics, compile_topics, has_examples, refers_back
-from widget_server.errors import PolicyError, PolicyNotFound, WidgetError
+from widget_server.errors import PersonaInvalid, PolicyError, PolicyNotFound, WidgetError
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
@@ -67,6 +67,14 @@ class Unavailable:
 
 BROKEN = Unavailable()
 Compiled = CompiledPolicy | Unavailable | None
+PersonaTopics = CompiledTopics | Unavailable | None
+
+
+class Stored:
+    """In a draft: use what is stored (this part of the draft was not given)."""
+
+
+STORED = Stored()
 
 
 def validate(doc: Any) -> tuple[dict[str, Any], CompiledPolicy]:
@@ -213,10 +221,60 @@ class TenantGuard:
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter:
         # The turn checked its input first, so the policy is cached (a stale entry beats none here).
-        compiled = self._policies.peek(ctx.tenant_id)
-        if not isinstance(compiled, CompiledPolicy):
-            return PassThroughFilter()
-        return StrictFilter(compiled)
+        return _filter(self._policies.peek(ctx.tenant_id))
+
+    async def draft(self, policy: Any = STORED, topics: Any = STORED) -> DraftGuard:
+        """This guard with an unsaved draft in place of what is stored: a policy document (None: no policy) and/or
+        a persona's topics (None: none). Each is validated and compiled as a saved one would be (`PolicyError`
+        for the policy, `PersonaInvalid` for the topics, naming the field), and stored nowhere."""
+        compiled_policy: Compiled | Stored = STORED
+        if not isinstance(policy, Stored):
+            compiled_policy = None if policy is None else (await off_loop(validate, policy))[1]
+        compiled_topics: PersonaTopics | Stored = STORED
+        if not isinstance(topics, Stored):
+            try:
+                compiled_topics = await off_loop(compile_persona_topics, topics)
+            except ValidationError as exc:
+                found = [{"field": ".".join(["topics", *(str(p) for p in e["loc"])]),
+                          "message": e["msg"].removeprefix("Value error, "), "type": e["type"]}
+                         for e in exc.errors(include_url=False)]
+                raise PersonaInvalid(f"invalid field: {found[0]['field']}", details={"errors": found}) from None
+        return DraftGuard(self, compiled_policy, compiled_topics)
+
+
+def _filter(compiled: Compiled) -> OutputFilter:
+    return StrictFilter(compiled) if isinstance(compiled, CompiledPolicy) else PassThroughFilter()
+
+
+class DraftGuard(TenantGuard):
+    """A tenant's guard with a draft policy and/or draft persona topics in place of the stored ones (the console's
+    playground runs a turn against a draft with it). What the draft leaves out is read through the tenant's guard,
+    so the same decisions come out of the same documents; nothing of the draft is cached or stored."""
+
+    def __init__(self, base: TenantGuard, policy: Compiled | Stored, topics: PersonaTopics | Stored) -> None:
+        super().__init__(base.store)
+        self.base, self.draft_policy, self.draft_topics = base, policy, topics
+
+    async def policy(self, tenant_id: str) -> Compiled:
+        if isinstance(self.draft_policy, Stored):
+            return await self.base.policy(tenant_id)
+        return self.draft_policy
+
+    async def persona_topics(self, ctx: GuardContext) -> PersonaTopics:
+        if isinstance(self.draft_topics, Stored):
+            return await self.base.persona_topics(ctx)
+        return self.draft_topics
+
+    def output_filter(self, ctx: GuardContext) -> OutputFilter:
+        if isinstance(self.draft_policy, Stored):
+            return self.base.output_filter(ctx)
+        return _filter(self.draft_policy)
+
+    async def save(self, tenant_id: str, doc: Any) -> Row:
+        raise RuntimeError("a draft guard saves nothing: save through the tenant's guard")
+
+    async def delete(self, tenant_id: str) -> None:
+        raise RuntimeError("a draft guard deletes nothing: delete through the tenant's guard")
 
 
 def counted(state: CheckContext, decision: Decision) -> CheckContext:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -111,6 +112,7 @@ class CompiledTopics:
     threshold: float | None  # the off-topic threshold, None when there are too few allowed examples
     multilingual: CompiledTopics | None = None  # the same topics for messages in the other languages
     deny_weak: float = 0.0  # DENY_WEAK on this encoder's scale
+    allowed_ids: tuple[str, ...] = ()  # the allowed topic of each allowed row (for the console's trace only)
 
     @cached_property
     def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]:
@@ -121,12 +123,62 @@ class CompiledTopics:
 
 @dataclass(frozen=True)
 class TopicMatch:
-    """The outcome: `denied` (with the topic id), `off_topic` or `on_topic`, and the scores behind it."""
+    """The outcome: `denied` (with the topic id), `off_topic` or `on_topic`, and the scores behind it.
+
+    It also keeps what the verdict was reached on (the compiled topics and the vectors read), so that `trace` can
+    tell each topic's score and the thresholds they met: computed only when asked (the console's playground),
+    never on a visitor's turn."""
 
     verdict: str
     topic: str | None
     allowed: float
     denied: float
+    compiled: CompiledTopics | None = field(default=None, compare=False, repr=False)
+    allowed_vector: Matrix | None = field(default=None, compare=False, repr=False)  # what `allowed` was read on
+    denied_vector: Matrix | None = field(default=None, compare=False, repr=False)
+    penalty: float = field(default=0.0, compare=False)  # taken off the allowed scores of a reading with context
+    strict: float = field(default=0.0, compare=False)  # added to the off-topic threshold (a second reading)
+    reading: str = field(default="message", compare=False)  # message | with the previous turn | clause
+    encoder: str = field(default="MiniLM", compare=False)
+
+    def trace(self) -> dict[str, Any]:
+        """The verdict, each topic's score and the thresholds they were compared with."""
+        ct = self.compiled
+        out: dict[str, Any] = {"verdict": self.verdict, "topic": self.topic, "allowed": round(self.allowed, 3),
+                               "denied": round(self.denied, 3), "reading": self.reading, "encoder": self.encoder}
+        if ct is None:
+            return out
+        out["thresholds"] = {
+            "off_topic": None if ct.threshold is None else round(ct.threshold + self.strict, 3),
+            "deny_pair": DENY_PAIR, "deny_close": DENY_CLOSE, "deny_single": DENY_SINGLE, "deny_margin": DENY_MARGIN,
+            "deny_weak": round(ct.deny_weak, 3)}
+        out["allowed_topics"] = _allowed_scores(ct, self.allowed_vector, self.penalty)
+        out["denied_topics"] = _denied_scores(ct, self.denied_vector)
+        return out
+
+
+def _allowed_scores(ct: CompiledTopics, vector: Matrix | None, penalty: float) -> list[dict[str, Any]]:
+    """Each allowed topic's best similarity to the message (its examples and its description's phrases)."""
+    if vector is None or not len(ct.allowed) or len(ct.allowed_ids) != len(ct.allowed):
+        return []
+    sims = ct.allowed @ vector
+    best: dict[str, float] = {}
+    for topic, score in zip(ct.allowed_ids, sims.tolist(), strict=True):
+        best[topic] = max(best.get(topic, -1.0), score)
+    return sorted(({"id": t, "score": round(s - penalty, 3)} for t, s in best.items()), key=lambda d: -d["score"])
+
+
+def _denied_scores(ct: CompiledTopics, vector: Matrix | None) -> list[dict[str, Any]]:
+    """Each denied topic's closest example and the mean of its two closest, as `denied_topic` compares them."""
+    if vector is None or not len(ct.denied):
+        return []
+    sims = ct.denied @ vector
+    out = []
+    for topic, rows in ct.denied_rows:
+        top = np.sort(sims[rows])[::-1][:2]
+        out.append({"id": topic, "closest": round(float(top[0]), 3),
+                    "pair": round(float(top.mean()), 3) if len(top) == 2 else None})
+    return sorted(out, key=lambda d: -d["closest"])
 
 
 def has_examples(topics: Topics | None) -> bool:
@@ -165,11 +217,17 @@ def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = No
     allowed_texts = examples + descriptions
     texts = allowed_texts + [e for _, e in denied_rows]
     ids = tuple(i for i, _ in denied_rows)
+    owner: dict[str, str] = {}
+    for t in topics.allowed:
+        for text in [*t.examples, *(description_phrases(t.description) if t.description else [])]:
+            owner.setdefault(text, t.id)
+    allowed_ids = tuple(owner[text] for text in allowed_texts)
 
     def compiled(vectors: Matrix, bounds: tuple[float, float], weak: float,
                  other: CompiledTopics | None) -> CompiledTopics:
         allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):]
-        return CompiledTopics(topics, allowed, denied, ids, threshold(allowed[:len(examples)], bounds), other, weak)
+        return CompiledTopics(topics, allowed, denied, ids, threshold(allowed[:len(examples)], bounds), other, weak,
+                              allowed_ids)
 
     other = (compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, DENY_WEAK_MULTILINGUAL, None)
              if multilingual else None)
@@ -189,17 +247,24 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
     counts for the allowed topics, less `penalty`; a denied topic is judged on the message alone). `strict`
     raises the off-topic threshold (a second reading)."""
     allowed = float(_allowed_score(ct, vector[None, :])[0])
+    read_on, taken, reading = vector, 0.0, "message"
     if context_vector is not None:
-        allowed = max(allowed, float(_allowed_score(ct, context_vector[None, :])[0]) - penalty)
+        with_previous = float(_allowed_score(ct, context_vector[None, :])[0]) - penalty
+        if with_previous > allowed:
+            allowed, read_on, taken, reading = with_previous, context_vector, penalty, "with the previous turn"
+
+    def found(verdict: str, topic: str | None, denied: float) -> TopicMatch:
+        return TopicMatch(verdict, topic, allowed, denied, ct, read_on, vector, taken, strict, reading)
+
     topic, denied = denied_topic(ct, vector)
     if topic is not None and denied >= allowed + DENY_MARGIN:
-        return TopicMatch("denied", topic, allowed, denied)
+        return found("denied", topic, denied)
     if ct.threshold is not None and allowed < ct.threshold + strict:
         nearest, score = nearest_denied(ct, vector)
         if nearest is not None and score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
-            return TopicMatch("denied", nearest, allowed, score)  # refused either way: for the right reason
-        return TopicMatch("off_topic", None, allowed, denied)
-    return TopicMatch("on_topic", None, allowed, denied)
+            return found("denied", nearest, score)  # refused either way: for the right reason
+        return found("off_topic", None, denied)
+    return found("on_topic", None, denied)
 
 
 def nearest_denied(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
@@ -260,14 +325,14 @@ def clauses(text: str) -> list[str]:
     return parts[:MAX_CLAUSES] if len(parts) > 1 else []
 
 
-def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, float]:
+def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, float, Matrix | None]:
     """A denied topic that one clause asks about, the clause judged on its own ("which painkiller should I take"
-    after a sentence about the helmet the visitor bought)."""
+    after a sentence about the helmet the visitor bought), and that clause's vector."""
     for vector in vectors:
         found = decide(ct, vector)
         if found.verdict == "denied":
-            return found.topic, found.denied
-    return None, 0.0
+            return found.topic, found.denied, vector
+    return None, 0.0, None
 
 
 def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = None,
@@ -286,8 +351,9 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
         return _match(ct, text, embed, previous)
 
     def read(topics: CompiledTopics, english_model: bool, strict: float, first: bool) -> TopicMatch:
-        return _match(topics, text, embed if english_model else multilingual, previous if english_model else None,
-                      strict, denied_clauses=first)  # a second reading only looks for the allowed topics
+        found = _match(topics, text, embed if english_model else multilingual, previous if english_model else None,
+                       strict, denied_clauses=first)  # a second reading only looks for the allowed topics
+        return replace(found, encoder="MiniLM" if english_model else "multilingual")
 
     return _read_twice(ct, is_english(text), read)
 
@@ -325,10 +391,10 @@ def _match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None, st
     vectors = embed([text, *([previous] if followup and previous else []), *parts])
     message, rest = vectors[0], vectors[1:]
     if parts:
-        topic, denied = _denied_in_clause(ct, rest[-len(parts):])
+        topic, denied, clause = _denied_in_clause(ct, rest[-len(parts):])
         if topic is not None:
             allowed = float(_allowed_score(ct, message[None, :])[0])
-            return TopicMatch("denied", topic, allowed, denied)
+            return TopicMatch("denied", topic, allowed, denied, ct, message, clause, strict=strict, reading="clause")
     if not followup:
         return decide(ct, message, strict=strict)
     before = rest[0]
