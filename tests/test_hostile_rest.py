@@ -56,3 +56,10 @@ def test_a_non_ascii_user_hash_is_refused_not_a_500(stack: Stack) -> None:
     r = stack.session(stack.persona(), user={"id": "u1", "hash": "é" * 64})
     assert_error(r, 401, "auth.identity_invalid")
     assert r.headers["access-control-allow-origin"] == stack.origin
+
+
+def test_an_unknown_field_named_with_a_lone_surrogate_is_a_400_naming_it(stack: Stack) -> None:
+    body = '{"kind": "secret", "\\ud800": 1}'  # valid JSON; the name cannot be encoded as UTF-8
+    r = httpx.post(f"{stack.url}/v1/keys", content=body, headers={**stack.auth, "Content-Type": "application/json"})
+    assert_error(r, 400)
+    assert r.json()["error"]["message"] == "unknown field: \ud800"

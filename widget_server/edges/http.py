@@ -103,11 +103,19 @@ def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", "req_unknown"))
 
 
+class ErrorJSON(JSONResponse):
+    """An error body in ASCII JSON: a message may quote what the client sent, lone surrogates included (a JSON
+    string may escape one), which UTF-8 cannot encode; escaped, the body is still the JSON of the same text."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(request: Request, exc: WidgetError) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited) and isinstance(exc.details.get("retry_after_s"), int | float):
         headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_s"])))
-    return JSONResponse(exc.body(request_id(request)), status_code=exc.status_code, headers=headers)
+    return ErrorJSON(exc.body(request_id(request)), status_code=exc.status_code, headers=headers)
 
 
 async def on_error(request: Request, exc: Exception) -> Response:
@@ -122,13 +130,13 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
         str(exc.detail), code=code)
     body = err.body(request_id(request))
     body["error"]["type"] = type_
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return ErrorJSON(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"request_id": request_id(request), "path": request.url.path})
     err = WidgetError("internal server error")
-    return JSONResponse(err.body(request_id(request)), status_code=500)
+    return ErrorJSON(err.body(request_id(request)), status_code=500)
 
 
 async def tenant_of(request: Request) -> str:
