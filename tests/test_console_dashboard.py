@@ -32,6 +32,8 @@ from tests.support.console import (
     needs_chromium,
 )
 from widget_server.backends.storage import open_storage
+from widget_server.domain.analytics.query import parse_time
+from widget_server.edges.console.dashboard import MOST_DAYS, read_range
 from widget_server.ids import new_id
 
 POLICY = {"version": 1, "blocked_terms": [{"id": "rival", "terms": ["rivalco"], "match": "word", "action": "refuse"}],
@@ -285,9 +287,21 @@ def test_every_role_downloads_and_a_stranger_is_sent_to_sign_in(console: Console
 
 
 DAYS = st.one_of(st.dates().map(str), st.text(max_size=30), st.sampled_from(
-    ["", "2026-02-29", "9999-12-31", "0001-01-01", "2026-1-1", "２０２６-01-01", "2026-03-01T00:00Z",
+    ["", "2026-02-29", "9999-12-31", "9999-12-25", "0001-01-01", "2026-1-1", "２０２６-01-01", "2026-03-01T00:00Z",
      "'; DROP TABLE events;--", "<script>alert(1)</script>", "%00", "\x00", "2026-03-01\x00"]))
 PERSONAS = st.one_of(st.text(max_size=60), st.sampled_from(["", "per_x", "../../etc", "<b>x</b>", "\x00"]))
+
+
+@settings(max_examples=500, derandomize=True, database=None, deadline=None)
+@given(first=DAYS, last=DAYS, persona=PERSONAS)
+def test_any_filter_values_are_a_range_the_api_takes_or_field_errors(first: str, last: str, persona: str) -> None:
+    span, errors = read_range({"from": first, "to": last, "persona": persona})
+    if span is None:
+        assert errors and set(errors) <= {"from", "to"}
+        return
+    assert errors == {} and span.first <= span.last and (span.last - span.first).days < MOST_DAYS
+    params = span.api_params()
+    assert parse_time("from", params["from"]) < parse_time("to", params["to"])  # the API's parser takes them
 
 
 def test_hostile_filters_are_a_clear_page_and_never_a_500(db_console: Console) -> None:

@@ -63,6 +63,10 @@ def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
         return None
 
 
+def _later(day: date, days: int) -> date:
+    return day + timedelta(days=days) if (date.max - day).days >= days else date.max
+
+
 def read_range(given: dict[str, str]) -> tuple[Range | None, dict[str, str]]:
     """The filters of the form (defaults: the last 14 days up to today, every persona), or the errors of each
     field that holds a wrong value."""
@@ -75,7 +79,7 @@ def read_range(given: dict[str, str]) -> tuple[Range | None, dict[str, str]]:
     if first is None or last is None:
         return None, errors
     if last < first and not given.get("to"):  # a first day in the future, and no last day: two weeks from it
-        last = min(first + timedelta(days=DEFAULT_DAYS - 1), LATEST) if first <= LATEST else first
+        last = _later(first, DEFAULT_DAYS - 1)
     if last < first:
         return None, {"to": "The last day is before the first day."}
     if last > LATEST:  # the API's `to` is the day after
