@@ -28,15 +28,14 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
     `ttft_per_day` (the console's dashboard), each day also has its own `ttft_ms` {p50, p95, replies}, from the same
     snapshot of events."""
     upto = await storage.events.high_water(tenant_id)
-    raw = await storage.aggregates.summary(tenant_id, filters, upto)
+    raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day)
     by_type: dict[str, int] = raw["by_type"]
     ttft = raw["ttft"]
     rules = dict(sorted(raw["rules"].items(), key=lambda kv: (-kv[1], kv[0] or "")))
     days = _every_day(raw["days"], filters)
     if ttft_per_day:
-        daily = await storage.aggregates.ttft_per_day(tenant_id, filters, upto)
         for day in days:
-            got = daily.get(day["day"], {})
+            got = raw["ttft_days"].get(day["day"], {})
             day["ttft_ms"] = {"p50": _ms(got.get("p50")), "p95": _ms(got.get("p95")), "replies": got.get("count", 0)}
     return {
         "from": filters.ts_from.astimezone(UTC).isoformat() if filters.ts_from else None,
