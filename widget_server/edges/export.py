@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -19,13 +21,17 @@ EXPORT = declare(*FILTER_PARAMS,
 
 
 async def export(request: Request) -> Response:
-    """Errors come as JSON before the first byte; once streaming, a failure cuts the connection (no truncated
-    file that looks whole: the chunked body is left unterminated). Paced by `WIDGET_EXPORT_PACE`, so that live
-    conversations in this process keep their time to first token (bench/analytics.py); the CLI is not paced."""
-    tenant_id = await tenant_of(request)
+    return await streamed(request, await tenant_of(request), query(request))
+
+
+async def streamed(request: Request, tenant_id: str, params: Mapping[str, str]) -> Response:
+    """The export of `params` (the declared ones of `EXPORT`) for `tenant_id`, as an attachment: the REST endpoint's
+    and the console's download. Errors come before the first byte; once streaming, a failure cuts the connection (no
+    truncated file that looks whole: the chunked body is left unterminated). Paced by `WIDGET_EXPORT_PACE`, so that
+    live conversations in this process keep their time to first token (bench/analytics.py); the CLI is not paced."""
     state = app_state(request)
     storage = state.deps.storage
-    planned = await exports.parse_export(storage, tenant_id, query(request))
+    planned = await exports.parse_export(storage, tenant_id, params)
     await settle(request)
     planned = await exports.begin(storage, planned)
     headers = {"Content-Disposition": f'attachment; filename="{planned.filename(now())}"',

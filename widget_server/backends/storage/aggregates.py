@@ -18,6 +18,9 @@ from widget_server.backends.storage.tables import events
 
 c = events.c
 FEEDBACK = "feedback.submitted"
+COUNTED = ("conversation.started", "message.received", "reply.completed", "guardrail.triggered",
+           "escalation.triggered", "escalation.resolved", "error")  # the types whose counts the summary shows
+PERCENTS = {"p50": 50, "p95": 95}
 # Group by the first output column: an expression with bound parameters (a JSON key, a format) would be sent twice
 # as two parameters, and PostgreSQL would not see the GROUP BY expression as the selected one.
 FIRST = sa.text("1")
@@ -103,12 +106,17 @@ class Aggregates:
         async with self.engine.connect() as conn:
             return [_conversation(as_row(r)) for r in (await conn.execute(query)).mappings().all()]
 
-    async def summary(self, tenant_id: str, filters: EventFilter, upto: int) -> dict[str, Any]:
-        """The raw figures of `GET /v1/analytics/summary`; the domain shapes them."""
-        where = [*filters.where(tenant_id), c.seq <= upto]
+    async def summary(self, tenant_id: str, filters: EventFilter, upto: int, *, per_day: bool = False
+                      ) -> dict[str, Any]:
+        """The raw figures of `GET /v1/analytics/summary`; the domain shapes them. With `per_day`, also each UTC
+        day's time to first token percentiles (`ttft_days`), ranked in the same query as the whole range's."""
+        # `seq + 0`: a bound that no index may serve, so that SQLite (without statistics, as the app leaves it)
+        # reads each type's days from (tenant_id, type, ts, seq) rather than every event up to `upto` by seq
+        where = [*filters.where(tenant_id), c.seq + 0 <= upto]
         async with self.engine.connect() as conn:
+            # counted per type from the (tenant_id, type, ts, seq) index alone: one range per type
             by_type: dict[str, int] = dict((await conn.execute(
-                sa.select(c.type, sa.func.count()).where(*where).group_by(c.type))).all())
+                sa.select(c.type, sa.func.count()).where(*where, c.type.in_(COUNTED)).group_by(c.type))).all())
             days = (await conn.execute(self._per_day(where))).all()
             tokens = (await conn.execute(sa.select(
                 sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.input_tokens"].as_integer()), 0),
@@ -118,10 +126,45 @@ class Aggregates:
                 *where, c.type == "guardrail.triggered").group_by(FIRST))).all()
             ratings = (await conn.execute(sa.select(_text("rating"), sa.func.count()).where(
                 *where, _latest_feedback(upto, filters.ts_to)).group_by(FIRST))).all()
-            ttft = await _percentiles(conn, where, {"p50": 0.5, "p95": 0.95})
+            if per_day:
+                ttft, ttft_days = await self._percentiles_per_day(conn, where)
+            else:
+                ttft, ttft_days = await _percentiles(conn, where), {}
         return {"by_type": by_type, "days": [(d, int(n), int(m)) for d, n, m in days],
                 "tokens": (int(tokens[0]), int(tokens[1])), "rules": {r: int(n) for r, n in rules},
-                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft}
+                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft, "ttft_days": ttft_days}
+
+    async def _percentiles_per_day(
+        self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The percentiles of the whole range and of each UTC day from one read of the replies: each reply ranked by
+        two windows (in its day, in the range), and only the one or two ranked values a percentile needs read back.
+        A bounded range's query (the dashboard's, at most a year); `_percentiles` serves any range."""
+        value = c.attributes["ttft_ms"].as_float()
+        values = (sa.select(self._utc_day(c.ts).label("day"), value.label("v"))
+                  .where(*where, c.type == "reply.completed", value.is_not(None)).subquery())
+        ranked = sa.select(
+            values.c.day, values.c.v,
+            (sa.func.row_number().over(partition_by=values.c.day, order_by=values.c.v) - 1).label("rn"),
+            sa.func.count().over(partition_by=values.c.day).label("n"),
+            (sa.func.row_number().over(order_by=values.c.v) - 1).label("all_rn"),
+            sa.func.count().over().label("all_n"),
+        ).subquery()
+        r = ranked.c
+        needed = [r.rn.between((r.n - 1) * p // 100, (r.n - 1) * p // 100 + 1) for p in PERCENTS.values()]
+        needed += [r.all_rn.between((r.all_n - 1) * p // 100, (r.all_n - 1) * p // 100 + 1)
+                   for p in PERCENTS.values()]
+        rows = (await conn.execute(sa.select(r.day, r.v, r.rn, r.n, r.all_rn, r.all_n).where(sa.or_(*needed)))).all()
+        by_day: dict[str, dict[int, float]] = {}
+        overall: dict[int, float] = {}
+        counts: dict[str, int] = {}
+        total = 0
+        for day, v, rn, n, all_rn, all_n in rows:
+            by_day.setdefault(str(day)[:10], {})[int(rn)] = float(v)
+            counts[str(day)[:10]], total = int(n), int(all_n)
+            overall[int(all_rn)] = float(v)
+        days = {d: {"count": counts[d], **_interpolated(ranks, counts[d])} for d, ranks in by_day.items()}
+        return {"count": total, **_interpolated(overall, total)}, days
 
     def _per_day(self, where: list[sa.ColumnElement[bool]]) -> sa.Executable:
         day = self._utc_day(c.ts)
@@ -139,25 +182,31 @@ class Aggregates:
         return sa.func.substr(sa.cast(ts, sa.String), 1, 10, type_=sa.String)
 
 
-async def _percentiles(
-    conn: AsyncConnection, where: list[sa.ColumnElement[bool]], qs: dict[str, float]
-) -> dict[str, Any]:
+async def _percentiles(conn: AsyncConnection, where: list[sa.ColumnElement[bool]]) -> dict[str, Any]:
     """Time to first token percentiles with linear interpolation (PostgreSQL's `percentile_cont`), computed the
     same way on both databases: the count, then the one or two ranked values each percentile needs."""
     value = c.attributes["ttft_ms"].as_float()
     scope = [*where, c.type == "reply.completed", value.is_not(None)]
     n = int((await conn.execute(sa.select(sa.func.count()).where(*scope))).scalar() or 0)
-    out: dict[str, Any] = {"count": n}
-    for name, q in qs.items():
+    ranks: dict[int, float] = {}
+    for percent in PERCENTS.values() if n else ():
+        low = (n - 1) * percent // 100
+        got = (await conn.execute(sa.select(value).where(*scope).order_by(value).offset(low).limit(2))).scalars()
+        ranks |= {low + i: float(v) for i, v in enumerate(got)}
+    return {"count": n, **_interpolated(ranks, n)}
+
+
+def _interpolated(ranks: dict[int, float], n: int) -> dict[str, float | None]:
+    """Each percentile of `n` ranked values, from the values at the ranks it falls between (`ranks`, 0-based):
+    rank (n - 1) * p / 100, in integers so that both databases and Python agree on where it falls."""
+    out: dict[str, float | None] = {}
+    for name, percent in PERCENTS.items():
         if n == 0:
             out[name] = None
             continue
-        rank = q * (n - 1)
-        low = int(rank)
-        got = [float(v) for v in (await conn.execute(
-            sa.select(value).where(*scope).order_by(value).offset(low).limit(2))).scalars()]
-        high = got[1] if len(got) > 1 else got[0]
-        out[name] = got[0] + (high - got[0]) * (rank - low)
+        low, rest = divmod((n - 1) * percent, 100)
+        high = ranks.get(low + 1, ranks[low])
+        out[name] = ranks[low] + (high - ranks[low]) * rest / 100
     return out
 
 

@@ -126,6 +126,7 @@ events = sa.Table(
     sa.Index("ix_events_tenant_ts", "tenant_id", "ts"),
     sa.Index("ix_events_tenant_visitor", "tenant_id", "visitor_id"),
     sa.Index("ix_events_tenant_conversation", "tenant_id", "conversation_id", "seq"),
+    sa.Index("ix_events_tenant_type_ts", "tenant_id", "type", "ts", "seq"),  # the summary's reads of one type
     sqlite_autoincrement=True,
 )
 

@@ -20,15 +20,23 @@ async def parse_summary(storage: Storage, tenant_id: str, params: Mapping[str, s
     return await parse_filter(storage, tenant_id, params)
 
 
-async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> dict[str, Any]:
+async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
+                    ttft_per_day: bool = False) -> dict[str, Any]:
     """Conversations and messages per UTC day, time to first token p50/p95 (ms), tokens in and out, guardrail
     triggers by reason, escalations, feedback (the latest rating of each reply). `days` is a continuous series
-    (days without events count zero) over `from`..`to`, or from the first to the last day with events."""
+    (days without events count zero) over `from`..`to`, or from the first to the last day with events. With
+    `ttft_per_day` (the console's dashboard), each day also has its own `ttft_ms` {p50, p95, replies}, from the same
+    snapshot of events."""
     upto = await storage.events.high_water(tenant_id)
-    raw = await storage.aggregates.summary(tenant_id, filters, upto)
+    raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day)
     by_type: dict[str, int] = raw["by_type"]
     ttft = raw["ttft"]
     rules = dict(sorted(raw["rules"].items(), key=lambda kv: (-kv[1], kv[0] or "")))
+    days = _every_day(raw["days"], filters)
+    if ttft_per_day:
+        for day in days:
+            got = raw["ttft_days"].get(day["day"], {})
+            day["ttft_ms"] = {"p50": _ms(got.get("p50")), "p95": _ms(got.get("p95")), "replies": got.get("count", 0)}
     return {
         "from": filters.ts_from.astimezone(UTC).isoformat() if filters.ts_from else None,
         "to": filters.ts_to.astimezone(UTC).isoformat() if filters.ts_to else None,
@@ -36,7 +44,7 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter) -> d
         "conversations": by_type.get("conversation.started", 0),
         "messages": by_type.get("message.received", 0),
         "replies": by_type.get("reply.completed", 0),
-        "days": _every_day(raw["days"], filters),
+        "days": days,
         "ttft_ms": {"p50": _ms(ttft["p50"]), "p95": _ms(ttft["p95"]), "replies": ttft["count"]},
         "tokens": {"input": raw["tokens"][0], "output": raw["tokens"][1]},
         "guardrails": {"triggered": by_type.get("guardrail.triggered", 0), "by_reason": rules},
