@@ -1,0 +1,125 @@
+"""The two full-text indexes behind one pair of queries (the indexes themselves: migration 0008).
+
+- `hits`: a tenant's messages matching a query, in index order from a bound (newest first, or oldest first),
+  a batch at a time. The order is the index's own (SQLite: the FTS rowid, which grows with insertion;
+  PostgreSQL: the message id, time-sortable), so a batch is read without sorting, and a common word stops early.
+- `newest`: for some conversations, each one's newest matching message: a conversation is listed once, at it.
+
+A hit's key is an int on SQLite and a message id on PostgreSQL; a cursor is its text (`key_of` reads one back).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from widget_server.backends.storage.search_query import TextQuery
+
+Key = int | str
+ID = re.compile(r"[a-z]{2,8}_[0-9a-z]{26}")  # widget_server.ids.new_id's shape
+
+
+@dataclass(frozen=True)
+class Hit:
+    key: Key
+    message_id: str
+    conversation_id: str
+
+
+def below(a: Key, b: Key) -> bool:
+    """`a < b`: the keys of one database are all ints or all strings."""
+    return a < b  # type: ignore[operator]
+
+
+class BadCursor(ValueError):
+    """A cursor this database never handed out."""
+
+
+def tenant_token(tenant_id: str) -> str:
+    """The token every message of the tenant carries in the SQLite index (the migration's `'t' || hex(...)`)."""
+    return "t" + tenant_id.encode().hex()
+
+
+def fts5_match(tenant_id: str, query: TextQuery) -> str:
+    """The FTS5 expression: the tenant's token, and every term in the message text."""
+    terms = " AND ".join(term.fts5() for term in query.terms)
+    return f'tenant : "{tenant_token(tenant_id)}" AND body : ({terms})'
+
+
+def _tsquery(query: TextQuery) -> tuple[str, dict[str, Any]]:
+    """The tsquery, as SQL with its parameters: each term read by our tokenizer (with the prefix), or else — when
+    it is no prefix — by PostgreSQL's own parser, which keeps an e-mail address or a URL as one lexeme."""
+    parts, params = [], {}
+    for i, term in enumerate(query.terms):
+        params[f"w{i}"] = term.tsquery()
+        ours = f"to_tsquery('simple'::regconfig, :w{i})"
+        if term.prefix:
+            parts.append(ours)
+        else:
+            params[f"s{i}"] = term.source
+            parts.append(f"({ours} || phraseto_tsquery('simple'::regconfig, :s{i}))")
+    return " && ".join(parts), params
+
+
+TSV = "to_tsvector('simple'::regconfig, m.text)"  # the index's expression, exactly, so that it is used
+
+
+class FullText:
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+
+    def key_of(self, cursor: str) -> Key:
+        if self.sqlite:
+            if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
+                raise BadCursor(cursor)
+            return int(cursor)
+        if not ID.fullmatch(cursor):
+            raise BadCursor(cursor)
+        return cursor
+
+    async def hits(self, conn: AsyncConnection, tenant_id: str, query: TextQuery, *, bound: Key | None,
+                   newest_first: bool, limit: int, inclusive: bool = False) -> list[Hit]:
+        side, order = ("<", "DESC") if newest_first else (">", "ASC")
+        side += "=" if inclusive else ""
+        if self.sqlite:
+            where = "" if bound is None else f"AND f.rowid {side} :bound"
+            sql = ("SELECT f.rowid AS key, d.message_id, m.conversation_id FROM message_search f "
+                   "CROSS JOIN message_search_docs d ON d.doc_id = f.rowid "
+                   "CROSS JOIN messages m ON m.id = d.message_id "
+                   f"WHERE f.message_search MATCH :match AND m.tenant_id = :tenant {where} "
+                   f"ORDER BY f.rowid {order} LIMIT :limit")
+            params: dict[str, Any] = {"match": fts5_match(tenant_id, query), "tenant": tenant_id}
+        else:
+            tsq, params = _tsquery(query)
+            where = "" if bound is None else f"AND m.id {side} :bound"
+            sql = ("SELECT m.id AS key, m.id AS message_id, m.conversation_id FROM messages m "
+                   f"WHERE m.tenant_id = :tenant AND {TSV} @@ ({tsq}) {where} ORDER BY m.id {order} LIMIT :limit")
+            params["tenant"] = tenant_id
+        params.update(bound=bound, limit=limit)
+        rows = (await conn.execute(sa.text(sql), params)).all()
+        return [Hit(r.key, r.message_id, r.conversation_id) for r in rows]
+
+    async def newest(self, conn: AsyncConnection, tenant_id: str, query: TextQuery,
+                     conversation_ids: list[str]) -> dict[str, Hit]:
+        """Each of these conversations' newest matching message (a conversation without one is left out)."""
+        if not conversation_ids:
+            return {}
+        if self.sqlite:  # SQLite gives a bare column the value of the row max() picked
+            sql = ("SELECT max(d.doc_id) AS key, d.message_id, m.conversation_id FROM messages m "
+                   "CROSS JOIN message_search_docs d ON d.message_id = m.id CROSS JOIN message_search f "
+                   "ON f.rowid = d.doc_id WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids "
+                   "AND f.message_search MATCH :match GROUP BY m.conversation_id")
+            params: dict[str, Any] = {"match": fts5_match(tenant_id, query)}
+        else:
+            tsq, params = _tsquery(query)
+            sql = ("SELECT DISTINCT ON (m.conversation_id) m.id AS key, m.id AS message_id, m.conversation_id "
+                   f"FROM messages m WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids AND {TSV} @@ ({tsq}) "
+                   "ORDER BY m.conversation_id, m.id DESC")
+        params.update(tenant=tenant_id, ids=conversation_ids)
+        statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
+        rows = (await conn.execute(statement, params)).all()
+        return {r.conversation_id: Hit(r.key, r.message_id, r.conversation_id) for r in rows}
