@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from widget_server.backends.storage.fulltext import BadCursor, FullText, Hit, Key, below
+from widget_server.backends.storage.fulltext import ID, BadCursor, FullText, Hit, Key, below
 from widget_server.backends.storage.rows import Row, as_row
 from widget_server.backends.storage.search_query import TextQuery
 from widget_server.backends.storage.tables import conversations, feedback, messages
@@ -94,6 +94,8 @@ class TranscriptSearch:
     async def _list(self, conn: AsyncConnection, tenant_id: str, f: TranscriptFilter, before: str | None,
                     after: str | None, limit: int) -> TranscriptPage:
         c = conversations.c
+        if any(cursor is not None and not ID.fullmatch(cursor) for cursor in (before, after)):
+            raise BadCursor(before or after or "")
         query = sa.select(conversations).where(*_where(tenant_id, f))
         if after is not None:
             query = query.where(c.id > after).order_by(c.id.asc())
