@@ -44,10 +44,13 @@ def tenant_token(tenant_id: str) -> str:
     return "t" + tenant_id.encode().hex()
 
 
-def fts5_match(tenant_id: str, query: TextQuery) -> str:
-    """The FTS5 expression: the tenant's token, and every term in the message text."""
+def fts5_match(tenant_id: str, query: TextQuery, conversation_ids: list[str] | None = None) -> str:
+    """The FTS5 expression: the tenant's token, one of the conversations' (when given), every term in the text."""
     terms = " AND ".join(term.fts5() for term in query.terms)
-    return f'tenant : "{tenant_token(tenant_id)}" AND body : ({terms})'
+    within = ""
+    if conversation_ids:
+        within = " AND conversation : (" + " OR ".join(f'"c{c.encode().hex()}"' for c in conversation_ids) + ")"
+    return f'tenant : "{tenant_token(tenant_id)}"{within} AND body : ({terms})'
 
 
 def _tsquery(query: TextQuery) -> tuple[str, dict[str, Any]]:
@@ -65,6 +68,10 @@ def _tsquery(query: TextQuery) -> tuple[str, dict[str, Any]]:
     return " && ".join(parts), params
 
 
+# The index in its own order (CROSS JOIN keeps SQLite from starting anywhere else), with each match's message.
+FTS_HITS = ("SELECT f.rowid AS key, d.message_id, m.conversation_id FROM message_search f "
+            "CROSS JOIN message_search_docs d ON d.doc_id = f.rowid CROSS JOIN messages m ON m.id = d.message_id "
+            "WHERE f.message_search MATCH :match AND m.tenant_id = :tenant")
 TSV = "to_tsvector('simple'::regconfig, m.text)"  # the index's expression, exactly, so that it is used
 
 
@@ -87,11 +94,7 @@ class FullText:
         side += "=" if inclusive else ""
         if self.sqlite:
             where = "" if bound is None else f"AND f.rowid {side} :bound"
-            sql = ("SELECT f.rowid AS key, d.message_id, m.conversation_id FROM message_search f "
-                   "CROSS JOIN message_search_docs d ON d.doc_id = f.rowid "
-                   "CROSS JOIN messages m ON m.id = d.message_id "
-                   f"WHERE f.message_search MATCH :match AND m.tenant_id = :tenant {where} "
-                   f"ORDER BY f.rowid {order} LIMIT :limit")
+            sql = f"{FTS_HITS} {where} ORDER BY f.rowid {order} LIMIT :limit"
             params: dict[str, Any] = {"match": fts5_match(tenant_id, query), "tenant": tenant_id}
         else:
             tsq, params = _tsquery(query)
@@ -108,17 +111,17 @@ class FullText:
         """Each of these conversations' newest matching message (a conversation without one is left out)."""
         if not conversation_ids:
             return {}
-        if self.sqlite:  # SQLite gives a bare column the value of the row max() picked
-            sql = ("SELECT max(d.doc_id) AS key, d.message_id, m.conversation_id FROM messages m "
-                   "CROSS JOIN message_search_docs d ON d.message_id = m.id CROSS JOIN message_search f "
-                   "ON f.rowid = d.doc_id WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids "
-                   "AND f.message_search MATCH :match GROUP BY m.conversation_id")
-            params: dict[str, Any] = {"match": fts5_match(tenant_id, query)}
-        else:
-            tsq, params = _tsquery(query)
-            sql = ("SELECT DISTINCT ON (m.conversation_id) m.id AS key, m.id AS message_id, m.conversation_id "
-                   f"FROM messages m WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids AND {TSV} @@ ({tsq}) "
-                   "ORDER BY m.conversation_id, m.id DESC")
+        if self.sqlite:  # every match in these conversations, newest first: the first of each is its newest
+            sql = f"{FTS_HITS} ORDER BY f.rowid DESC"
+            params: dict[str, Any] = {"match": fts5_match(tenant_id, query, conversation_ids), "tenant": tenant_id}
+            out: dict[str, Hit] = {}
+            for r in (await conn.execute(sa.text(sql), params)).all():
+                out.setdefault(r.conversation_id, Hit(r.key, r.message_id, r.conversation_id))
+            return out
+        tsq, params = _tsquery(query)
+        sql = ("SELECT DISTINCT ON (m.conversation_id) m.id AS key, m.id AS message_id, m.conversation_id "
+               f"FROM messages m WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids AND {TSV} @@ ({tsq}) "
+               "ORDER BY m.conversation_id, m.id DESC")
         params.update(tenant=tenant_id, ids=conversation_ids)
         statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
         rows = (await conn.execute(statement, params)).all()
