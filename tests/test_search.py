@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from widget_server.backends.storage import Storage, open_storage
+from widget_server.backends.storage import Storage, fulltext, open_storage
 from widget_server.backends.storage import search as search_module
 from widget_server.backends.storage.search import TranscriptFilter
 from widget_server.backends.storage.search_query import highlight, parse
@@ -186,6 +186,7 @@ def test_pages_have_no_gap_and_no_duplicate_either_way(db: Db, monkeypatch: pyte
                                                        max_scan: int) -> None:
     monkeypatch.setattr(search_module, "MAX_SCAN", max_scan)  # 7: pages cut short by the scan's bound
     monkeypatch.setattr(search_module, "FIRST_BATCH", 3)
+    monkeypatch.setattr(fulltext, "WINDOW", 2)  # PostgreSQL: past the first two messages, the GIN index
     ids = []
     for i in range(23):
         words = ["lamp"] * (1 + i % 3) + (["broken"] if i % 4 == 0 else [])

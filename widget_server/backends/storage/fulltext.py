@@ -72,12 +72,21 @@ def _tsquery(query: TextQuery) -> tuple[str, dict[str, Any]]:
 FTS_HITS = ("SELECT f.rowid AS key, d.message_id, m.conversation_id FROM message_search f "
             "CROSS JOIN message_search_docs d ON d.doc_id = f.rowid CROSS JOIN messages m ON m.id = d.message_id "
             "WHERE f.message_search MATCH :match AND m.tenant_id = :tenant")
+WINDOW = 3000
 TSV = "to_tsvector('simple'::regconfig, m.text)"  # the index's expression, exactly, so that it is used
 
 
 class FullText:
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
+
+    async def prepare(self, conn: AsyncConnection) -> None:
+        """PostgreSQL: plan each search for its own words. The driver prepares statements, and after five runs
+        PostgreSQL may keep a generic plan, made without knowing the tsquery: it then reads the whole table
+        backwards for a rare word (measured: 1.2 s a query at 1,000,000 messages, against 5 ms planned for the
+        word). `SET LOCAL` lasts for this connection's transaction only."""
+        if not self.sqlite:
+            await conn.execute(sa.text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
     def key_of(self, cursor: str) -> Key:
         if self.sqlite:
@@ -92,19 +101,34 @@ class FullText:
                    newest_first: bool, limit: int, inclusive: bool = False) -> list[Hit]:
         side, order = ("<", "DESC") if newest_first else (">", "ASC")
         side += "=" if inclusive else ""
-        if self.sqlite:
-            where = "" if bound is None else f"AND f.rowid {side} :bound"
-            sql = f"{FTS_HITS} {where} ORDER BY f.rowid {order} LIMIT :limit"
-            params: dict[str, Any] = {"match": fts5_match(tenant_id, query), "tenant": tenant_id}
-        else:
-            tsq, params = _tsquery(query)
-            where = "" if bound is None else f"AND m.id {side} :bound"
-            sql = ("SELECT m.id AS key, m.id AS message_id, m.conversation_id FROM messages m "
-                   f"WHERE m.tenant_id = :tenant AND {TSV} @@ ({tsq}) {where} ORDER BY m.id {order} LIMIT :limit")
-            params["tenant"] = tenant_id
-        params.update(bound=bound, limit=limit)
+        if not self.sqlite:
+            return await self._pg_hits(conn, tenant_id, query, bound, side, order, limit)
+        where = "" if bound is None else f"AND f.rowid {side} :bound"
+        sql = f"{FTS_HITS} {where} ORDER BY f.rowid {order} LIMIT :limit"
+        params = {"match": fts5_match(tenant_id, query), "tenant": tenant_id, "bound": bound, "limit": limit}
         rows = (await conn.execute(sa.text(sql), params)).all()
         return [Hit(r.key, r.message_id, r.conversation_id) for r in rows]
+
+    async def _pg_hits(self, conn: AsyncConnection, tenant_id: str, query: TextQuery, bound: Key | None, side: str,
+                       order: str, limit: int) -> list[Hit]:
+        """The newest `WINDOW` of the tenant's messages beyond the bound are checked one by one first, then the GIN
+        index takes over past them. Checked alone, the index must recheck every message holding all the words of
+        a phrase (the index has no positions; 'tracking number' at 1,000,000 messages: 80,000 rows, over a
+        second), while a common word or phrase fills a page from the window at once; a rare one leaves the window
+        nearly empty, and the index finds the rest in milliseconds."""
+        tsq, params = _tsquery(query)
+        params.update(tenant=tenant_id, bound=bound, window=WINDOW, limit=limit)
+        where = "" if bound is None else f"AND m.id {side} :bound"
+        recent = (f"SELECT m.id, m.conversation_id, {TSV} @@ ({tsq}) AS hit FROM messages m "
+                  f"WHERE m.tenant_id = :tenant {where} ORDER BY m.id {order} LIMIT :window")
+        window = (await conn.execute(sa.text(recent), params)).all()
+        found = [Hit(r.id, r.id, r.conversation_id) for r in window if r.hit][:limit]
+        if len(found) >= limit or len(window) < WINDOW:
+            return found
+        params.update(bound=window[-1].id, limit=limit - len(found))
+        rest = ("SELECT m.id, m.conversation_id FROM messages m WHERE m.tenant_id = :tenant "
+                f"AND {TSV} @@ ({tsq}) AND m.id {side[0]} :bound ORDER BY m.id {order} LIMIT :limit")
+        return found + [Hit(r.id, r.id, r.conversation_id) for r in (await conn.execute(sa.text(rest), params)).all()]
 
     async def newest(self, conn: AsyncConnection, tenant_id: str, query: TextQuery,
                      conversation_ids: list[str]) -> dict[str, Hit]:

@@ -88,6 +88,7 @@ class TranscriptSearch:
         """One page: below `before`, or above `after` (the cursors of a previous page), or the newest."""
         async with self.engine.connect() as conn:
             if filters.text is not None:
+                await self.fulltext.prepare(conn)
                 return await self._search(conn, tenant_id, filters, before, after, limit)
             return await self._list(conn, tenant_id, filters, before, after, limit)
 
@@ -202,6 +203,7 @@ class TranscriptSearch:
         if not query.searchable:
             return []
         async with self.engine.connect() as conn:
+            await self.fulltext.prepare(conn)
             hits = await self.fulltext.hits(conn, tenant_id, query, bound=None, newest_first=True, limit=limit)
             if not hits:
                 return []
