@@ -19,6 +19,7 @@ from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
+from widget_server.backends.storage.search import TranscriptSearch
 from widget_server.backends.storage.tables import (
     api_keys,
     conversations,
@@ -52,6 +53,7 @@ class Storage:
         self.aggregates = Aggregates(engine)
         self.export_rows = ExportReader(engine)
         self.console = ConsoleStore(engine)
+        self.transcripts = TranscriptSearch(engine)
 
     async def close(self) -> None:
         await self._messages.aclose()
