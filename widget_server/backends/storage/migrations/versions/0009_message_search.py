@@ -23,16 +23,16 @@ rechecked on every row holding all its words, and recomputing the vector of each
 stop words, for the same reason as above; it keeps diacritics (unaccent is an extension this project does not
 require).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 
 KEYS = "'t' || lower(hex({0}.tenant_id)), 'c' || lower(hex({0}.conversation_id))"
 SQLITE_UP = [
