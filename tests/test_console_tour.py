@@ -65,7 +65,8 @@ def test_a_support_team_tour_of_the_console(console: Console, owner: str, browse
     r = httpx.put(f"{stack.url}/v1/safety-policy", content=yaml.safe_dump(POLICY),
                   headers={**stack.auth, "Content-Type": "application/yaml"}, timeout=120)
     assert r.status_code == 200, r.text
-    slug = stack.persona(name="Spokes", greeting="Hi, I'm Spokes from the bike shop. How can I help?")
+    slug = stack.persona(name="Spokes", slug="spokes", system_prompt="You are Spokes, the bike shop's assistant.",
+                         greeting="Hi, I'm Spokes from the bike shop. How can I help?")
     for text in ("Do you sell helmets for kids?", "Can you fix a puncture on a road bike today?",
                  "My email is ann@example.com, can you send the invoice?", "Is RivalCycles cheaper?",
                  "I want to talk to a human please"):
@@ -90,7 +91,7 @@ def test_a_support_team_tour_of_the_console(console: Console, owner: str, browse
     clean(page)
 
     page.get_by_role("navigation", name="Console").get_by_role("link", name="Playground").click()
-    page.get_by_label("Persona").select_option(label=f"Spokes ({slug})")
+    page.get_by_label("Persona", exact=True).select_option(label=f"Spokes ({slug})")
     page.get_by_role("button", name="Open").click()
     box = page.get_by_label("Message", exact=True)
     for text in ("Which painkiller is best for a headache?", "Do you sell helmets? Call me on +44 20 7946 0958"):
@@ -98,7 +99,7 @@ def test_a_support_team_tour_of_the_console(console: Console, owner: str, browse
         box.press("Enter")
         expect(page.get_by_role("status").filter(has_text="Reply complete.")).to_be_visible(timeout=60_000)
     saved = page.locator('.column[data-variant="saved"]')
-    refusal = saved.locator(".msg.persona").nth(0)
+    refusal = saved.locator(".msg.persona").nth(1)  # after the greeting
     expect(refusal.locator(".text")).to_have_text("I can't give medical advice, but I can help with your bike.")
     refusal.locator("details.trace").evaluate("d => d.open = true")
     expect(refusal.locator("details.trace").get_by_text("topic.denied.medical")).to_be_visible()
@@ -113,7 +114,7 @@ def test_a_support_team_tour_of_the_console(console: Console, owner: str, browse
     clean(page)
     page.screenshot(path=str(shots / "console-transcripts.png"), full_page=True)
     page.locator("table.transcripts a").first.click()
-    expect(page.get_by_text("Can you fix a puncture on a road bike today?")).to_be_visible()
+    expect(page.get_by_text("Can you fix a puncture on a road bike today?").first).to_be_visible()  # (echoed back)
     clean(page)
 
     mobile = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
