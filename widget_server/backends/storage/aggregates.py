@@ -6,8 +6,10 @@ summary come from one consistent set of events. The SQL is the same on SQLite an
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,6 +19,7 @@ from widget_server.backends.storage.rows import Row, as_row
 from widget_server.backends.storage.tables import events
 
 c = events.c
+T = TypeVar("T")
 FEEDBACK = "feedback.submitted"
 COUNTED = ("conversation.started", "message.received", "reply.completed", "guardrail.triggered",
            "escalation.triggered", "escalation.resolved", "error")  # the types whose counts the summary shows
@@ -113,23 +116,40 @@ class Aggregates:
         # `seq + 0`: a bound that no index may serve, so that SQLite (without statistics, as the app leaves it)
         # reads each type's days from (tenant_id, type, ts, seq) rather than every event up to `upto` by seq
         where = [*filters.where(tenant_id), c.seq + 0 <= upto]
-        async with self.engine.connect() as conn:
-            by_type, days = await self._counted(conn, where)
-            if per_day:
-                tokens, ttft, ttft_days = await self._replies_per_day(conn, where)
-            else:
-                tokens = (await conn.execute(sa.select(
-                    sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.input_tokens"].as_integer()), 0),
-                    sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.output_tokens"].as_integer()), 0),
-                ).where(*where, c.type == "reply.completed"))).one()
-                ttft, ttft_days = await _percentiles(conn, where), {}
-            rules = (await conn.execute(sa.select(_text("rule"), sa.func.count()).where(
-                *where, c.type == "guardrail.triggered").group_by(FIRST))).all()
-            ratings = (await conn.execute(sa.select(_text("rating"), sa.func.count()).where(
-                *where, _latest_feedback(upto, filters.ts_to)).group_by(FIRST))).all()
+        # Three reads at once, each on a connection of its own: every statement already saw its own snapshot (read
+        # committed; SQLite outside a transaction), and `upto` alone makes them one set of events, so nothing is
+        # lost by not running them one after another, and the page waits for the longest (the replies) only.
+        async with asyncio.TaskGroup() as group:
+            counted = group.create_task(self._on_own(self._counted, where))
+            replies = group.create_task(self._on_own(self._replies_per_day if per_day else self._replies, where))
+            others = group.create_task(self._on_own(self._rules_and_ratings, where, upto, filters.ts_to))
+        (by_type, days), (tokens, ttft, ttft_days), (rules, ratings) = (counted.result(), replies.result(),
+                                                                       others.result())
         return {"by_type": by_type, "days": days,
                 "tokens": (int(tokens[0]), int(tokens[1])), "rules": {r: int(n) for r, n in rules},
                 "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft, "ttft_days": ttft_days}
+
+    async def _on_own(self, read: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async with self.engine.connect() as conn:
+            return await read(conn, *args)
+
+    async def _replies(
+        self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
+    ) -> tuple[tuple[int, int], dict[str, Any], dict[str, dict[str, Any]]]:
+        """The tokens in and out and the time to first token percentiles of a range of any length, in the database."""
+        tokens = (await conn.execute(sa.select(
+            sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.input_tokens"].as_integer()), 0),
+            sa.func.coalesce(sa.func.sum(c.attributes["gen_ai.usage.output_tokens"].as_integer()), 0),
+        ).where(*where, c.type == "reply.completed"))).one()
+        return (int(tokens[0]), int(tokens[1])), await _percentiles(conn, where), {}
+
+    async def _rules_and_ratings(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]], upto: int,
+                                 ts_to: datetime | None) -> tuple[list[Any], list[Any]]:
+        rules = (await conn.execute(sa.select(_text("rule"), sa.func.count()).where(
+            *where, c.type == "guardrail.triggered").group_by(FIRST))).all()
+        ratings = (await conn.execute(sa.select(_text("rating"), sa.func.count()).where(
+            *where, _latest_feedback(upto, ts_to)).group_by(FIRST))).all()
+        return list(rules), list(ratings)
 
     async def _replies_per_day(
         self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]
