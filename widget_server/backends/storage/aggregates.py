@@ -189,12 +189,12 @@ class Aggregates:
                 days.setdefault(str(day)[:10], [0, 0])[typ == "message.received"] += int(n)
         return by_type, [(d, convs, msgs) for d, (convs, msgs) in sorted(days.items())]
 
-    def _utc_day(self, ts: sa.ColumnElement[datetime]) -> sa.ColumnElement[str]:
-        """`YYYY-MM-DD` of the UTC day. PostgreSQL converts in the session's time zone unless told UTC; SQLite
-        keeps the UTC wall clock the writer stored, without an offset."""
+    def _utc_day(self, ts: sa.ColumnElement[datetime]) -> sa.ColumnElement[Any]:
+        """The UTC day, read as `str(day)[:10]` (`YYYY-MM-DD`). PostgreSQL converts in the session's time zone
+        unless told UTC, and casts to a date (a third of the cost of `to_char` per row, and a smaller group key);
+        SQLite keeps the UTC wall clock the writer stored, without an offset."""
         if self.dialect == "postgresql":
-            return sa.func.to_char(sa.func.timezone(sa.literal_column("'UTC'"), ts),
-                                   sa.literal_column("'YYYY-MM-DD'"), type_=sa.String)
+            return sa.cast(sa.func.timezone(sa.literal_column("'UTC'"), ts), sa.Date)
         return sa.func.substr(sa.cast(ts, sa.String), 1, 10, type_=sa.String)
 
 
