@@ -161,9 +161,9 @@ class Aggregates:
         """The tokens in and out (if `tokens`: on PostgreSQL each JSON value read parses the whole of the reply's
         `json` attributes again, two thirds of this read's cost), and the time to first token percentiles of the
         whole range and of each UTC day, from one read of the replies (day, time to first token, tokens), ranked
-        here. A bounded range's query (the
-        dashboard's, at most a year: some 16,000 replies for two weeks of a busy tenant); one pass costs less than
-        the two scans and the ranking windows the database would need (0.6x, measured on SQLite)."""
+        here. A bounded range's query (the dashboard's, at most a year: some 16,000 replies for two weeks of a busy
+        tenant); one pass costs less than the two scans and the ranking windows the database would need (0.6x,
+        measured on SQLite)."""
         summed = [c.attributes["gen_ai.usage.input_tokens"].as_integer(),
                   c.attributes["gen_ai.usage.output_tokens"].as_integer()] if tokens else []
         query = sa.select(self._utc_day(c.ts), c.attributes["ttft_ms"].as_float(), *summed,
