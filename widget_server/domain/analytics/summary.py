@@ -21,14 +21,15 @@ async def parse_summary(storage: Storage, tenant_id: str, params: Mapping[str, s
 
 
 async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
-                    ttft_per_day: bool = False) -> dict[str, Any]:
+                    ttft_per_day: bool = False, tokens: bool = True) -> dict[str, Any]:
     """Conversations and messages per UTC day, time to first token p50/p95 (ms), tokens in and out, guardrail
     triggers by reason, escalations, feedback (the latest rating of each reply). `days` is a continuous series
     (days without events count zero) over `from`..`to`, or from the first to the last day with events. With
     `ttft_per_day` (the console's dashboard), each day also has its own `ttft_ms` {p50, p95, replies}, from the same
-    snapshot of events."""
+    snapshot of events. Without `tokens` (a page that does not show them, such as the dashboard), `tokens` is None
+    and the rest is the same."""
     upto = await storage.events.high_water(tenant_id)
-    raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day)
+    raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day, tokens=tokens)
     by_type: dict[str, int] = raw["by_type"]
     ttft = raw["ttft"]
     rules = dict(sorted(raw["rules"].items(), key=lambda kv: (-kv[1], kv[0] or "")))
@@ -46,7 +47,7 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
         "replies": by_type.get("reply.completed", 0),
         "days": days,
         "ttft_ms": {"p50": _ms(ttft["p50"]), "p95": _ms(ttft["p95"]), "replies": ttft["count"]},
-        "tokens": {"input": raw["tokens"][0], "output": raw["tokens"][1]},
+        "tokens": {"input": raw["tokens"][0], "output": raw["tokens"][1]} if raw["tokens"] is not None else None,
         "guardrails": {"triggered": by_type.get("guardrail.triggered", 0), "by_reason": rules},
         "escalations": {"triggered": by_type.get("escalation.triggered", 0),
                         "resolved": by_type.get("escalation.resolved", 0)},

@@ -152,7 +152,7 @@ async def index(request: Request) -> Response:
         persona_name = str(row["doc"].get("name") or row["slug"])
     filters = await parse_summary(storage, tenant_id, span.api_params())
     await settle(request)
-    summary = await summarize(storage, tenant_id, filters, ttft_per_day=True)
+    summary = await summarize(storage, tenant_id, filters, ttft_per_day=True, tokens=False)  # not shown
     query = span.api_params()
     values |= {"span": span, "summary": summary, "charts": build_charts(summary), "persona_name": persona_name,
                "form": {"from": span.first.isoformat(), "to": span.last.isoformat(), "persona": span.persona_id or ""},
