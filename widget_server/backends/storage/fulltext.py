@@ -150,11 +150,15 @@ class FullText:
             for r in (await conn.execute(sa.text(sql), params)).all():
                 out.setdefault(r.conversation_id, Hit(r.key, r.message_id, r.conversation_id))
             return out
+        # One conversation at a time, down its own index from its newest message: each of them holds a match
+        # (it was met at one), so the walk stops within that conversation. Through the GIN index instead, a common
+        # prefix or phrase was rechecked on every message holding its words (measured: 243 ms for 189
+        # conversations and the prefix 'deliv' at 1,000,000 messages, against 11 ms this way).
         tsq, params = _tsquery(query)
-        sql = ("SELECT DISTINCT ON (m.conversation_id) m.id AS key, m.id AS message_id, m.conversation_id "
-               f"FROM messages m WHERE m.tenant_id = :tenant AND m.conversation_id IN :ids AND {TSV} @@ ({tsq}) "
-               "ORDER BY m.conversation_id, m.id DESC")
-        params.update(tenant=tenant_id, ids=conversation_ids)
-        statement = sa.text(sql).bindparams(sa.bindparam("ids", expanding=True))
-        rows = (await conn.execute(statement, params)).all()
+        sql = ("SELECT h.id AS key, h.id AS message_id, h.conversation_id "
+               "FROM unnest(CAST(:ids AS varchar[])) AS c(id) CROSS JOIN LATERAL ("
+               "SELECT m.id, m.conversation_id FROM messages m WHERE m.conversation_id = c.id "
+               f"AND m.tenant_id = :tenant AND {TSV} @@ ({tsq}) ORDER BY m.id DESC LIMIT 1) h")
+        params.update(tenant=tenant_id, ids=list(conversation_ids))
+        rows = (await conn.execute(sa.text(sql), params)).all()
         return {r.conversation_id: Hit(r.key, r.message_id, r.conversation_id) for r in rows}
