@@ -139,7 +139,9 @@ class FullText:
                 break
             size = min(max(WINDOW, int(expected * 1.25) + 16), MAX_WINDOWED - read)
         params.update(bound=position, limit=limit - len(found))
-        rest = ("SELECT m.id, m.conversation_id FROM messages m WHERE m.tenant_id = :tenant "
+        # `|| ''` keeps the tenant's index (migration 0010) out of this query: the planner guesses thousands of
+        # matches for any word, and ANDed the GIN bitmap with all the tenant's 200,000 entries (44 ms of 55).
+        rest = ("SELECT m.id, m.conversation_id FROM messages m WHERE (m.tenant_id || '') = :tenant "
                 f"AND {TSV} @@ ({tsq}) AND m.id {side[0]} :bound ORDER BY m.id {order} LIMIT :limit")
         # Past a window this sparse, the index it is: a prefix's or a phrase's selectivity is guessed (1 row in
         # 1,000), and with that guess and a LIMIT the planner walks the primary key backwards through the whole
