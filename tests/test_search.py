@@ -182,11 +182,15 @@ def _walk(db: Db, f: TranscriptFilter, limit: int) -> tuple[list[str], list[str]
 
 
 @pytest.mark.parametrize("max_scan", [20_000, 7])
+@pytest.mark.parametrize("windowed", [2, 7, 30_000])
 def test_pages_have_no_gap_and_no_duplicate_either_way(db: Db, monkeypatch: pytest.MonkeyPatch,
-                                                       max_scan: int) -> None:
+                                                       max_scan: int, windowed: int) -> None:
     monkeypatch.setattr(search_module, "MAX_SCAN", max_scan)  # 7: pages cut short by the scan's bound
     monkeypatch.setattr(search_module, "FIRST_BATCH", 3)
-    monkeypatch.setattr(fulltext, "WINDOW", 2)  # PostgreSQL: past the first two messages, the GIN index
+    # PostgreSQL: windows of two messages first, then growing ones up to `windowed` messages a batch, then the
+    # GIN index past them (2: the index right after the first window; 30,000: windows only, to the end)
+    monkeypatch.setattr(fulltext, "WINDOW", 2)
+    monkeypatch.setattr(fulltext, "MAX_WINDOWED", windowed)
     ids = []
     for i in range(23):
         words = ["lamp"] * (1 + i % 3) + (["broken"] if i % 4 == 0 else [])
