@@ -10,18 +10,14 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from tests.conftest import Stack
+from tests.support.console import BROWSER_ARGS, CHROMIUM
+from tests.support.console import axe_violations as violations
 from widget_server.edges.cli.demo import ensure_demo
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-AXE = Path(__file__).parent / "support" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="scripts/browser.sh installs Chromium")
 
@@ -37,22 +33,9 @@ def demo(stack: Stack) -> Stack:
 def browser(demo: Stack) -> Iterator[Browser]:
     """After `demo`: while Playwright's sync API runs, its event loop holds this thread (no asyncio.run)."""
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         yield b
         b.close()
-
-
-def violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's WCAG 2.1 A/AA rules and best practices over the whole page, shadow roots included."""
-    assert AXE.exists(), "axe-core is missing: scripts/test.sh installs it (npm ci --prefix tests/support/axe)"
-    page.evaluate(AXE.read_text())
-    result = page.evaluate("""async () => {
-        const r = await axe.run(document, {runOnly: {type: 'tag',
-            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice']}});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                       nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
-    }""")
-    return list(result)
 
 
 @pytest.mark.parametrize("path", ["/", "/demo/csp"])

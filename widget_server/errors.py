@@ -77,6 +77,26 @@ class MetricsForbidden(WidgetError):
     type = "auth"
 
 
+class Forbidden(WidgetError):
+    """A console user whose role may not do this."""
+
+    status_code = 403
+    code = "console.forbidden"
+    type = "permission_denied"
+
+
+class CsrfFailed(Forbidden):
+    """A console change without its CSRF token (or with another session's)."""
+
+    code = "console.csrf"
+
+
+class SignedOut(AuthError):
+    """A console change after the session has ended."""
+
+    code = "console.signed_out"
+
+
 class NotFound(WidgetError):
     status_code = 404
     code = "not_found"

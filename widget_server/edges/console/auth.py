@@ -27,27 +27,13 @@ from starlette.responses import RedirectResponse, Response
 from widget_server.domain import console_users
 from widget_server.domain.console_users import ConsoleSession
 from widget_server.edges.state import app_state
-from widget_server.errors import AuthError, PayloadTooLarge, WidgetError
+from widget_server.errors import CsrfFailed, Forbidden, PayloadTooLarge, SignedOut
 
 COOKIE = "console_session"
 LOGIN_COOKIE = "console_login"  # the sign-in form's CSRF secret, before there is a session
 SALT = "console"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 MAX_BODY = 2 * 1024 * 1024  # a console form (a persona or a policy of YAML included) is far smaller
-
-
-class Forbidden(WidgetError):
-    status_code = 403
-    code = "console.forbidden"
-    type = "permission_denied"
-
-
-class CsrfFailed(Forbidden):
-    code = "console.csrf"
-
-
-class SignedOut(AuthError):
-    code = "console.signed_out"
 
 
 def _serializer(request: Request) -> URLSafeTimedSerializer:

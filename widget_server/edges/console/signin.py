@@ -15,6 +15,7 @@ from widget_server.domain import console_users
 from widget_server.edges.console import auth
 from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
+from widget_server.errors import CsrfFailed
 
 MAX_FIELD = 1024
 
@@ -51,7 +52,7 @@ async def login(request: Request) -> Response:
     next_ = safe_next(form.get("next"))
     try:
         await auth.check_csrf(request, auth.login_expected_token(request))
-    except auth.CsrfFailed as exc:
+    except CsrfFailed as exc:
         return _form_page(request, 403, error=exc.message, email=email, next_=next_)
     limits = app_state(request).deps.limits
     address = request.client.host if request.client else "unknown"
