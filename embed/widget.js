@@ -593,7 +593,7 @@
     ws.onopen = function () {
       var hello = {type: 'hello', token: self.token};
       if (self.conversationId) {
-        hello.resume = {conversation_id: self.conversationId};
+        hello.resume = {conversation_id: self.conversationId, epoch: self.epoch};
         if (!self.wantsTranscript) hello.resume.last_seq = self.seq;  // without it: the stored transcript
       }
       self.wantsTranscript = false;
@@ -758,6 +758,7 @@
     ready: function (self, f) {
       self.connected = true;
       self.seq = f.seq;
+      self.epoch = f.epoch;  // the log's: a server that lost it (Redis restarted) gives the transcript instead
       self.attempts = 0;
       self.gotFrames = false;
       if (self.conversationId !== f.conversation_id) {

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
+import pytest
 
 from tests.conftest import Stack
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["memory bus", "redis bus"])
+def stack(request: pytest.FixtureRequest, stack_factory: Callable[..., Stack]) -> Stack:
+    """Every resume test on both versions of the conversation bus (one node; several: test_nodes.py)."""
+    return stack_factory(redis_url=REDIS if request.param == "redis bus" else None)
 
 EXPECTED = "".join(f"w{i} " for i in range(1, 61))
 

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from widget_server.backends.bus import BusUnavailable, open_bus
 from widget_server.backends.providers import Providers
 from widget_server.backends.ratelimit import Limits
 from widget_server.backends.storage import open_storage
@@ -23,6 +24,7 @@ from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.channels import Hub
 from widget_server.domain.chat.deps import Deps
+from widget_server.domain.chat.lapsed import sweep_lapsed_forever
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.sealed import Sealer
@@ -33,6 +35,7 @@ from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exce
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
+from widget_server.ids import new_id
 from widget_server.metrics import Metrics
 from widget_server.settings import Settings
 
@@ -45,6 +48,12 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        bus = open_bus(settings.redis_url, settings.node_name or new_id("node"), max_frames=settings.resume_log_frames,
+                       ttl_s=settings.session_ttl_s, lease_s=settings.bus_lease_s)
+        try:
+            await bus.start()
+        except BusUnavailable as exc:  # several nodes cannot share conversations without it: do not start
+            raise RuntimeError(f"the conversation bus cannot start: {exc}") from None
         storage = await open_storage(settings.resolved_database_url)
         providers = Providers(settings)
         metrics = Metrics()
@@ -63,9 +72,10 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             storage, settings.console_idle_s, settings.console_absolute_s))
         deps = Deps(
             settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
-            hub=Hub(settings.resume_log_frames, settings.resume_grace_s, ttl_s=settings.session_ttl_s),
+            hub=Hub(bus, settings.resume_grace_s, settings.bus_lease_s),
             limits=Limits(settings.redis_url, settings.rate_limits), sealer=Sealer(secret),
         )
+        lapsed_sweeper = asyncio.create_task(sweep_lapsed_forever(deps))
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
@@ -73,6 +83,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         finally:
             sweeper.cancel()
             session_sweeper.cancel()
+            lapsed_sweeper.cancel()
             tasks = deps.hub.cancel_all()
             for task in tasks:
                 with contextlib.suppress(BaseException):
@@ -83,6 +94,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
                 await sink.aclose()
             await writer.aclose()  # every event of the replies above, written or spilled to disk
             await webhooks.aclose()
+            await bus.aclose()  # after the replies above sent their ends
             await storage.close()
 
     return Starlette(

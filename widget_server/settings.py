@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
     resume_log_frames: int = 4096
+    # several nodes (WIDGET_REDIS_URL): a reply's node renews its lease every third of this; when it lapses (the
+    # node died), another node ends the reply as `interrupted` within about 1.5 times this
+    bus_lease_s: float = Field(3.0, gt=0)
+    node_name: str | None = None  # this node's name in logs (default: a random id per process)
     coalesce_ms: float = 20.0
 
     # analytics: events are written in batches off the request path

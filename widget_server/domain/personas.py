@@ -196,9 +196,11 @@ async def replace(storage: Storage, tenant_id: str, ref: str, body: Any, *, part
     return to_public(await get(storage, tenant_id, row["id"]))
 
 
-async def delete(storage: Storage, tenant_id: str, ref: str) -> None:
+async def delete(storage: Storage, tenant_id: str, ref: str) -> str:
+    """Delete the persona `ref` names; returns its id."""
     row = await get(storage, tenant_id, ref)
     await storage.delete_persona(tenant_id, row["id"])
+    return str(row["id"])
 
 
 def widget_view(row: dict[str, Any]) -> dict[str, Any]:

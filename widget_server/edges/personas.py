@@ -50,5 +50,6 @@ async def replace_persona(request: Request) -> Response:
 
 async def delete_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    await personas.delete(app_state(request).deps.storage, tenant_id, request.path_params["id"])
+    deps = app_state(request).deps
+    deps.hub.persona_deleted(tenant_id, await personas.delete(deps.storage, tenant_id, request.path_params["id"]))
     return Response(status_code=204)

@@ -127,8 +127,9 @@ def _strings_clean(value: Any, field: str) -> None:
             check_text(leaf, path)
 
 
-def hello(frame: Frame) -> tuple[Any, str | None, int | None]:
-    """The token, and the conversation to resume with the client's last `seq` (None, None without resume)."""
+def hello(frame: Frame) -> tuple[Any, str | None, int | None, str | None]:
+    """The token, and the conversation to resume with the client's last `seq` and the epoch of the log it counted
+    in (None, None, None without resume)."""
     token = frame.get("token")
     # A session token is printable ASCII (itsdangerous, URL-safe): anything else is refused here, before the
     # signer, which would fail to encode a lone surrogate as UTF-8 (a server error, not a bad token).
@@ -137,14 +138,14 @@ def hello(frame: Frame) -> tuple[Any, str | None, int | None]:
         raise invalid("token", f"must be a printable ASCII string of at most {MAX_TOKEN} characters")
     resume = frame.get("resume")
     if resume is None:
-        return token, None, None
+        return token, None, None, None
     if not isinstance(resume, dict):
         raise invalid("resume", "must be an object with conversation_id and last_seq")
     conversation_id = ident(resume, "conversation_id", path="resume.conversation_id")
     last_seq = resume.get("last_seq")
     if last_seq is not None:
         last_seq = integer(last_seq, "resume.last_seq", 0, MAX_SEQ)
-    return token, conversation_id, last_seq
+    return token, conversation_id, last_seq, ident(resume, "epoch", path="resume.epoch")
 
 
 def message(frame: Frame) -> tuple[Any, str | None]:

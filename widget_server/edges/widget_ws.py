@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
 from collections import Counter
@@ -19,11 +18,12 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from widget_server.backends.bus import BusUnavailable, encode
 from widget_server.domain import keys, origins, personas
 from widget_server.domain.chat import conversations, feedback
-from widget_server.domain.chat.channels import CLOSED, Channel
+from widget_server.domain.chat.channels import Attached, Channel, Close, Whose
 from widget_server.domain.chat.conversations import Conversation
-from widget_server.domain.chat.turn import spawn_turn
+from widget_server.domain.chat.live_turn import spawn_turn
 from widget_server.domain.tenants import SessionClaims
 from widget_server.edges import widget_frames as frames
 from widget_server.edges.state import app_state
@@ -39,7 +39,14 @@ from widget_server.errors import (
 
 log = logging.getLogger(__name__)
 CLOSE = {"token": 4401, "origin": 4403, "not_found": 4404, "superseded": 4409, "hello": 4408, "rate": 4429,
-         "too_big": 1009, "server": 1011}
+         "too_big": 1009, "server": 1011, "restart": 1012, "later": 1013}
+# Why the conversation's channel closes a socket: its close code and the error frame sent first.
+CLOSED_BY = {
+    "superseded": (CLOSE["superseded"], InvalidRequest("a newer connection took over", code="connection.superseded")),
+    "gone": (CLOSE["not_found"], PersonaNotFound("this persona no longer exists")),
+    "restart": (CLOSE["restart"], WidgetError("the conversation bus restarted: reconnect to resume",
+                                              code="bus.restarted")),
+}
 
 
 class _Disconnected(Exception):
@@ -49,15 +56,6 @@ class _Disconnected(Exception):
 class Closing(Exception):
     def __init__(self, code: int, error: WidgetError | None = None) -> None:
         self.code, self.error = code, error
-
-
-def _dump(frame: dict[str, Any]) -> str:
-    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-    try:
-        text.encode()
-    except UnicodeEncodeError:  # a lone surrogate cannot go out as UTF-8, but escaped (valid JSON) it can:
-        return json.dumps(frame, separators=(",", ":"))  # the writer must not die of one that slipped through
-    return text
 
 
 class Session:
@@ -70,7 +68,8 @@ class Session:
         self.settings = self.deps.settings
         self.channel: Channel | None = None
         self.conv: Conversation | None = None
-        self.queue: asyncio.Queue[dict[str, Any]] | None = None
+        self.attached: Attached | None = None
+        self.sent = 0  # the highest seq sent: a frame at or below it came twice (the log, then live)
         self.strikes: Counter[str] = Counter()
         self.token_key = ""
         self.address = ws.client.host if ws.client else "unknown"  # behind WIDGET_TRUSTED_PROXIES: the client's
@@ -80,10 +79,10 @@ class Session:
             "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}
 
     async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send_text(_dump(frame))
+        await self.ws.send_text(encode(frame))
 
     async def send_error(self, err: WidgetError) -> None:
-        await self.send(err.frame(seq=self.channel.seq if self.channel else 0))
+        await self.send(err.frame(seq=self.sent))
 
     async def receive(self, timeout: float | None = None) -> frames.Frame | None:
         """The next client frame; `None` for one that could not be parsed (already answered)."""
@@ -112,7 +111,7 @@ class Session:
         if frame is None or frame["type"] != "hello":
             raise Closing(CLOSE["token"], TokenInvalid("the first frame must be hello"))
         try:
-            token, resume_id, last_seq = frames.hello(frame)
+            token, resume_id, last_seq, epoch = frames.hello(frame)
         except InvalidRequest as exc:
             raise Closing(CLOSE["token"], exc) from exc
         claims = self._claims(token)
@@ -126,7 +125,12 @@ class Session:
         persona = await self.deps.storage.get_persona(claims.tenant_id, claims.persona_id)
         if persona is None:
             raise Closing(CLOSE["not_found"], PersonaNotFound("this persona no longer exists"))
-        return await self._open(claims, persona, resume_id, last_seq)
+        try:
+            return await self._open(claims, persona, resume_id, last_seq, epoch)
+        except BusUnavailable as exc:
+            log.warning("conversation bus unavailable", extra={"error": str(exc)})
+            raise Closing(CLOSE["later"], WidgetError("the conversation bus is unavailable: try again shortly",
+                                                      code="bus.unavailable")) from exc
 
     def _claims(self, token: Any) -> SessionClaims:
         try:
@@ -138,25 +142,21 @@ class Session:
         return claims
 
     async def _open(self, claims: SessionClaims, persona: dict[str, Any], resume_id: str | None,
-                    last_seq: int | None) -> dict[str, Any]:
+                    last_seq: int | None, epoch: str | None) -> dict[str, Any]:
         d = self.deps
         self.conv, from_storage = await conversations.open_widget(
             d, claims.tenant_id, persona, claims.visitor_id, claims.origin, resume_id, claims.user_id)
-        last_seq = last_seq if from_storage else None
-        # A channel made just now (this node restarted, or forgot an idle conversation) holds no frames of
-        # the conversation's past, whatever last_seq says: the client rebuilds from the stored transcript.
-        known = d.hub.get(self.conv.id) is not None
-        channel = d.hub.open(self.conv.id)
-        resumed = known and last_seq is not None and channel.covers(last_seq)
-        # Taken before reading the transcript: frames a running reply emits meanwhile come as backlog.
-        after = last_seq if resumed and last_seq is not None else channel.seq
+        self.channel = channel = await d.hub.open(Whose(self.conv.id, self.conv.tenant_id, persona["id"]))
+        self.attached, since = await channel.attach(last_seq if from_storage else None)
+        # A log the client did not count in (another epoch: Redis restarted, or this node, or the log expired)
+        # holds no frames of the conversation's past, whatever last_seq says: the client rebuilds from storage.
+        resumed = since.frames is not None and (epoch is None or epoch == since.epoch)
+        self.sent = last_seq if resumed and last_seq is not None else since.seq
         ready = {"type": "ready", "conversation_id": self.conv.id, "persona": personas.widget_view(persona),
-                 "status": self.conv.status, "resumed": resumed, "seq": after}
+                 "status": self.conv.status, "resumed": resumed, "seq": self.sent, "epoch": since.epoch}
         if not resumed and from_storage:
             ready["messages"] = await self._history()
-        self.channel = channel
-        self.queue, backlog = channel.attach(after)
-        return {"ready": ready, "backlog": backlog}
+        return {"ready": ready, "backlog": since.frames if resumed else []}
 
     async def _history(self) -> list[dict[str, Any]]:
         assert self.conv is not None
@@ -164,14 +164,18 @@ class Session:
         return [{"id": r["id"], "role": r["role"], "text": r["text"], "finish_reason": r["finish_reason"]}
                 for r in rows]
 
+    async def send_frame(self, seq: int, text: str) -> None:
+        if seq > self.sent:
+            self.sent = seq
+            await self.ws.send_text(text)
+
     async def writer(self) -> None:
-        assert self.queue is not None
+        assert self.attached is not None
         while True:
-            frame = await self.queue.get()
-            if frame is CLOSED:
-                raise Closing(CLOSE["superseded"], InvalidRequest("a newer connection took over",
-                                                                   code="connection.superseded"))
-            await self.send(frame)
+            item = await self.attached.queue.get()
+            if isinstance(item, Close):
+                raise Closing(*CLOSED_BY[item.why])
+            await self.send_frame(*item)
 
     async def reader(self) -> None:
         while True:
@@ -209,7 +213,7 @@ class Session:
 
     async def on_ping(self, frame: frames.Frame) -> None:
         assert self.channel is not None
-        await self.send({"type": "pong", "seq": self.channel.seq})
+        await self.send({"type": "pong", "seq": self.sent})
 
     async def on_hello(self, frame: frames.Frame) -> None:
         raise InvalidRequest("already said hello", code="frame.unexpected")
@@ -222,14 +226,12 @@ class Session:
             await self.limited("message_address", self.settings.rate_limit_messages, self.address)
             spawn_turn(self.deps, self.conv, self.channel, text, client_id)
         except WidgetError as exc:  # as a turn's own errors: naming the message, so the widget knows which
-            await self.send(exc.frame(seq=self.channel.seq, client_id=client_id))
+            await self.send(exc.frame(seq=self.sent, client_id=client_id))
 
 
     async def on_cancel(self, frame: frames.Frame) -> None:
         assert self.channel is not None
-        task = self.channel.replies.get(frames.message_id(frame))
-        if task is not None:
-            task.cancel()
+        self.channel.cancel(frames.message_id(frame))
 
     async def on_feedback(self, frame: frames.Frame) -> None:
         assert self.conv is not None
@@ -256,8 +258,8 @@ async def _serve(ws: WebSocket) -> None:
     try:
         opened = await session.handshake()
         await session.send(opened["ready"])
-        for frame in opened["backlog"]:
-            await session.send(frame)
+        for seq, text in opened["backlog"]:
+            await session.send_frame(seq, text)
         tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.reader()),
                  asyncio.create_task(session.expiry())]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -276,8 +278,8 @@ async def _serve(ws: WebSocket) -> None:
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if session.channel is not None and session.queue is not None:
-            session.channel.detach(session.queue)
+        if session.channel is not None and session.attached is not None:
+            session.channel.detach(session.attached)
 
 
 async def _close(session: Session, code: int, error: WidgetError | None) -> None:

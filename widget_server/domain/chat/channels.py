@@ -1,121 +1,232 @@
-"""The frame log of each live conversation on this node: `seq` numbers, resume, and the attached socket.
+"""Each live conversation on this node: its line on the conversation bus, the socket attached here, its running
+replies and what its turns remember.
 
-Frames that make up the conversation (message.accepted, reply.*, guardrail, escalation, agent.message) advance
-`seq` and are logged, so a client that reconnects with `last_seq` gets exactly what it missed, then the live
-stream. A reply keeps running for `grace_s` after its socket drops, so a quick reconnect loses nothing.
+Frames that make up the conversation (message.accepted, reply.*, guardrail, escalation, agent.message) go through
+the bus, which gives them their `seq` and keeps them for resume; a client that reconnects with `last_seq` (on this
+node or any other) gets exactly what it missed, then the live stream. A conversation has one socket: a newer one,
+wherever it connects, takes it over. A reply keeps running for `grace_s` after the last socket drops, so a quick
+reconnect loses nothing. A channel lives while a socket or a reply needs it; then it leaves the bus.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
+import contextlib
+from dataclasses import dataclass
 from typing import Any
 
-from widget_server.domain.chat.frames import Frame
+from widget_server.backends.bus import Bus, Frame, Line, Out, Since
 from widget_server.domain.chat.memory import Memory
+from widget_server.ids import new_id
 
-CLOSED = {"type": "_superseded"}  # tells an older socket that a newer one took the conversation over
+INTERRUPTED = "interrupted"  # the cancel message of a reply whose conversation bus was lost
+
+
+@dataclass(frozen=True)
+class Close:
+    """Tells a socket to close: `superseded` (a newer socket took over), `gone` (the persona was deleted),
+    `restart` (the bus lost what it held: resume from storage)."""
+
+    why: str
+
+
+Item = Out | Close
+
+
+@dataclass(frozen=True)
+class Whose:
+    """The conversation a channel is of: its id, tenant and persona."""
+
+    conversation_id: str
+    tenant_id: str
+    persona_id: str
+
+
+@dataclass
+class Attached:
+    socket_id: str
+    queue: asyncio.Queue[Item]
 
 
 class Channel:
-    def __init__(self, conversation_id: str, max_frames: int, grace_s: float) -> None:
-        self.conversation_id = conversation_id
-        self.seq = 0
-        self.log: deque[Frame] = deque(maxlen=max_frames)
-        self.subscriber: asyncio.Queue[Frame] | None = None
+    def __init__(self, hub: Hub, conv: Whose, line: Line) -> None:
+        self.hub = hub
+        self.conv = conv
+        self.line = line
+        self.subscriber: Attached | None = None
+        self.remote: str | None = None  # a socket of this conversation attached on another node
         self.replies: dict[str, asyncio.Task[Any]] = {}
-        self.turn_lock = asyncio.Lock()  # one reply at a time per conversation, in order
-        self.memory: Memory | None = None  # made by the first turn, kept while the channel lives
-        self._client_ids: deque[str] = deque(maxlen=256)
-        self.grace_s = grace_s
-        self.idle_since = time.monotonic()
+        self.turn_lock = asyncio.Lock()  # one reply at a time per conversation on this node, in order
+        self.memory: Memory | None = None
+        self.joined: asyncio.Future[None] = asyncio.ensure_future(line.join(self))
+        self._unlocked = asyncio.Event()
         self._grace: asyncio.TimerHandle | None = None
 
-    def first_time(self, client_id: str) -> bool:
-        """Whether this client message id is new: a client that resends after a drop must not double it."""
-        if client_id in self._client_ids:
-            return False
-        self._client_ids.append(client_id)
-        return True
+    @property
+    def seq(self) -> int:
+        return self.line.seq
 
-    def emit(self, frame: Frame) -> Frame:
-        self.seq += 1
-        frame = {**frame, "seq": self.seq}
-        self.log.append(frame)
+    def emit(self, frame: Frame) -> None:
+        self.line.emit(frame)
+
+    # the bus's listener
+
+    def frame(self, seq: int, text: str) -> None:
         if self.subscriber is not None:
-            self.subscriber.put_nowait(frame)
-        return frame
+            self.subscriber.queue.put_nowait((seq, text))
 
-    def covers(self, last_seq: int) -> bool:
-        """Whether the log still holds every frame after `last_seq`."""
-        if last_seq > self.seq or last_seq < 0:
-            return False
-        return last_seq == self.seq or (bool(self.log) and self.log[0]["seq"] <= last_seq + 1)
+    def control(self, message: dict[str, Any]) -> None:
+        if "attach" in message:
+            self.remote = message["attach"]
+            self._cancel_grace()
+            if self.subscriber is not None and self.subscriber.socket_id != message["attach"]:
+                self.subscriber.queue.put_nowait(Close("superseded"))
+                self.subscriber = None
+                self._maybe_idle()
+        elif "detach" in message:
+            if self.remote == message["detach"]:
+                self.remote = None
+                self._start_grace()
+        elif "cancel" in message:
+            self.cancel_here(str(message["cancel"]))
+        elif "unlock" in message:
+            self._unlocked.set()
 
-    def attach(self, last_seq: int) -> tuple[asyncio.Queue[Frame], list[Frame]]:
-        """Subscribe a socket; returns its queue and the frames it missed. Atomic: nothing awaits in between."""
+    def lost(self) -> None:
+        self.close(Close("restart"), INTERRUPTED)
+
+    def close(self, why: Close, cancel_message: str | None = None) -> None:
+        """Close this node's socket of the conversation and stop its replies."""
         if self.subscriber is not None:
-            self.subscriber.put_nowait(CLOSED)
+            self.subscriber.queue.put_nowait(why)
+            self.subscriber = None
+        for task in list(self.replies.values()):
+            task.cancel(cancel_message)
+        self.hub.drop(self)
+
+    # sockets
+
+    async def attach(self, last_seq: int | None) -> tuple[Attached, Since]:
+        """Subscribe a socket, superseding any other; returns it with what the log holds after `last_seq`. The
+        socket listens before the log is read, so nothing falls between; it drops what it sent, by seq."""
+        await asyncio.shield(self.joined)
+        if self.subscriber is not None:
+            self.subscriber.queue.put_nowait(Close("superseded"))
+        self._cancel_grace()
+        attached = self.subscriber = Attached(new_id("sock"), asyncio.Queue())
+        self.line.control({"attach": attached.socket_id})
+        return attached, await self.line.since(last_seq)
+
+    def detach(self, attached: Attached) -> None:
+        if self.subscriber is not attached:
+            return
+        self.subscriber = None
+        self.line.control({"detach": attached.socket_id})
+        self._start_grace()
+        self._maybe_idle()
+
+    def _start_grace(self) -> None:
+        if self.replies and self.subscriber is None and self.remote is None and self._grace is None:
+            self._grace = asyncio.get_running_loop().call_later(self.hub.grace_s, self._abandon)
+
+    def _cancel_grace(self) -> None:
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
-        queue: asyncio.Queue[Frame] = asyncio.Queue()
-        self.subscriber = queue
-        return queue, [f for f in self.log if f["seq"] > last_seq]
-
-    def detach(self, queue: asyncio.Queue[Frame]) -> None:
-        if self.subscriber is not queue:
-            return
-        self.subscriber = None
-        self.idle_since = time.monotonic()
-        if self.replies:
-            self._grace = asyncio.get_running_loop().call_later(self.grace_s, self._abandon)
 
     def _abandon(self) -> None:
         # Nobody came back for the reply: stop paying the provider for it.
         self._grace = None
-        if self.subscriber is None:
+        if self.subscriber is None and self.remote is None:
             for task in list(self.replies.values()):
                 task.cancel()
 
-    @property
-    def idle(self) -> bool:
-        return self.subscriber is None and not self.replies
+    # replies
+
+    def cancel(self, message_id: str) -> None:
+        """Cancel a reply, on this node or the one that runs it."""
+        if not self.cancel_here(message_id):
+            self.line.cancel(message_id)
+
+    def cancel_here(self, message_id: str) -> bool:
+        task = self.replies.get(message_id)
+        if task is not None:
+            task.cancel()
+        return task is not None
+
+    async def wait_unlocked(self) -> None:
+        """Wait until another node's reply of this conversation ends (or its lease would have lapsed)."""
+        self._unlocked.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.hub.lease_s):
+                await self._unlocked.wait()
+
+    def reply_done(self, key: str) -> None:
+        self.replies.pop(key, None)
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.subscriber is None and not self.replies and not self.turn_lock.locked():
+            self.hub.drop(self)
 
 
 class Hub:
-    """All channels of this node. Idle ones are forgotten after `ttl_s`; resume then falls back to storage."""
+    """This node's live channels, over the conversation bus."""
 
-    def __init__(self, max_frames: int, grace_s: float, ttl_s: float = 900.0) -> None:
-        self.max_frames = max_frames
+    def __init__(self, bus: Bus, grace_s: float, lease_s: float) -> None:
+        self.bus = bus
         self.grace_s = grace_s
-        self.ttl_s = ttl_s
+        self.lease_s = lease_s
         self._channels: dict[str, Channel] = {}
-        self._swept = time.monotonic()
+        bus.on_broadcast(self._broadcast)
+        bus.on_cancel(self._cancel_flag)
 
-    def get(self, conversation_id: str) -> Channel | None:
-        self._sweep()
-        return self._channels.get(conversation_id)
-
-    def open(self, conversation_id: str, start_seq: int = 0) -> Channel:
-        channel = self.get(conversation_id)
+    async def open(self, conv: Whose) -> Channel:
+        channel = self._channels.get(conv.conversation_id)
         if channel is None:
-            channel = self._channels[conversation_id] = Channel(conversation_id, self.max_frames, self.grace_s)
-            channel.seq = start_seq
+            line = self.bus.line(conv.conversation_id)
+            channel = self._channels[conv.conversation_id] = Channel(self, conv, line)
+        try:
+            await asyncio.shield(channel.joined)
+        except BaseException:
+            self.drop(channel)
+            raise
         return channel
 
-    def _sweep(self) -> None:
-        stamp = time.monotonic()
-        if stamp - self._swept < 30:
-            return
-        self._swept = stamp
-        for cid, channel in list(self._channels.items()):
-            if channel.idle and stamp - channel.idle_since > self.ttl_s:
-                del self._channels[cid]
+    def drop(self, channel: Channel) -> None:
+        if self._channels.get(channel.conv.conversation_id) is channel:
+            del self._channels[channel.conv.conversation_id]
+            if channel.joined.done() and not channel.joined.cancelled() and channel.joined.exception() is None:
+                asyncio.get_running_loop().create_task(channel.line.leave(channel))
+
+    def emit(self, conversation_id: str, frame: Frame) -> None:
+        """A frame to a conversation, wherever its socket is."""
+        channel = self._channels.get(conversation_id)
+        (channel.line if channel is not None else self.bus.line(conversation_id)).emit(frame)
+
+    def persona_deleted(self, tenant_id: str, persona_id: str) -> None:
+        """Close every socket of the persona's conversations, on every node, and stop their replies."""
+        message = {"persona_deleted": [tenant_id, persona_id]}
+        self._broadcast(message)
+        self.bus.broadcast(message)
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        if "persona_deleted" in message:
+            tenant_id, persona_id = message["persona_deleted"]
+            for channel in list(self._channels.values()):
+                if channel.conv.tenant_id == tenant_id and channel.conv.persona_id == persona_id:
+                    channel.close(Close("gone"))
+
+    def _cancel_flag(self, conversation_id: str, message_id: str) -> None:
+        if (channel := self._channels.get(conversation_id)) is not None:
+            channel.cancel_here(message_id)
 
     def cancel_all(self) -> list[asyncio.Task[Any]]:
         tasks = [t for c in self._channels.values() for t in c.replies.values()]
         for task in tasks:
             task.cancel()
         return tasks
+
+    @property
+    def live(self) -> int:
+        return len(self._channels)

@@ -28,8 +28,7 @@ async def resolve(deps: Deps, conversation: dict[str, Any], note: str | None) ->
         raise Conflict("the conversation is not escalated", code="conversation.not_escalated")
     tenant_id, conv_id = conversation["tenant_id"], conversation["id"]
     await deps.storage.set_conversation_status(tenant_id, conv_id, "bot")
-    if (channel := deps.hub.get(conv_id)) is not None:
-        channel.emit({"type": "escalation", "status": "resolved"})
+    deps.hub.emit(conv_id, {"type": "escalation", "status": "resolved"})
     waited = round((now() - conversation["updated_at"]).total_seconds() * 1000)
     deps.events.emit(Event("escalation.resolved", tenant_id, conversation["persona_id"], conv_id,
                            conversation["visitor_id"], conversation["channel"],

@@ -19,6 +19,7 @@ class Memory:
         self.turns: deque[Turn] = deque(maxlen=size)
         self.loaded = False  # whether `turns` holds the conversation's recent turns (else read them from storage)
         self.guard = guard
+        self.token = ""  # what the conversation's lease held when this memory was last right (see live_turn)
 
     def load(self, turns: list[Turn]) -> None:
         self.turns.clear()

@@ -17,7 +17,7 @@ from typing import Any
 from widget_server.backends.providers import Finish, Provider, ProviderRequest, Turn
 from widget_server.clock import now
 from widget_server.domain.chat import upstream
-from widget_server.domain.chat.channels import Channel
+from widget_server.domain.chat.channels import INTERRUPTED
 from widget_server.domain.chat.coalesce import Coalescer
 from widget_server.domain.chat.conversations import Conversation, check_message, storable
 from widget_server.domain.chat.deps import Deps
@@ -27,7 +27,7 @@ from widget_server.domain.chat.memory import Memory
 from widget_server.domain.guardrails.check import CheckContext
 from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.tenant_guard import counted
-from widget_server.errors import ProviderError, ProviderTimeout, WidgetError
+from widget_server.errors import ProviderError, ProviderTimeout
 from widget_server.ids import new_id
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,14 @@ def guard_columns(state: CheckContext) -> dict[str, Any]:
     return {"guard_refusals": state.refusals, "guard_previous": state.previous}
 
 
-async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit, memory: Memory) -> Accepted:
+async def accept(deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit, memory: Memory,
+                 message_id: str | None = None) -> Accepted:
     """Check the visitor's message, start storing it, and tell the client it was accepted."""
     arrived = time.monotonic()
     text = check_message(text, deps.settings.max_message_chars)
     decision, memory.guard = await deps.guard.check_input(conv.guard_context, text, memory.guard)
     shown = decision.text if decision.action == "mask" else decision.shown or text
-    message_id = new_id("msg")
+    message_id = message_id or new_id("msg")
     client_id = client_id if isinstance(client_id, str) else None
     stored = asyncio.create_task(deps.storage.add_message({
         "id": message_id, "tenant_id": conv.tenant_id, "conversation_id": conv.id, "role": "visitor",
@@ -109,13 +110,15 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str, memory
 
 async def run_turn(
     deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
-    on_start: Callable[[str], None] | None = None, memory: Memory | None = None,
+    on_start: Callable[[str], None] | None = None, memory: Memory | None = None, ids: tuple[str, str] | None = None,
 ) -> Reply:
-    """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled`, stored."""
+    """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled` (or `interrupted`, when
+    the cancel says so: the conversation bus lost it), stored."""
     memory = memory or new_memory(deps, conv)
-    acc = await accept(deps, conv, text, client_id, emit, memory)
+    visitor_id, reply_id = ids or (new_id("msg"), new_id("msg"))  # in this order: messages are listed by id
+    acc = await accept(deps, conv, text, client_id, emit, memory, visitor_id)
     decision = acc.decision
-    reply = Reply(new_id("msg"), input=decision)
+    reply = Reply(reply_id, input=decision)
     if on_start is not None:
         on_start(reply.message_id)
     emit({"type": "reply.start", "message_id": reply.message_id})
@@ -130,8 +133,8 @@ async def run_turn(
             turns = await history(deps, conv, acc.message_id, memory)
             provider, request = upstream.provider_request(deps, conv, acc.text, turns)
             await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived, memory)
-    except asyncio.CancelledError:
-        reply.finish_reason = "cancelled"  # cut short before or after streaming: still stored and recorded
+    except asyncio.CancelledError as exc:
+        reply.finish_reason = _cut_short(exc)  # cut short before or after streaming: still stored and recorded
         if (task := asyncio.current_task()) is not None:
             task.uncancel()
     await finish(deps, conv, reply, emit, acc, memory)
@@ -139,6 +142,10 @@ async def run_turn(
     if _context("persona", reply.text, reply.finish_reason):
         memory.add(Turn("persona", reply.text))
     return reply
+
+
+def _cut_short(exc: asyncio.CancelledError) -> str:
+    return INTERRUPTED if exc.args == (INTERRUPTED,) else "cancelled"
 
 
 def _refuse(reply: Reply, decision: Decision, source: str, emit: Emit) -> None:
@@ -204,8 +211,8 @@ async def stream_reply(
         reply.error = {"code": err.code, "message": err.message, "retryable": True}
         deltas.flush()
         emit(err.frame(retryable=True, message_id=reply.message_id))
-    except asyncio.CancelledError:
-        reply.finish_reason = "cancelled"
+    except asyncio.CancelledError as exc:
+        reply.finish_reason = _cut_short(exc)
         if (task := asyncio.current_task()) is not None:
             task.uncancel()  # the turn goes on to close and store the reply
     finally:
@@ -258,10 +265,10 @@ async def finish(deps: Deps, conv: Conversation, reply: Reply, emit: Emit, acc: 
     finally:
         emit({"type": "reply.end", "message_id": reply.message_id, "finish_reason": reply.finish_reason,
               "usage": reply.usage, "timing": reply.timing, "guardrails": reply.guardrails})
-        _record(deps, conv, reply)
+        record(deps, conv, reply)
 
 
-def _record(deps: Deps, conv: Conversation, reply: Reply) -> None:
+def record(deps: Deps, conv: Conversation, reply: Reply) -> None:
     deps.events.emit(conv.event(
         "reply.completed", message_id=reply.message_id, finish_reason=reply.finish_reason,
         ttft_ms=reply.timing["ttft_ms"], total_ms=reply.timing["total_ms"],
@@ -273,41 +280,3 @@ def _record(deps: Deps, conv: Conversation, reply: Reply) -> None:
     ))
     if reply.error:
         deps.events.emit(conv.event("error", message_id=reply.message_id, code=reply.error["code"]))
-
-
-def spawn_turn(
-    deps: Deps, conv: Conversation, channel: Channel, text: Any, client_id: Any
-) -> asyncio.Task[None] | None:
-    """Run a turn in the background of a conversation's channel: it outlives a dropped socket (resume),
-    replies run one after another, and `cancel` finds it by the reply's message id once it started.
-    A `client_id` seen before in this conversation is a resend: it was accepted already, and is ignored.
-    The message is checked first (`InvalidRequest`, at once): a refused message was not accepted, so its
-    client id stays free for the corrected message, which would otherwise be dropped as a resend."""
-    check_message(text, deps.settings.max_message_chars)
-    if isinstance(client_id, str) and client_id and not channel.first_time(client_id):
-        return None
-    key = new_id("turn")
-
-    def started(reply_id: str) -> None:
-        nonlocal key
-        channel.replies[reply_id] = channel.replies.pop(key)
-        key = reply_id
-
-    async def turn() -> None:
-        try:
-            async with channel.turn_lock:
-                channel.memory = channel.memory or new_memory(deps, conv)
-                await run_turn(deps, conv, text, client_id, channel.emit, started, channel.memory)
-        except WidgetError as exc:
-            channel.emit(exc.frame(client_id=client_id if isinstance(client_id, str) else None))
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("turn failed", extra={"conversation_id": conv.id})
-            channel.emit(WidgetError("server error").frame(retryable=True))
-        finally:
-            channel.replies.pop(key, None)
-
-    task = asyncio.create_task(turn())
-    channel.replies[key] = task
-    return task

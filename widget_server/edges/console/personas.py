@@ -106,7 +106,7 @@ async def delete(request: Request) -> Response:
     row = await personas.get(storage, tenant_id, request.path_params["id"])
     if request.method == "GET":
         return page(request, "personas_delete.html", title=f"Delete {row['doc']['name']}", row=row)
-    await personas.delete(storage, tenant_id, row["id"])
+    app_state(request).deps.hub.persona_deleted(tenant_id, await personas.delete(storage, tenant_id, row["id"]))
     return _see("/console/personas?notice=deleted")
 
 

@@ -1,0 +1,99 @@
+"""The Lua scripts of the Redis conversation bus: each runs atomically, so a seq is given once, a lease has one
+holder and a lapsed reply is ended by exactly one node.
+
+Keys of a conversation C (under the bus prefix P): `P c:C:m` (hash: epoch, seq, memtoken), `P c:C:log` (sorted
+set: the frame's JSON by seq), `P c:C:lease` (the holding node, expiring), `P c:C:reply` (hash: the running
+reply's info, and a cancel flag); `P leases` (sorted set: conversation by lease expiry, for the sweepers).
+Times come from Redis's own clock (TIME), so nodes' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+# KEYS: meta, log. ARGV: frame JSON without seq ('{…}'), an epoch for a new log, max frames, ttl ms, channel.
+APPEND = """
+redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local payload = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
+redis.call('ZADD', KEYS[2], seq, payload)
+local most = tonumber(ARGV[3])
+if seq > most then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', seq - most) end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], epoch .. '|' .. payload)
+return {seq, epoch}
+"""
+
+# KEYS: meta, log. ARGV: an epoch for a new log, ttl ms, the client's last seq (-1: none).
+# Returns {known, epoch, seq, covered, frames}.
+SINCE = """
+local known = redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 0
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local last = tonumber(ARGV[3])
+if known and last >= 0 and last <= seq then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if last == seq or (first[2] and tonumber(first[2]) <= last + 1) then
+    return {1, epoch, seq, 1, redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. last, '+inf')}
+  end
+end
+return {known and 1 or 0, epoch, seq, 0, {}}
+"""
+
+# KEYS: lease, reply, meta, leases. ARGV: node, lease ms, the reply's info JSON, conversation id.
+# Returns {taken, memtoken, info of a lapsed reply taken over or ''}.
+ACQUIRE = NOW + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, '', ''} end
+local lapsed = redis.call('HGET', KEYS[2], 'info') or ''
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], 'info', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], 86400000)
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[2]), ARGV[4])
+return {1, redis.call('HGET', KEYS[3], 'memtoken') or '', lapsed}
+"""
+
+# KEYS: lease, reply, meta, leases. ARGV: node, memtoken, conversation id, channel, ttl ms.
+RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[4], ARGV[3])
+redis.call('HSET', KEYS[3], 'memtoken', ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[4], '!' .. ARGV[1] .. '|{"unlock":1}')
+return 1
+"""
+
+# KEYS: lease, reply, leases. ARGV: node, lease ms, conversation id. Returns the cancel flag ('' for none), or
+# false when the lease is no longer this node's.
+RENEW = NOW + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), ARGV[3])
+return redis.call('HGET', KEYS[2], 'cancel') or ''
+"""
+
+# KEYS: reply. ARGV: the message id to cancel.
+CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'cancel', ARGV[1]) end
+return 1
+"""
+
+# KEYS: leases. ARGV: the key prefix of conversations ('P c:'), most to take. Returns the infos taken over.
+LAPSED = NOW + """
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
+  if redis.call('EXISTS', ARGV[1] .. id .. ':lease') == 0 then
+    local reply = ARGV[1] .. id .. ':reply'
+    local info = redis.call('HGET', reply, 'info')
+    redis.call('DEL', reply)
+    redis.call('ZREM', KEYS[1], id)
+    if info then table.insert(out, info) end
+  end
+end
+return out
+"""
