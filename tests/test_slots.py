@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
 import redis
 
+from tests.conftest import REDIS
 from widget_server.backends.slots import MemorySlots, RedisSlots, Slots, open_slots
 
-REDIS = "redis://127.0.0.1:6379/0"
 Make = Callable[..., Slots]
 
 
@@ -27,25 +26,12 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    """A Redis key prefix of this test's own; its keys are deleted afterwards."""
-    prefix = f"test:slots:{secrets.token_hex(4)}:"
-    yield prefix
-    client = redis.Redis.from_url(REDIS)
-    try:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-    finally:
-        client.close()
-
-
 @pytest.fixture(params=["memory", "redis"])
-def make(request: pytest.FixtureRequest, prefix: str) -> Make:
+def make(request: pytest.FixtureRequest, redis_prefix: str) -> Make:
     """A factory of slots of one version: `make(clock)`."""
     if request.param == "memory":
         return lambda clock: MemorySlots(clock=clock)
-    return lambda clock: RedisSlots(REDIS, prefix=prefix, clock=clock)
+    return lambda clock: RedisSlots(REDIS, prefix=redis_prefix, clock=clock)
 
 
 def run(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -102,12 +88,12 @@ def test_acquiring_again_renews_the_lease_and_takes_no_second_slot(make: Make) -
     run(body)
 
 
-def test_redis_slots_are_shared_between_nodes(prefix: str) -> None:
+def test_redis_slots_are_shared_between_nodes(redis_prefix: str) -> None:
     """Two nodes, each with its own client: the limit is one limit, and a dead node's slot lapses for the other."""
 
     async def body() -> None:
         clock = Clock()
-        a, b = (RedisSlots(REDIS, prefix=prefix, clock=clock) for _ in range(2))
+        a, b = (RedisSlots(REDIS, prefix=redis_prefix, clock=clock) for _ in range(2))
         assert [await a.acquire("k", "a1", limit=2, lease_s=30), await b.acquire("k", "b1", limit=2, lease_s=60)] \
             == [True, True]
         assert not await a.acquire("k", "a2", limit=2, lease_s=30)
@@ -121,17 +107,17 @@ def test_redis_slots_are_shared_between_nodes(prefix: str) -> None:
     run(body)
 
 
-def test_a_redis_key_lives_no_longer_than_its_leases(prefix: str) -> None:
+def test_a_redis_key_lives_no_longer_than_its_leases(redis_prefix: str) -> None:
     async def body() -> None:
-        slots = RedisSlots(REDIS, prefix=prefix)
+        slots = RedisSlots(REDIS, prefix=redis_prefix)
         client = redis.Redis.from_url(REDIS)
         try:
             await slots.acquire("k", "h1", limit=2, lease_s=30)
             await slots.acquire("k", "h2", limit=2, lease_s=60)
-            assert 30_000 < client.pttl(prefix + "k") <= 60_000  # the longest lease
+            assert 30_000 < client.pttl(redis_prefix + "k") <= 60_000  # the longest lease
             await slots.release("k", "h1")
             await slots.release("k", "h2")
-            assert not client.exists(prefix + "k")  # the last holder gone: nothing left in Redis
+            assert not client.exists(redis_prefix + "k")  # the last holder gone: nothing left in Redis
         finally:
             client.close()
             await slots.aclose()
