@@ -25,6 +25,7 @@ from widget_server.domain import keys, tenants
 from widget_server.settings import Settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/0"
 ORIGIN = "https://shop.example"
 
 
@@ -64,6 +65,21 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'widget.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test's own (the Redis is shared); its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"test:{secrets.token_hex(4)}:"
+    yield prefix
+    client = redis.Redis.from_url(REDIS)
+    try:
+        for key in client.scan_iter(match=prefix + "*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")

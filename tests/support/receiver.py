@@ -7,6 +7,7 @@ import json
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,26 +35,43 @@ class Received:
 
 
 class Receiver:
-    """A webhook receiver: `/hook/{name}` answers the statuses planned for `name` in turn, then 200."""
+    """A webhook receiver: `/hook/{name}` answers the statuses planned for `name` in turn, then 200. It counts the
+    requests to each name in flight at once (`most`), and a name held (`hold`) keeps its requests until `open`."""
 
     def __init__(self) -> None:
         self.got: list[Received] = []
         self.plan: dict[str, list[int]] = {}
         self.delay: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified when a request arrives and when it is answered
+        self.in_flight: Counter[str] = Counter()
+        self.most: Counter[str] = Counter()  # the most requests to a name in flight at once
+        self.gates: dict[str, asyncio.Event] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's, where the gates are waited on
         self.url = ""
 
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             name = request.path_params["name"]
             body = await request.body()
-            with self.lock:
+            with self.changed:
                 self.got.append(Received(name, dict(request.headers), body))
                 plan = self.plan.get(name)
                 status = plan.pop(0) if plan else 200
-            started = time.monotonic()
-            while time.monotonic() - started < self.delay.get(name, 0):  # a hanging receiver, until released
-                await asyncio.sleep(0.02)
+                self.in_flight[name] += 1
+                self.most[name] = max(self.most[name], self.in_flight[name])
+                self.loop, gate = asyncio.get_running_loop(), self.gates.get(name)
+                self.changed.notify_all()
+            try:
+                if gate is not None:
+                    await gate.wait()
+                started = time.monotonic()
+                while time.monotonic() - started < self.delay.get(name, 0):  # a hanging receiver, until released
+                    await asyncio.sleep(0.02)
+            finally:
+                with self.changed:  # answered from here on, as far as the sender's limits are concerned
+                    self.in_flight[name] -= 1
+                    self.changed.notify_all()
             if status == 302:
                 return RedirectResponse(f"/hook/{name}-redirected", status_code=302)
             return Response(status_code=status)
@@ -71,11 +89,26 @@ class Receiver:
             return [r for r in self.got if r.name == name]
 
     def wait(self, name: str, done: Callable[[list[Received]], bool], timeout: float = 10) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while not done(got := self.of(name)):
-            assert time.monotonic() < deadline, f"deliveries never matched; got {[r.json['type'] for r in got]}"
-            time.sleep(0.02)
+        with self.changed:
+            matched = self.changed.wait_for(lambda: done([r for r in self.got if r.name == name]), timeout)
+        got = self.of(name)
+        assert matched, f"deliveries never matched; got {[r.json['type'] for r in got]}"
         return got
+
+    def hold(self, name: str) -> None:
+        """Keep `name`'s requests unanswered until `open(name)`."""
+        self.gates[name] = asyncio.Event()
+
+    def open(self, name: str) -> None:
+        """Answer `name`'s held requests, and no longer hold the next ones."""
+        gate = self.gates.pop(name, None)
+        if gate is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(gate.set)
+
+    def wait_in_flight(self, name: str, n: int, timeout: float = 10) -> None:
+        """Until `n` requests to `name` are in flight at once."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.in_flight[name] >= n, timeout), self.in_flight[name]
 
 
 def _in_flight(stack: Stack) -> float:

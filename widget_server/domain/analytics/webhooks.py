@@ -9,6 +9,11 @@
 - Bounded: at most `MAX_CONCURRENCY` tries in flight per node and `PER_WEBHOOK` to any one webhook; the worker
   claims only what it can start at once, so a slow receiver delays only its own deliveries, never a turn or the
   event writer.
+- `PER_WEBHOOK` holds across nodes when the slots are shared (`backends/slots.py`, Redis): a try takes a slot of
+  its webhook before it starts. A delivery refused one goes back to the table, not counted as a try, and this node
+  leaves that webhook alone until one of its own tries to it ends or the next poll, so a receiver kept busy by
+  other nodes costs one refused claim per poll, not a loop. Without Redis (or while it is unreachable) the
+  limit is per node.
 - Shutdown: running tries get `GRACE_S`; those cut short are given back (claim cleared, not counted as a try) for
   the next process or another node.
 """
@@ -26,6 +31,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+from widget_server.backends.slots import MemorySlots, Slots
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.rows import Row
 from widget_server.clock import now
@@ -44,10 +50,16 @@ LEASE_MARGIN_S = 30.0  # a claim lasts the try's timeout plus this, which covers
 MAX_IDLE_S = 30.0  # the longest wait between claims while the database keeps failing
 
 
+def slot_key(webhook_id: str) -> str:
+    """The shared slots of one webhook: `PER_WEBHOOK` of them, whichever nodes hold them."""
+    return f"webhook:{webhook_id}"
+
+
 class WebhookDispatcher:
     """Delivers the outbox's due deliveries to the tenants' webhooks, never blocking a turn or the writer."""
 
-    def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, server_secret: str) -> None:
+    def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, server_secret: str,
+                 slots: Slots | None = None) -> None:
         self.storage = storage
         self.settings = settings
         self.metrics = metrics
@@ -55,6 +67,7 @@ class WebhookDispatcher:
         self.node = new_id("node")  # whose claims these are
         self._sender = Sender(timeout_s=settings.webhook_timeout_s, allow_private=settings.webhook_allow_private,
                               max_connections=MAX_CONCURRENCY)
+        self._slots = slots or MemorySlots()  # handed over: closed by `aclose`
         self._wake = asyncio.Event()
         # Set while the worker waits with nothing it could claim now; cleared whenever it is woken. With no
         # tries in flight it means: this node will make no delivery until new work is due (tests wait for it).
@@ -63,9 +76,14 @@ class WebhookDispatcher:
         self._tries: set[asyncio.Task[None]] = set()
         self._recording: set[asyncio.Future[None]] = set()
         self._per_hook: Counter[str] = Counter()  # tries in flight per webhook
+        self._full: dict[str, float] = {}  # webhooks whose shared slots other nodes hold → when refused (monotonic)
         self._due: list[float] = []  # when this node's scheduled retries fall due (monotonic), a heap
         self._backlog = False  # the last claim may have left due deliveries behind: a freed slot looks again
         self._closing = False
+
+    @property
+    def _lease_s(self) -> float:
+        return self.settings.webhook_timeout_s + LEASE_MARGIN_S
 
     def secret_for(self, webhook_id: str, salt: str) -> str:
         return derive_secret(self._secret, webhook_id, salt)
@@ -117,27 +135,45 @@ class WebhookDispatcher:
         if free <= 0:
             self._backlog = True
             return False
-        busy = [hook_id for hook_id, n in self._per_hook.items() if n >= PER_WEBHOOK]
-        rows = await self.storage.deliveries.claim(
-            self.node, limit=free, lease_s=self.settings.webhook_timeout_s + LEASE_MARGIN_S, skip=busy)
+        poll, looked = self.settings.webhook_poll_s, time.monotonic()
+        self._full = {hook_id: at for hook_id, at in self._full.items() if at + poll > looked}
+        busy = [hook_id for hook_id, n in self._per_hook.items() if n >= PER_WEBHOOK] + list(self._full)
+        rows = await self.storage.deliveries.claim(self.node, limit=free, lease_s=self._lease_s, skip=busy)
         extra = []
         for row in rows:
-            if self._per_hook[row["webhook_id"]] >= PER_WEBHOOK:
-                extra.append(row["id"])  # this webhook's slots filled up within the batch: back to the table
-            else:
-                self._start(row)
+            if not await self._take_slot(row):
+                extra.append(row["id"])  # back to the table, for this node or another to claim later
         if extra:
             await self.storage.deliveries.release(self.node, extra)
         self._backlog = len(rows) == free or bool(busy) or bool(extra)
         return len(rows) == free and len(extra) < len(rows) and not self._closing
 
-    def _start(self, row: Row) -> None:
+    async def _take_slot(self, row: Row) -> bool:
+        """Start `row`'s try if its webhook has a slot free, on this node and across nodes; else False."""
+        hook_id = row["webhook_id"]
+        if self._per_hook[hook_id] >= PER_WEBHOOK or hook_id in self._full:
+            return False  # its slots filled up within this batch
+        holder = f"{self.node}:{row['id']}"
+        if not await self._slots.acquire(slot_key(hook_id), holder, limit=PER_WEBHOOK, lease_s=self._lease_s):
+            self._full[hook_id] = time.monotonic()  # held by other nodes: left alone until one of ours ends or the poll
+            return False
+        self._start(row, holder)
+        return True
+
+    def _start(self, row: Row, holder: str) -> None:
         hook_id = row["webhook_id"]
         self._per_hook[hook_id] += 1
         self.metrics.webhook_in_flight.inc()
-        task = asyncio.get_running_loop().create_task(self._try(row))
+        task = asyncio.get_running_loop().create_task(self._hold(row, holder))
         self._tries.add(task)
         task.add_done_callback(lambda t: self._done(t, hook_id))
+
+    async def _hold(self, row: Row, holder: str) -> None:
+        """One try, holding its webhook's slot (which lapses with the claim, should this node die first)."""
+        try:
+            await self._try(row)
+        finally:
+            await self._slots.release(slot_key(row["webhook_id"]), holder)
 
     def _done(self, task: asyncio.Task[None], hook_id: str) -> None:
         self._tries.discard(task)
@@ -145,6 +181,7 @@ class WebhookDispatcher:
         self._per_hook[hook_id] -= 1
         if self._per_hook[hook_id] <= 0:
             del self._per_hook[hook_id]
+        self._full.pop(hook_id, None)  # a slot of it just freed, and this node can take it
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("webhook try failed", exc_info=exc, extra={"webhook_id": hook_id})
         if self._backlog and not self._closing:
@@ -222,3 +259,4 @@ class WebhookDispatcher:
             if released:
                 log.info("webhook deliveries given back at shutdown", extra={"count": released})
         await self._sender.aclose()
+        await self._slots.aclose()
