@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from widget_server.backends.bus import BusUnavailable, open_bus
 from widget_server.backends.providers import Providers
 from widget_server.backends.ratelimit import Limits
+from widget_server.backends.slots import open_slots
 from widget_server.backends.storage import open_storage
 from widget_server.domain import console_users
 from widget_server.domain.analytics.retention import sweep_forever
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         providers = Providers(settings)
         metrics = Metrics()
         secret = settings.signing_secret()
-        webhooks = WebhookDispatcher(storage, settings, metrics, secret)
+        webhooks = WebhookDispatcher(storage, settings, metrics, secret, slots=open_slots(settings.redis_url))
         writer = EventWriter(
             storage.events.insert, metrics, batch=settings.events_batch, flush_s=settings.events_flush_ms / 1000,
             max_buffer=settings.events_buffer, spill_path=Path(settings.data_dir) / "events-spill.jsonl",
