@@ -45,10 +45,14 @@ class RedisLine:
         self._pending: list[str] = []
         self._pump: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
+        self.dead = False  # lost: frames of what ran before the loss must not start the new log
+
 
     # frames
 
     def emit(self, frame: Frame) -> None:
+        if self.dead:
+            return  # the reply that emits it is stored; a client resuming in the new epoch reads it from storage
         self._pending.append(encode(frame))
         if self._pump is None or self._pump.done():
             self._pump = asyncio.get_running_loop().create_task(self._send())
@@ -63,7 +67,8 @@ class RedisLine:
                 async with b.client.pipeline(transaction=False) as pipe:
                     for body in batch:
                         await b.append(keys=[f"{self.key}:m", f"{self.key}:log"],
-                                 args=[body, secrets.token_hex(6), b.max_frames, b.ttl_ms, self.channel], client=pipe)
+                                       args=[body, secrets.token_hex(6), b.max_frames, b.ttl_ms, self.channel,
+                                             self.epoch or ""], client=pipe)
                     results = await pipe.execute()
             except Exception as exc:
                 log.warning("conversation bus: frames not appended", extra={"error": repr(exc),
@@ -71,8 +76,12 @@ class RedisLine:
                 self._pending.clear()
                 self.lost()
                 return
+            if self.dead:
+                return
             for seq, epoch in results:
-                self._seen(int(seq), epoch.decode())
+                if not int(seq) or not self._seen(int(seq), epoch.decode()):
+                    self.lost()
+                    return
 
     def _seen(self, seq: int, epoch: str) -> bool:
         """Take note of a frame of the log; False when it is of another epoch (the log was lost)."""
@@ -92,7 +101,7 @@ class RedisLine:
 
     def lost(self) -> None:
         listeners, self.listeners = list(self.listeners), set()
-        self.epoch = None
+        self.dead = True
         self.bus.forget(self)
         for listener in listeners:
             listener.lost()

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-# KEYS: meta, log. ARGV: frame JSON without seq ('{…}'), an epoch for a new log, max frames, ttl ms, channel.
+# KEYS: meta, log. ARGV: frame JSON without seq ('{…}'), an epoch for a new log, max frames, ttl ms, channel,
+# the epoch the node expects ('' for any). Returns {seq, epoch}, seq 0 when the log is not the one expected
+# (lost since): nothing of what ran before the loss starts the new log.
 APPEND = """
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[2])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if ARGV[6] ~= '' and epoch ~= ARGV[6] then return {0, epoch or ''} end
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 local payload = '{"seq":' .. seq .. ',' .. string.sub(ARGV[1], 2)
 redis.call('ZADD', KEYS[2], seq, payload)
