@@ -178,6 +178,7 @@ class Hub:
         self.grace_s = grace_s
         self.lease_s = lease_s
         self._channels: dict[str, Channel] = {}
+        self._leaving: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
         bus.on_broadcast(self._broadcast)
         bus.on_cancel(self._cancel_flag)
 
@@ -197,7 +198,9 @@ class Hub:
         if self._channels.get(channel.conv.conversation_id) is channel:
             del self._channels[channel.conv.conversation_id]
             if channel.joined.done() and not channel.joined.cancelled() and channel.joined.exception() is None:
-                asyncio.get_running_loop().create_task(channel.line.leave(channel))
+                task = asyncio.get_running_loop().create_task(channel.line.leave(channel))
+                self._leaving.add(task)
+                task.add_done_callback(self._leaving.discard)
 
     def emit(self, conversation_id: str, frame: Frame) -> None:
         """A frame to a conversation, wherever its socket is."""
