@@ -12,6 +12,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from tests.support.servers import free_port
 from widget_server.app import create_app
 from widget_server.settings import Settings
 
@@ -297,3 +298,17 @@ def test_guard_eval_names_a_bad_line(cli: Cli, tmp_path: Path) -> None:
     cases = tmp_path / "cases.jsonl"
     cases.write_text('{"text": "hi", "expect": {"action": "allow"}}\nnot json\n')
     assert "line 2" in cli.fails("guard", "eval", "--policy", str(policy), "--cases", str(cases))
+
+
+def test_serve_refuses_several_workers_without_redis_and_an_unreachable_redis(cli: Cli) -> None:
+    done = cli.run("serve", "--port", str(free_port()), "--workers", "2")
+    assert done.returncode == 2 and "needs WIDGET_REDIS_URL" in done.stderr.strip().splitlines()[-1], done.stderr
+    closed = free_port()  # nothing listens there
+    cli.env["WIDGET_REDIS_URL"] = f"redis://user:hunter2@127.0.0.1:{closed}/0"
+    for workers in ("1", "2"):
+        done = cli.run("serve", "--port", str(free_port()), "--workers", workers)
+        last = done.stderr.strip().splitlines()[-1]
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert last.startswith(f"widget-server: error: cannot reach Redis at redis://[redacted]@127.0.0.1:{closed}/0")
+        assert "hunter2" not in done.stderr
+    assert "--workers must be at least 1" in cli.fails("serve", "--workers", "0")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from widget_server.edges.cli import commands, demo, export, guard, users
+from widget_server.edges.cli import commands, demo, export, guard, serve, users
 from widget_server.edges.cli.export import EXPORT_FILTERS
 from widget_server.errors import WidgetError
 from widget_server.settings import Settings
@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     for cmd in (serve_cmd, demo_cmd):
         cmd.add_argument("--host", default="127.0.0.1")
         cmd.add_argument("--port", type=int, default=8000)
+        cmd.add_argument("--workers", type=int, default=1,
+                         help="worker processes on this port (above 1 needs WIDGET_REDIS_URL; default 1)")
     demo_cmd.add_argument("--no-serve", action="store_true", help="only set up the demo and print it")
 
     tenant = sub.add_parser("tenant").add_subparsers(dest="action", required=True)
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             return guard.cmd_guard_check(args) if args.action == "check" else guard.cmd_guard_eval(args)
         settings = Settings()
         if args.command == "serve":
-            return demo.serve(settings, args.host, args.port)
+            return serve.serve(settings, args.host, args.port, args.workers)
         if args.command == "demo":
             return demo.cmd_demo(settings, args)
         handler = {("tenant", "create"): commands.cmd_tenant_create, ("key", "create"): commands.cmd_key_create,

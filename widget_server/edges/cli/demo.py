@@ -1,17 +1,17 @@
-"""`demo` (the demo tenant, persona, key and console owner, made once) and `serve`."""
+"""`demo`: the demo tenant, persona, key and console owner, made once, then served."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from widget_server.backends.storage import Storage
 from widget_server.domain import console_users, keys, personas, tenants
 from widget_server.edges.cli.common import read_demo, with_storage
+from widget_server.edges.cli.serve import serve
 from widget_server.private_files import private_file
 from widget_server.settings import Settings
 
@@ -60,24 +60,6 @@ async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
     return storage_result
 
 
-def serve(settings: Settings, host: str, port: int) -> int:
-    import uvicorn
-
-    from widget_server.app import create_app
-    from widget_server.logconfig import setup_logging
-
-    setup_logging()
-    if host not in ("127.0.0.1", "localhost", "::1") and not (settings.allowed_hosts or settings.public_url):
-        logging.getLogger(__name__).warning(
-            "listening on %s, but only loopback Host names are served: set WIDGET_PUBLIC_URL (how browsers reach "
-            "this server) or WIDGET_ALLOWED_HOSTS", host)
-    # The app refuses frames over 16 KiB itself (an error frame, then 1009); the transport cuts far larger ones.
-    uvicorn.run(create_app(settings), host=host, port=port, ws_max_size=4 * settings.max_frame_bytes,
-                log_config=None, timeout_graceful_shutdown=10, proxy_headers=True,
-                forwarded_allow_ips=settings.trusted_proxies)  # a proxy named here tells the client's address
-    return 0
-
-
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     origin = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
     demo = asyncio.run(ensure_demo(settings, origin))
@@ -94,4 +76,4 @@ widget_server demo
   try:  curl -s {origin}/v1/personas/{demo['persona']}/prompt -H 'Authorization: Bearer {demo['secret_key']}' \\
              -H 'content-type: application/json' -d '{{"message": "When are you open?"}}'
 """, flush=True)
-    return 0 if args.no_serve else serve(settings, args.host, args.port)
+    return 0 if args.no_serve else serve(settings, args.host, args.port, args.workers)
