@@ -20,7 +20,7 @@ from tests.conftest import ORIGIN, WS, Stack, _tenant
 from tests.support.proxy import Proxy
 from tests.support.servers import serve_process
 from tests.support.upstream import Upstream
-from widget_server.domain.analytics.writer import EventWriter
+from widget_server.domain.analytics.writer import EventWriter, claim_spill
 from widget_server.domain.events import Event
 from widget_server.metrics import Metrics
 
@@ -214,3 +214,16 @@ def test_an_event_the_database_refuses_is_set_aside_and_the_rest_are_written(db_
     stored, rejected, counted = asyncio.run(run())
     assert len(stored) == 20 and len(rejected) == 1 and counted == 1
     assert rejected[0] not in stored
+
+
+def test_workers_sharing_a_data_dir_each_take_a_spill_file_of_their_own(tmp_path: Path) -> None:
+    """Two writers appending to one spill file would interleave, and both replay it at their next start (every
+    spilled event stored twice over, or lost in a torn line): each live process holds its own slot."""
+    first, lock1 = claim_spill(tmp_path)
+    second, lock2 = claim_spill(tmp_path)
+    assert first.name == "events-spill.jsonl" and second.name == "events-spill-1.jsonl"
+    lock1.close()  # that process ended: the next one to start takes its slot, and replays what it left
+    third, lock3 = claim_spill(tmp_path)
+    assert third == first
+    for lock in (lock2, lock3):
+        lock.close()

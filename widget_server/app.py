@@ -22,7 +22,7 @@ from widget_server.backends.storage import open_storage
 from widget_server.domain import console_users
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
-from widget_server.domain.analytics.writer import EventWriter
+from widget_server.domain.analytics.writer import EventWriter, claim_spill
 from widget_server.domain.chat.channels import Hub
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.lapsed import sweep_lapsed_forever
@@ -60,9 +60,10 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         metrics = Metrics()
         secret = settings.signing_secret()
         webhooks = WebhookDispatcher(storage, settings, metrics, secret, slots=open_slots(settings.redis_url))
+        spill_path, spill_lock = claim_spill(Path(settings.data_dir))
         writer = EventWriter(
             storage.events.insert, metrics, batch=settings.events_batch, flush_s=settings.events_flush_ms / 1000,
-            max_buffer=settings.events_buffer, spill_path=Path(settings.data_dir) / "events-spill.jsonl",
+            max_buffer=settings.events_buffer, spill_path=spill_path,
             on_written=webhooks.submit,
         )
         writer.start()
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             if sink is not writer:
                 await sink.aclose()
             await writer.aclose()  # every event of the replies above, written or spilled to disk
+            spill_lock.close()
             await webhooks.aclose()
             await bus.aclose()  # after the replies above sent their ends
             await storage.close()

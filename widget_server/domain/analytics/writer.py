@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import itertools
 import json
 import logging
 import time
@@ -21,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from widget_server.backends.storage.analytics import RowsRefused
 from widget_server.domain.events import Event
@@ -47,6 +49,23 @@ def _from_spill(line: str) -> Event:
     d = json.loads(line)
     return Event(d["type"], d["tenant_id"], d["persona_id"], d["conversation_id"], d["visitor_id"], d["channel"],
                  d["attributes"], d["id"], datetime.fromisoformat(d["ts"]), d["schema_version"])
+
+
+def claim_spill(data_dir: Path) -> tuple[Path, IO[str]]:
+    """This process's spill file: the first of `events-spill.jsonl`, `events-spill-1.jsonl`, … whose lock no other
+    live process holds, and the open lock (closing it, or the process ending, frees the slot). Workers sharing a
+    data dir each append to and replay only their own file; a worker that starts later takes a free slot, and with
+    it any events the slot's last holder left."""
+    for k in itertools.count():
+        stem = "events-spill" + (f"-{k}" if k else "")
+        lock = private_file(data_dir / f"{stem}.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return data_dir / f"{stem}.jsonl", lock
+    raise AssertionError("unreachable")
 
 
 class EventWriter:
