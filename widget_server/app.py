@@ -86,6 +86,8 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             sweeper.cancel()
             session_sweeper.cancel()
             lapsed_sweeper.cancel()
+            if bus.shared and (running := deps.hub.running()) and settings.drain_s:
+                await asyncio.wait(running, timeout=settings.drain_s)  # their visitors resume on other nodes
             tasks = deps.hub.cancel_all()
             for task in tasks:
                 with contextlib.suppress(BaseException):

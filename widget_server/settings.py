@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # node died), another node ends the reply as `interrupted` within about 1.5 times this
     bus_lease_s: float = Field(3.0, gt=0)
     node_name: str | None = None  # this node's name in logs (default: a random id per process)
+    # several nodes: a stopping node (SIGTERM, a deploy) lets its running replies finish for up to this long, their
+    # frames reaching the visitors' new sockets on other nodes; what is still running then ends as `interrupted`
+    drain_s: float = Field(10.0, ge=0)
     coalesce_ms: float = 20.0
 
     # analytics: events are written in batches off the request path

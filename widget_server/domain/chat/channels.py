@@ -93,7 +93,19 @@ class Channel:
             self._unlocked.set()
 
     def lost(self) -> None:
-        self.close(Close("restart"), INTERRUPTED)
+        """The shared log is gone: the replies end (stored as `interrupted`) before the socket is told to resume,
+        so that the transcript it is given on any node holds them."""
+        tasks = list(self.replies.values())
+        for task in tasks:
+            task.cancel(INTERRUPTED)
+        if not tasks:
+            self.close(Close("restart"))
+            return
+
+        async def close_after() -> None:
+            await asyncio.wait(tasks)
+            self.close(Close("restart"))
+        self.hub.hold(asyncio.get_running_loop().create_task(close_after()))
 
     def close(self, why: Close, cancel_message: str | None = None) -> None:
         """Close this node's socket of the conversation and stop its replies."""
@@ -178,7 +190,7 @@ class Hub:
         self.grace_s = grace_s
         self.lease_s = lease_s
         self._channels: dict[str, Channel] = {}
-        self._leaving: set[asyncio.Task[None]] = set()  # held until done (the loop keeps only weak references)
+        self._leaving: set[asyncio.Task[None]] = set()  # see hold()
         bus.on_broadcast(self._broadcast)
         bus.on_cancel(self._cancel_flag)
 
@@ -198,9 +210,12 @@ class Hub:
         if self._channels.get(channel.conv.conversation_id) is channel:
             del self._channels[channel.conv.conversation_id]
             if channel.joined.done() and not channel.joined.cancelled() and channel.joined.exception() is None:
-                task = asyncio.get_running_loop().create_task(channel.line.leave(channel))
-                self._leaving.add(task)
-                task.add_done_callback(self._leaving.discard)
+                self.hold(asyncio.get_running_loop().create_task(channel.line.leave(channel)))
+
+    def hold(self, task: asyncio.Task[None]) -> None:
+        """Keep a task of the hub's until it is done (the loop keeps only weak references to tasks)."""
+        self._leaving.add(task)
+        task.add_done_callback(self._leaving.discard)
 
     def emit(self, conversation_id: str, frame: Frame) -> None:
         """A frame to a conversation, wherever its socket is."""
@@ -224,10 +239,15 @@ class Hub:
         if (channel := self._channels.get(conversation_id)) is not None:
             channel.cancel_here(message_id)
 
+    def running(self) -> list[asyncio.Task[Any]]:
+        """The replies this node runs."""
+        return [t for c in self._channels.values() for t in c.replies.values()]
+
     def cancel_all(self) -> list[asyncio.Task[Any]]:
-        tasks = [t for c in self._channels.values() for t in c.replies.values()]
+        """Shutdown: every running reply ends as `interrupted` (the visitor did not cancel it)."""
+        tasks = self.running()
         for task in tasks:
-            task.cancel()
+            task.cancel(INTERRUPTED)
         return tasks
 
     @property
