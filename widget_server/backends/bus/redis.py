@@ -218,7 +218,6 @@ class RedisBus:
 
     async def start(self) -> None:
         try:
-            self._run_id = (await self.client.info("server"))["run_id"]
             await self._open_pubsub()
         except Exception as exc:
             await self.client.aclose()
@@ -250,6 +249,9 @@ class RedisBus:
     # pub/sub
 
     async def _open_pubsub(self) -> None:
+        # Read the run id as the pub/sub connection opens, so that a restart noticed here (the connection failed)
+        # is not noticed again by `_maintain`, which would also drop the lines opened since, in the new run.
+        await self._note_run("Redis restarted")
         pubsub = self.client.pubsub()
         await pubsub.subscribe(self._nodes)
         # redis-py reconnects and resubscribes by itself: messages sent meanwhile are gone, so a reconnect is a loss
@@ -258,6 +260,16 @@ class RedisBus:
 
     async def _reconnected(self, connection: Any) -> None:
         self.lose_all("pub/sub reconnected")
+        with contextlib.suppress(Exception):
+            self._run_id = (await self.client.info("server"))["run_id"]
+
+    async def _note_run(self, why: str) -> None:
+        """Take note of Redis's run id; a new one means Redis restarted and every log this node knew is gone."""
+        run_id = (await self.client.info("server"))["run_id"]
+        if run_id != self._run_id:
+            known, self._run_id = self._run_id, run_id
+            if known is not None:
+                self.lose_all(why)
 
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         self.spawn(self.client.publish(channel, f"!{self.node}|{json.dumps(message)}"))
@@ -360,10 +372,7 @@ class RedisBus:
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
-                run_id = (await self.client.info("server"))["run_id"]
-                if run_id != self._run_id:
-                    self._run_id = run_id
-                    self.lose_all("Redis restarted")
+                await self._note_run("Redis restarted")
                 await self._renew()
             except asyncio.CancelledError:
                 raise
