@@ -22,6 +22,13 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
+# HAProxy and a redis-server binary for the tests of several nodes (tests/test_nodes.py), which start their own.
+for tool in haproxy redis-server; do
+  if ! command -v "$tool" >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+  fi
+done
+
 # Debian's Chromium for the browser tests (Playwright cannot download its own browsers here).
 [ ! -f scripts/browser.sh ] || bash scripts/browser.sh
 

@@ -263,3 +263,13 @@ def console(stack: Stack) -> Iterator[Any]:
     yield c
     for client in c.clients:
         client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test that ran server processes (a `cluster` fixture) shows the end of their logs."""
+    outcome = yield
+    report = outcome.get_result()
+    cluster = getattr(item, "funcargs", {}).get("cluster")
+    if report.failed and hasattr(cluster, "logs"):
+        report.sections.append(("node logs", cluster.logs()))

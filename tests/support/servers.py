@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -52,9 +53,9 @@ def serve_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     return proc, url
 
 
-def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> None:
+def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float, log: Path | None = None) -> None:
     """Poll `/health` until the server at `url` answers (200, or 503 while a backend is still down); fail with the
-    server's stderr if it exits or does not answer within `timeout`."""
+    server's stderr (or the end of its `log`) if it exits or does not answer within `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -64,5 +65,6 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str, timeout: float) -> Non
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError(f"the server did not start: {proc.communicate()[1].decode()[-2000:]}")
+            said = log.read_text(errors="replace") if log else proc.communicate()[1].decode()
+            raise AssertionError(f"the server did not start: {said[-2000:]}")
         time.sleep(0.1)  # the poll's interval: the loop waits for /health itself

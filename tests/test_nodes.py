@@ -1,0 +1,256 @@
+"""Several nodes as a deployment runs them: `widget-server serve` processes on one PostgreSQL database and one
+Redis, behind HAProxy with no sticky sessions (tests/support/nodes.py). What a visitor notices: wherever a socket
+lands, the conversation goes on with nothing lost or doubled; a cancel or a deletion reaches the process that holds
+the reply or the socket; a node killed mid-reply, a deploy, or Redis restarting ends the reply clearly instead of
+leaving the visitor waiting; and the stored message and its `reply.completed` event say what happened."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ORIGIN, WS, Stack, _tenant, fresh_pg_database
+from tests.support.nodes import Cluster, missing_tools, running_cluster, served_by
+from tests.support.upstream import Upstream
+from widget_server.settings import Settings
+
+pytestmark = [pytest.mark.nodes,
+              pytest.mark.skipif(bool(missing_tools()), reason=f"needs {missing_tools()} (scripts/test.sh installs)")]
+EXPECTED = "".join(f"w{i} " for i in range(1, 61))
+LEASE_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[Upstream, str]) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("nodes")
+    with fresh_pg_database() as db:
+        env = {"WIDGET_DATABASE_URL": db, "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream[1],
+               "WIDGET_OPENAI_MODEL": "echo", "WIDGET_PROVIDER_TIMEOUT_S": "5", "WIDGET_PROVIDER_STALL_S": "2",
+               "WIDGET_SECRET_KEY": "test-secret", "WIDGET_COALESCE_MS": "20", "WIDGET_EVENTS_FLUSH_MS": "20",
+               "WIDGET_BUS_LEASE_S": str(LEASE_S), "WIDGET_RATE_LIMIT_SESSIONS": "10000",
+               "WIDGET_RATE_LIMIT_HELLOS": "10000"}
+        with running_cluster(workdir, env) as running:
+            yield running
+
+
+@pytest.fixture(scope="module")
+def keys(cluster: Cluster) -> dict[str, str]:
+    return asyncio.run(_tenant(cluster.env["WIDGET_DATABASE_URL"], [ORIGIN]))
+
+
+@pytest.fixture
+def stack(cluster: Cluster, keys: dict[str, str]) -> Iterator[Stack]:
+    """The tenant, spoken to through the balancer; every node running again after the test."""
+    settings = Settings(database_url=cluster.env["WIDGET_DATABASE_URL"], secret_key="test-secret")
+    with contextlib.ExitStack() as exits:
+        yield Stack(cluster.url, settings, keys["tenant_id"], keys["sk"], keys["pk"], exits)
+    cluster.heal()
+
+
+def _socket_on(stack: Stack, want: str | None = None, avoid: str | None = None) -> tuple[WS, str]:
+    """A socket through the balancer, on the node `want` (or any but `avoid`): round robin, so a few tries."""
+    for _ in range(12):
+        ws = stack.connect(ORIGIN)
+        node = served_by(ws.conn.response.headers)  # type: ignore[union-attr]
+        if (want is None or node == want) and node != avoid:
+            return ws, node
+        ws.close()
+    raise AssertionError(f"the balancer never chose {want or 'another node than ' + str(avoid)}")
+
+
+def _hello(ws: WS, token: str, resume: dict[str, Any] | None = None) -> dict[str, Any]:
+    ws.send({"type": "hello", "token": token, **({"resume": resume} if resume else {})})
+    return ws.recv()
+
+
+def _open(stack: Stack, persona: str, visitor: str | None = None, resume: dict[str, Any] | None = None,
+          want: str | None = None, avoid: str | None = None) -> tuple[WS, str, dict[str, Any], str]:
+    """A socket through the balancer after `ready`, as the widget opens one: it tries again while the node says
+    its bus is reconnecting to Redis (an error frame `bus.unavailable`, then 1013)."""
+    for _ in range(50):
+        token, visitor = stack.token(persona, **({"visitor_id": visitor} if visitor else {}))
+        ws, node = _socket_on(stack, want=want, avoid=avoid)
+        ready = _hello(ws, token, resume)
+        if ready["type"] == "ready":
+            return ws, node, ready, visitor
+        assert ready["code"] == "bus.unavailable" and ws.close_code() == 1013, ready
+    raise AssertionError("the bus never came back")
+
+
+def _mid_reply(stack: Stack, persona: str, want: str | None = None) -> tuple[WS, str, str, str, str]:
+    """A socket whose reply has streamed a few deltas: (socket, node, conversation, visitor, reply id)."""
+    ws, node, ready, visitor = _open(stack, persona, want=want)
+    ws.send({"type": "message", "client_id": "c1", "text": "tell me a long story"})
+    message_id = ws.until("reply.start")[-1]["message_id"]
+    for _ in range(3):
+        ws.until("reply.delta")
+    return ws, node, ready["conversation_id"], visitor, message_id
+
+
+def _resume_on(stack: Stack, persona: str, visitor: str, conversation_id: str, last: WS,
+               avoid: str) -> tuple[WS, dict[str, Any]]:
+    resume = {"conversation_id": conversation_id, "last_seq": last.frames[-1]["seq"], "epoch": last.frames[0]["epoch"]}
+    ws, _, ready, _ = _open(stack, persona, visitor, resume, avoid=avoid)
+    return ws, ready
+
+
+def _text(frames: list[dict[str, Any]], message_id: str) -> str:
+    return "".join(f["text"] for f in frames if f["type"] == "reply.delta" and f["message_id"] == message_id)
+
+
+def _stored(stack: Stack, conversation_id: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth)
+    assert r.status_code == 200, r.text
+    return r.json()["messages"]  # type: ignore[no-any-return]
+
+
+def _completed(stack: Stack, message_id: str) -> dict[str, Any]:
+    found = stack.wait_events(lambda es: any(e["attributes"].get("message_id") == message_id for e in es),
+                              type="reply.completed")
+    return next(e for e in found if e["attributes"]["message_id"] == message_id)
+
+
+def test_requests_spread_over_the_nodes_and_a_reply_resumes_on_another(cluster: Cluster, stack: Stack) -> None:
+    assert {served_by(httpx.get(cluster.url + "/health").headers) for _ in range(4)} == {"n0", "n1"}
+    persona = stack.persona("pace-20-60")
+    ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+    ws.close()
+    other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+    assert ready["resumed"] is True
+    after = other.until("reply.end")
+    assert after[0]["seq"] == ws.frames[-1]["seq"] + 1 and after[-1]["finish_reason"] == "stop"
+    assert _text(ws.frames, message_id) + _text(after, message_id) == EXPECTED
+    assert _stored(stack, conversation_id)[-1]["text"] == EXPECTED
+    assert _completed(stack, message_id)["attributes"]["finish_reason"] == "stop"
+
+
+def test_a_newer_socket_on_another_process_takes_over_and_cancels(cluster: Cluster, stack: Stack) -> None:
+    persona = stack.persona("pace-50-60")
+    ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+    other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+    assert ready["resumed"] is True
+    assert ws.close_code() == 4409
+    other.send({"type": "cancel", "message_id": message_id})
+    end = other.until("reply.end")[-1]
+    assert end["message_id"] == message_id and end["finish_reason"] == "cancelled"
+    seen = {f["seq"]: f for f in ws.frames + other.frames if f["type"] == "reply.delta"}  # each delta once
+    stored = _stored(stack, conversation_id)[-1]
+    assert stored["finish_reason"] == "cancelled" and stored["text"] == _text(list(seen.values()), message_id)
+    assert len(stored["text"]) < len(EXPECTED)
+
+
+def test_a_persona_deleted_through_one_node_closes_its_sockets_on_the_other(cluster: Cluster, stack: Stack) -> None:
+    persona = stack.persona("words-3")
+    ws = _open(stack, persona, want="n0")[0]
+    r = httpx.delete(f"{cluster.node('n1').url}/v1/personas/{persona}", headers=stack.auth)
+    assert r.status_code == 204
+    assert ws.close_code() == 4404
+    assert ws.frames[-1]["type"] == "error" and ws.frames[-1]["code"] == "persona.not_found"
+
+
+def test_a_node_killed_mid_reply_ends_it_as_interrupted_for_the_visitor_and_in_the_records(
+        cluster: Cluster, stack: Stack) -> None:
+    persona = stack.persona("pace-20-60")
+    ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+    cluster.kill(node)
+    ws.close_code()  # the socket ends with the process (no close frame: nothing was left to send one)
+    cluster.wait_down(node)  # the balancer sends the reconnect elsewhere, as a visitor's retry would land
+    other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+    assert ready["resumed"] is True  # the log in Redis outlives the node
+    after = other.until("reply.end")
+    assert after[-1]["message_id"] == message_id and after[-1]["finish_reason"] == "interrupted"
+    assert [f["seq"] for f in after] == list(range(ws.frames[-1]["seq"] + 1, after[-1]["seq"] + 1))
+    text = _text(ws.frames, message_id) + _text(after, message_id)
+    assert EXPECTED.startswith(text) and len(text) < len(EXPECTED)
+    stored = _stored(stack, conversation_id)[-1]
+    assert (stored["id"], stored["finish_reason"], stored["text"]) == (message_id, "interrupted", text)
+    assert _completed(stack, message_id)["attributes"]["finish_reason"] == "interrupted"
+    other.send({"type": "message", "client_id": "c2", "text": "are you there?"})  # the conversation goes on
+    assert other.until("reply.end")[-1]["finish_reason"] == "stop"
+
+
+def test_a_deploy_stopping_a_node_mid_reply_lets_the_visitor_finish_it_on_another(
+        cluster: Cluster, stack: Stack) -> None:
+    """SIGTERM, as a rolling deploy sends: the socket is told to reconnect (1012), and the reply the stopping node
+    runs goes on streaming, through Redis, to the visitor's new socket on the other node, to its end."""
+    persona = stack.persona("pace-20-60")
+    ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+    cluster.lb.command(f"disable server nodes/{node}")  # the deploy drains the node from the balancer first
+    cluster.lb.wait_status(node, "MAINT")
+    cluster.terminate(node)
+    assert ws.close_code() == 1012
+    other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+    assert ready["resumed"] is True
+    after = other.until("reply.end")
+    assert after[-1]["finish_reason"] == "stop"
+    text = _text(ws.frames, message_id) + _text(after, message_id)
+    assert text == EXPECTED == _stored(stack, conversation_id)[-1]["text"]
+    assert cluster.wait_exit(node) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+
+
+def test_redis_restarting_mid_reply_gives_the_transcript_once_and_the_nodes_recover(
+        cluster: Cluster, stack: Stack) -> None:
+    persona = stack.persona("pace-20-60")
+    ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+    cluster.redis.restart(kill=True)  # every key gone, a new run id
+    assert ws.close_code() == 1012  # the node notices the lost log and tells the socket to reconnect
+    other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+    assert ready["resumed"] is False and ready["epoch"] != ws.frames[0]["epoch"]
+    transcript = [(m["id"], m["role"]) for m in ready["messages"]]
+    assert transcript.count((message_id, "persona")) == 1
+    reply = next(m for m in ready["messages"] if m["id"] == message_id)
+    assert reply["finish_reason"] == "interrupted" and EXPECTED.startswith(reply["text"])
+    assert _completed(stack, message_id)["attributes"]["finish_reason"] == "interrupted"
+    other.send({"type": "ping"})
+    assert [f["type"] for f in other.until("pong")] == ["pong"]  # nothing of the old reply replayed
+    for name in ("n0", "n1"):  # both nodes serve whole turns again, resumable through the new Redis
+        ws2 = _open(stack, persona, want=name)[0]
+        ws2.send({"type": "message", "client_id": "c1", "text": "again"})
+        assert _text(ws2.until("reply.end"), ws2.frames[-1]["message_id"]) == EXPECTED
+
+
+def test_two_workers_of_one_serve_share_conversations(tmp_path: Path, upstream: tuple[Upstream, str]) -> None:
+    """`serve --workers 2` on one port (the kernel spreads the sockets): resumes work whichever worker they land on."""
+    with fresh_pg_database() as db:
+        env = {"WIDGET_DATABASE_URL": db, "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream[1],
+               "WIDGET_SECRET_KEY": "test-secret", "WIDGET_COALESCE_MS": "20", "WIDGET_BUS_LEASE_S": str(LEASE_S),
+               "WIDGET_RATE_LIMIT_SESSIONS": "10000", "WIDGET_RATE_LIMIT_HELLOS": "10000"}
+        with running_cluster(tmp_path, env, n=1, workers=2) as one:
+            keys = asyncio.run(_tenant(db, [ORIGIN]))
+            with contextlib.ExitStack() as exits:
+                node = one.nodes[0].url  # straight to the node: its two workers behind one port
+                stack = Stack(node, Settings(database_url=db, secret_key="test-secret"), keys["tenant_id"],
+                              keys["sk"], keys["pk"], exits)
+                persona = stack.persona("pace-40-60")
+                for i in range(6):
+                    token, visitor = stack.token(persona)
+                    ws = stack.connect(ORIGIN)
+                    conversation_id = _hello(ws, token)["conversation_id"]
+                    ws.send({"type": "message", "client_id": f"c{i}", "text": "go"})
+                    message_id = ws.until("reply.delta")[-1]["message_id"]
+                    ws.close()
+                    again = stack.connect(ORIGIN)
+                    resume = {"conversation_id": conversation_id, "last_seq": ws.frames[-1]["seq"],
+                              "epoch": ws.frames[0]["epoch"]}
+                    assert _hello(again, stack.token(persona, visitor_id=visitor)[0], resume)["resumed"] is True
+                    assert _text(ws.frames, message_id) + _text(again.until("reply.end"), message_id) == EXPECTED
+            logs = one.nodes[0].log.read_text()
+            assert logs.count("widget_server ready") == 2, logs[-3000:]
+
+
+def test_a_tenant_id_never_crosses_nodes(cluster: Cluster, stack: Stack) -> None:
+    """Another tenant's key gets a 404 for this tenant's conversation on every node (isolation holds per node)."""
+    persona = stack.persona("words-3")
+    ready, _ = stack.turn(persona, "hello")
+    other = stack.tenant()
+    for node in cluster.nodes:
+        r = httpx.get(f"{node.url}/v1/conversations/{ready['conversation_id']}",
+                      headers={"Authorization": f"Bearer {other['sk']}"})
+        assert r.status_code == 404, (node.name, r.text)
