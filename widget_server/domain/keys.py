@@ -110,6 +110,10 @@ async def revoke(storage: Storage, tenant_id: str, key_id: str) -> None:
     await storage.end_key(tenant_id, key_id, revoked_at=now())
 
 
-async def active(storage: Storage, tenant_id: str, key_id: str | None) -> bool:
-    """Whether a widget session's publishable key still works (sessions made before keys were recorded: no)."""
-    return key_id is not None and await storage.key_active(tenant_id, key_id)
+async def persona_if_active(storage: Storage, tenant_id: str, persona_id: str,
+                            key_id: str | None) -> tuple[dict[str, Any] | None, bool]:
+    """A widget session's persona, and whether its publishable key still works (sessions made before keys were
+    recorded: no), read in one round trip."""
+    if key_id is None:
+        return None, False
+    return await storage.persona_and_key(tenant_id, persona_id, key_id)

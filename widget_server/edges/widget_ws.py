@@ -118,11 +118,12 @@ class Session:
         self.token_key = hashlib.sha256(token.encode()).hexdigest()[:32]  # what limits count: a token costs a session
         if await self.deps.limits.hit("hello", self.token_key) is not None:
             raise Closing(CLOSE["rate"], RateLimited("too many connections with this session: start a new one"))
-        if not await keys.active(self.deps.storage, claims.tenant_id, claims.key_id):
+        persona, key_active = await keys.persona_if_active(
+            self.deps.storage, claims.tenant_id, claims.persona_id, claims.key_id)
+        if not key_active:
             raise Closing(CLOSE["token"], TokenInvalid("the key this session was made with was revoked or expired",
                                                        code="auth.key_revoked"))
         self.expires_at = claims.expires_at
-        persona = await self.deps.storage.get_persona(claims.tenant_id, claims.persona_id)
         if persona is None:
             raise Closing(CLOSE["not_found"], PersonaNotFound("this persona no longer exists"))
         try:

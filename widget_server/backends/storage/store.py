@@ -33,6 +33,22 @@ from widget_server.backends.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
 MESSAGE_COLUMNS = [c.name for c in messages.columns]
+CONVERSATION_COLUMNS = [c.name for c in conversations.columns]
+
+# The statements of every widget socket's hello, built once with bound parameters: building an expression costs
+# more CPU than running it (SQLAlchemy caches the compiled form, not the Python objects that describe it), and a
+# reconnect storm runs them thousands of times a second.
+_K = api_keys.c
+KEY_ACTIVE = sa.select(_K.id).where(
+    _K.tenant_id == sa.bindparam("t"), _K.id == sa.bindparam("k"), _K.revoked_at.is_(None),
+    sa.or_(_K.expires_at.is_(None), _K.expires_at > sa.bindparam("at")))
+PERSONA = sa.select(personas).where(
+    personas.c.tenant_id == sa.bindparam("t"),
+    sa.or_(personas.c.id == sa.bindparam("ref"), personas.c.slug == sa.bindparam("ref"))).limit(1)
+PERSONA_AND_KEY = sa.select(personas, sa.exists(KEY_ACTIVE).label("key_active_")).where(
+    personas.c.tenant_id == sa.bindparam("t"), personas.c.id == sa.bindparam("p"))
+CONVERSATION = sa.select(conversations).where(
+    conversations.c.tenant_id == sa.bindparam("t"), conversations.c.id == sa.bindparam("c"))
 GuardColumns = dict[str, Any]  # {"guard_refusals": int, "guard_previous": str | None}
 
 
@@ -47,6 +63,7 @@ class Storage:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._messages = GroupCommit(self._insert_messages)
+        self._conversations = GroupCommit(self._insert_conversations)
         self.events = EventStore(engine)
         self.webhooks = WebhookStore(engine)
         self.deliveries = DeliveryStore(engine)
@@ -56,6 +73,7 @@ class Storage:
         self.transcripts = TranscriptSearch(engine)
 
     async def close(self) -> None:
+        await self._conversations.aclose()
         await self._messages.aclose()
         await self.engine.dispose()
 
@@ -63,9 +81,9 @@ class Storage:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
-    async def _one(self, query: sa.Executable) -> Row | None:
+    async def _one(self, query: sa.Executable, params: dict[str, Any] | None = None) -> Row | None:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+            row = (await conn.execute(query, params)).mappings().first()
         return _row(row) if row else None
 
     async def _all(self, query: sa.Executable) -> list[Row]:
@@ -119,9 +137,7 @@ class Storage:
         return await self._one(query)
 
     async def key_active(self, tenant_id: str, key_id: str) -> bool:
-        query = sa.select(api_keys.c.id).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id,
-                                               self._active(now()))
-        return await self._one(query) is not None
+        return await self._one(KEY_ACTIVE, {"t": tenant_id, "k": key_id, "at": now()}) is not None
 
     async def get_key(self, tenant_id: str, key_id: str) -> Row | None:
         return await self._one(sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id))
@@ -159,10 +175,15 @@ class Storage:
             return int((await conn.execute(query)).scalar_one())
 
     async def get_persona(self, tenant_id: str, ref: str) -> Row | None:
-        query = sa.select(personas).where(
-            personas.c.tenant_id == tenant_id, sa.or_(personas.c.id == ref, personas.c.slug == ref)
-        )
-        return await self._one(query.limit(1))
+        return await self._one(PERSONA, {"t": tenant_id, "ref": ref})
+
+    async def persona_and_key(self, tenant_id: str, persona_id: str, key_id: str) -> tuple[Row | None, bool]:
+        """A widget hello's reads in one round trip: the persona (by id) and whether the key is still active."""
+        params = {"t": tenant_id, "p": persona_id, "k": key_id, "at": now()}
+        row = await self._one(PERSONA_AND_KEY, params)
+        if row is None:
+            return None, await self.key_active(tenant_id, key_id)
+        return row, bool(row.pop("key_active_"))
 
     async def insert_persona(self, row: Row) -> None:
         await self._write(sa.insert(personas).values(**row))
@@ -185,13 +206,20 @@ class Storage:
     # conversations and messages
 
     async def create_conversation(self, row: Row) -> None:
-        await self._write(sa.insert(conversations).values(**row))
+        """Returns once the row is committed; conversations started together share a transaction."""
+        full = {column: row.get(column) for column in CONVERSATION_COLUMNS}  # one shape for executemany
+        full["guard_refusals"] = row.get("guard_refusals") or 0
+        await self._conversations.add(full)
+
+    async def _insert_conversations(self, rows: list[Row]) -> None:
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.insert(conversations), rows)
+        except IntegrityError as exc:
+            raise DuplicateError(str(exc.orig)) from exc
 
     async def get_conversation(self, tenant_id: str, conversation_id: str) -> Row | None:
-        query = sa.select(conversations).where(
-            conversations.c.tenant_id == tenant_id, conversations.c.id == conversation_id
-        )
-        return await self._one(query)
+        return await self._one(CONVERSATION, {"t": tenant_id, "c": conversation_id})
 
     async def list_conversations(
         self, tenant_id: str, *, limit: int, before: str | None = None, persona_id: str | None = None
