@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
@@ -23,6 +24,10 @@ from widget_server.app import create_app
 from widget_server.backends.storage import open_storage
 from widget_server.domain import keys, tenants
 from widget_server.settings import Settings
+
+# No Hypothesis test times its examples: a loaded CI machine made the default 200 ms deadline fail a chart test.
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from widget_server.edges.console.charts import Series, bar_chart, hbar_chart, line_chart, nice_ceiling, short
@@ -87,6 +87,7 @@ def test_short_numbers_and_round_ceilings() -> None:
     assert [nice_ceiling(v) for v in (0, 0.3, 1, 3, 12, 51, 999)] == [1, 0.5, 1, 5, 20, 100, 1000]
 
 
+@settings(derandomize=True, database=None)
 @given(st.lists(st.tuples(st.text(max_size=30), st.floats(min_value=0, max_value=1e9)), max_size=40))
 def test_any_counts_and_labels_make_a_well_formed_chart(bars: list[tuple[str, float]]) -> None:
     clean = [("".join(c for c in label if c.isprintable()), v) for label, v in bars]
