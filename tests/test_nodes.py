@@ -254,3 +254,32 @@ def test_a_tenant_id_never_crosses_nodes(cluster: Cluster, stack: Stack) -> None
         r = httpx.get(f"{node.url}/v1/conversations/{ready['conversation_id']}",
                       headers={"Authorization": f"Bearer {other['sk']}"})
         assert r.status_code == 404, (node.name, r.text)
+
+
+def test_three_nodes_end_a_dead_nodes_reply_once(tmp_path: Path, upstream: tuple[Upstream, str]) -> None:
+    """Three nodes: when the one running a reply is killed, both others' sweepers look for its lapsed lease; one
+    ends the reply, once (one stored message, one `reply.completed`, one `reply.end` in the log)."""
+    with fresh_pg_database() as db:
+        env = {"WIDGET_DATABASE_URL": db, "WIDGET_PROVIDER": "openai", "WIDGET_OPENAI_BASE_URL": upstream[1],
+               "WIDGET_SECRET_KEY": "test-secret", "WIDGET_COALESCE_MS": "20", "WIDGET_EVENTS_FLUSH_MS": "20",
+               "WIDGET_BUS_LEASE_S": str(LEASE_S), "WIDGET_RATE_LIMIT_SESSIONS": "10000",
+               "WIDGET_RATE_LIMIT_HELLOS": "10000"}
+        with running_cluster(tmp_path, env, n=3) as three, contextlib.ExitStack() as exits:
+            keys = asyncio.run(_tenant(db, [ORIGIN]))
+            stack = Stack(three.url, Settings(database_url=db, secret_key="test-secret"), keys["tenant_id"],
+                          keys["sk"], keys["pk"], exits)
+            persona = stack.persona("pace-20-60")
+            ws, node, conversation_id, visitor, message_id = _mid_reply(stack, persona)
+            three.kill(node)
+            ws.close_code()
+            three.wait_down(node)
+            other, ready = _resume_on(stack, persona, visitor, conversation_id, ws, avoid=node)
+            ends = [f for f in other.until("reply.end") if f["type"] == "reply.end"]
+            assert [(f["message_id"], f["finish_reason"]) for f in ends] == [(message_id, "interrupted")]
+            other.send({"type": "message", "client_id": "c2", "text": "still there?"})
+            assert other.until("reply.end")[-1]["finish_reason"] == "stop"
+            stored = [m for m in _stored(stack, conversation_id) if m["role"] == "persona"]
+            assert [m["finish_reason"] for m in stored] == ["interrupted", "stop"]
+            completed = stack.wait_events(lambda es: len(es) >= 2, type="reply.completed")
+            assert sorted(e["attributes"]["finish_reason"] for e in completed) == ["interrupted", "stop"]
+            assert sum(n.log.read_text().count("ended a reply whose node stopped") for n in three.nodes) == 1
