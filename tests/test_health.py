@@ -27,6 +27,7 @@ def test_health_reports_storage_and_provider(db_stack: Stack) -> None:
     assert body["storage"] == {"status": "ok", "dialect": expected_dialect}
     assert body["provider"] == {"status": "ok", "kind": "openai"}  # what a monitor needs, and nothing to exploit
     assert body["events"] == {"status": "ok", "pending": 0}
+    assert body["bus"] == {"status": "ok", "kind": "memory"}  # one node: conversations live in this process
 
 
 def test_health_never_shows_the_provider_api_key(stack_factory: Callable[..., Stack]) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +284,35 @@ def test_three_nodes_end_a_dead_nodes_reply_once(tmp_path: Path, upstream: tuple
             completed = stack.wait_events(lambda es: len(es) >= 2, type="reply.completed")
             assert sorted(e["attributes"]["finish_reason"] for e in completed) == ["interrupted", "stop"]
             assert sum(n.log.read_text().count("ended a reply whose node stopped") for n in three.nodes) == 1
+
+
+def test_redis_away_tells_new_sockets_to_come_back_and_health_says_why(cluster: Cluster, stack: Stack) -> None:
+    """Redis stopped for a while (not restarted at once): every node stays up for REST and says on /health that
+    its bus is reconnecting; a new socket gets `bus.unavailable` and 1013 (the widget tries again later); when
+    Redis is back, health is ok again and sockets open, without restarting a node."""
+    persona = stack.persona("words-3")
+    cluster.redis.stop(kill=True)
+    try:
+        for node in cluster.nodes:
+            _wait_health(node.url, lambda body: body["bus"] == {"status": "reconnecting", "kind": "redis"})
+        assert httpx.get(f"{cluster.url}/v1/personas/{persona}", headers=stack.auth).status_code == 200
+        token, _ = stack.token(persona)
+        ws = stack.connect(ORIGIN)
+        frame = _hello(ws, token)
+        assert (frame["type"], frame["code"]) == ("error", "bus.unavailable") and ws.close_code() == 1013
+    finally:
+        cluster.redis.start()
+    for node in cluster.nodes:
+        body = _wait_health(node.url, lambda body: body["bus"]["status"] == "ok")
+        assert body["status"] == "ok"
+    ready, frames = stack.turn(persona, "hello again")
+    assert frames[-1]["finish_reason"] == "stop"
+
+
+def _wait_health(url: str, done: Callable[[dict[str, Any]], bool], timeout: float = 20) -> dict[str, Any]:
+    """Poll a node's /health until `done(body)`: the bus notices Redis going and coming on its own schedule."""
+    deadline = time.monotonic() + timeout
+    while not done(body := httpx.get(url + "/health").json()):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+    return body  # type: ignore[no-any-return]

@@ -82,7 +82,8 @@ def conforms(spec: dict[str, Any], name: str, value: Any) -> None:
 
 def test_a_persona_as_answered_matches_the_documented_answer(spec: dict[str, Any], stack: Stack) -> None:
     made = httpx.post(f"{stack.url}/v1/personas", json={"name": "Doc", "topics": {"denied": [
-        {"id": "medical", "examples": ["what dose should I take"]}]}}, headers=stack.auth)
+        {"id": "medical", "examples": ["what dose should I take"]}]}}, headers=stack.auth,
+        timeout=120)  # a topic's examples are embedded at once: the first loads the model (seconds on a busy CI)
     assert made.status_code == 201, made.text
     url = f"{stack.url}/v1/personas/{made.json()['id']}"
     patched = httpx.patch(url, json={"greeting": "Hi", "provider": {"temperature": None}}, headers=stack.auth)

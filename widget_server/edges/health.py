@@ -23,9 +23,12 @@ async def health(request: Request) -> Response:
         provider = await d.providers.health()
     except Exception as exc:
         provider = {"status": "error", "error": str(exc)}
-    ok = storage["status"] == "ok"
-    status = "ok" if ok and provider.get("status") == "ok" else ("degraded" if ok else "error")
+    bus = {"status": "ok" if d.hub.bus.available else "reconnecting", "kind": d.hub.bus.kind}
+    ok = storage["status"] == "ok"  # the bus away degrades (new sockets are told to try again), REST still works
+    whole = ok and provider.get("status") == "ok" and bus["status"] == "ok"
+    status = "ok" if whole else ("degraded" if ok else "error")
     writer = state.writer
     events = {"status": "ok" if writer.healthy else "retrying", "pending": writer.pending}
-    body = {"status": status, "version": __version__, "storage": storage, "provider": provider, "events": events}
+    body = {"status": status, "version": __version__, "storage": storage, "provider": provider, "events": events,
+            "bus": bus}
     return JSONResponse(body, status_code=200 if ok else 503)

@@ -195,7 +195,8 @@ def response_schemas() -> dict[str, Schema]:
                            has_more={"type": "boolean"}),
         "WidgetSession": obj(token=STRING, expires_at=TIME, ws_url=STRING, visitor_id=STRING, persona=shown),
         "Health": obj(status={"enum": ["ok", "degraded", "error"]}, version=STRING, storage=part, provider=part,
-                      events=obj(status={"enum": ["ok", "retrying"]}, pending=COUNT)),
+                      events=obj(status={"enum": ["ok", "retrying"]}, pending=COUNT),
+                      bus=obj(status={"enum": ["ok", "reconnecting"]}, kind={"enum": ["memory", "redis"]})),
     }
 
 

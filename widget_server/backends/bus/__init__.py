@@ -92,6 +92,11 @@ class Line(Protocol):
 class Bus(Protocol):
     node: str
     shared: bool  # whether other nodes may hold this conversation's sockets and replies
+    kind: str  # "memory" or "redis", as /health shows it
+
+    @property
+    def available(self) -> bool:
+        """Whether new sockets can join conversations now (False while Redis is away)."""
 
     def line(self, conversation_id: str) -> Line: ...
 

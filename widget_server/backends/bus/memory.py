@@ -76,6 +76,8 @@ class MemoryLine:
 
 class MemoryBus:
     shared = False
+    kind = "memory"
+    available = True
 
     def __init__(self, node: str, *, max_frames: int, ttl_s: float) -> None:
         self.node = node

@@ -182,6 +182,7 @@ class RedisLine:
 
 class RedisBus:
     shared = True
+    kind = "redis"
 
     def __init__(self, url: str, node: str, *, max_frames: int, ttl_s: float, lease_s: float) -> None:
         import redis.asyncio as redis
@@ -210,6 +211,10 @@ class RedisBus:
         self._cancel: Callable[[str, str], None] = lambda conversation_id, message_id: None
         self._nodes = f"{PREFIX}nodes"
         self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def available(self) -> bool:
+        return self._pubsub is not None  # None while the pub/sub connection is being opened again
 
     def line(self, conversation_id: str) -> RedisLine:
         return self.lines.get(f"{PREFIX}c:{conversation_id}") or RedisLine(self, conversation_id)
