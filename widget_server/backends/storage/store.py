@@ -35,13 +35,20 @@ log = logging.getLogger(__name__)
 MESSAGE_COLUMNS = [c.name for c in messages.columns]
 CONVERSATION_COLUMNS = [c.name for c in conversations.columns]
 
+GuardColumns = dict[str, Any]  # {"guard_refusals": int, "guard_previous": str | None}
+
+
+def _active(at: datetime | sa.BindParameter[datetime]) -> sa.ColumnElement[bool]:
+    """A key works: not revoked, and not past its rotation's grace period."""
+    k = api_keys.c
+    return sa.and_(k.revoked_at.is_(None), sa.or_(k.expires_at.is_(None), k.expires_at > at))
+
+
 # The statements of every widget socket's hello, built once with bound parameters: building an expression costs
 # more CPU than running it (SQLAlchemy caches the compiled form, not the Python objects that describe it), and a
 # reconnect storm runs them thousands of times a second.
-_K = api_keys.c
-KEY_ACTIVE = sa.select(_K.id).where(
-    _K.tenant_id == sa.bindparam("t"), _K.id == sa.bindparam("k"), _K.revoked_at.is_(None),
-    sa.or_(_K.expires_at.is_(None), _K.expires_at > sa.bindparam("at")))
+KEY_ACTIVE = sa.select(api_keys.c.id).where(
+    api_keys.c.tenant_id == sa.bindparam("t"), api_keys.c.id == sa.bindparam("k"), _active(sa.bindparam("at")))
 PERSONA = sa.select(personas).where(
     personas.c.tenant_id == sa.bindparam("t"),
     sa.or_(personas.c.id == sa.bindparam("ref"), personas.c.slug == sa.bindparam("ref"))).limit(1)
@@ -49,7 +56,6 @@ PERSONA_AND_KEY = sa.select(personas, sa.exists(KEY_ACTIVE).label("key_active_")
     personas.c.tenant_id == sa.bindparam("t"), personas.c.id == sa.bindparam("p"))
 CONVERSATION = sa.select(conversations).where(
     conversations.c.tenant_id == sa.bindparam("t"), conversations.c.id == sa.bindparam("c"))
-GuardColumns = dict[str, Any]  # {"guard_refusals": int, "guard_previous": str | None}
 
 
 class DuplicateError(Exception):
@@ -125,15 +131,10 @@ class Storage:
         await self._write(sa.insert(api_keys).values(**row))
         return row
 
-    @staticmethod
-    def _active(at: datetime) -> sa.ColumnElement[bool]:
-        k = api_keys.c
-        return sa.and_(k.revoked_at.is_(None), sa.or_(k.expires_at.is_(None), k.expires_at > at))
-
     async def find_key(self, key_hash: str, kind: str) -> Row | None:
         """The active key (not revoked, not past its rotation's grace period) with this hash."""
         query = sa.select(api_keys).where(api_keys.c.key_hash == key_hash, api_keys.c.kind == kind,
-                                          self._active(now()))
+                                          _active(now()))
         return await self._one(query)
 
     async def key_active(self, tenant_id: str, key_id: str) -> bool:
