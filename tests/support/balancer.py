@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.support.servers import free_port
+from tests.support.servers import dies_with_parent, free_port
 
 CONFIG = """\
 global
@@ -55,7 +55,8 @@ class Balancer:
 
     def start(self) -> None:
         log = (self.workdir / "haproxy.log").open("ab")
-        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(["haproxy", "-db", "-f", str(self.config)], stdout=log, stderr=subprocess.STDOUT,
+                                     preexec_fn=dies_with_parent)
         deadline = time.monotonic() + 15
         while not self.sock.exists() or not self._answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -18,7 +18,7 @@ import httpx
 
 from tests.support.balancer import Balancer
 from tests.support.redis_server import RedisServer
-from tests.support.servers import free_port, wait_healthy
+from tests.support.servers import dies_with_parent, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ("haproxy", "redis-server")
@@ -68,7 +68,7 @@ class Cluster:
             node.proc = subprocess.Popen(
                 [sys.executable, "-m", "widget_server", "serve", "--port", str(node.port),
                  "--workers", str(self.workers)], env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)  # a group of its own: a kill takes its workers too
+                start_new_session=True, preexec_fn=dies_with_parent)  # a group of its own: a kill takes its workers
         wait_healthy(node.proc, node.url, 60, log=node.log)
         self.lb.wait_status(name, "UP")
 

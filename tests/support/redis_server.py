@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.servers import free_port
+from tests.support.servers import dies_with_parent, free_port
 
 
 class RedisServer:
@@ -26,7 +26,7 @@ class RedisServer:
         log = (self.workdir / f"redis-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)], stdout=log, stderr=subprocess.STDOUT)
+             "--dir", str(self.workdir)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=dies_with_parent)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + 15
         try:

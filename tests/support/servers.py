@@ -43,6 +43,15 @@ def serve_in_thread(app: Any, **config: Any) -> Iterator[str]:
         thread.join(timeout=15)
 
 
+def dies_with_parent() -> None:
+    """A `preexec_fn`: the child gets SIGTERM when the test process ends, however it ends (Linux `prctl`), so a
+    killed test run leaves no server, Redis or balancer behind."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def serve_process(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """`widget-server serve` in its own process with these `WIDGET_*` settings; returns it once `/health` answers."""
     port = free_port()
