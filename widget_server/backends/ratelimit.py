@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from widget_server.backends.redis_client import open_redis
+
 log = logging.getLogger(__name__)
 
 
@@ -64,12 +66,9 @@ return false
 class RedisRateLimiter:
     def __init__(self, url: str, limit: int, window_s: float, prefix: str = "widget:rl:",
                  clock: Callable[[], float] = time.time, client: Any = None) -> None:
-        import redis.asyncio as redis
-
         self.clock = clock  # Unix seconds: the window is kept in Redis, shared by nodes whose clocks agree
         self._owned = client is None  # a client handed in belongs to whoever made it (`Limits`)
-        self._redis: Any = client if client is not None else redis.from_url(url, socket_timeout=1,
-                                                                              socket_connect_timeout=1)
+        self._redis: Any = client if client is not None else open_redis(url, timeout_s=1)
         self._script = self._redis.register_script(SLIDING_WINDOW)
         self.limit = limit
         self.window_ms = int(window_s * 1000)
@@ -98,9 +97,7 @@ class Limits:
         self._limiters: dict[str, RateLimiter] = {}
         self._redis: Any = None
         if redis_url:
-            import redis.asyncio as redis
-
-            self._redis = redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+            self._redis = open_redis(redis_url, timeout_s=1)
         for name, (limit, window_s) in rules.items():
             self._limiters[name] = (RedisRateLimiter(redis_url, limit, window_s, prefix=f"widget:rl:{name}:",
                                                      client=self._redis)

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from widget_server.backends.redis_client import open_redis
+
 log = logging.getLogger(__name__)
 
 
@@ -83,12 +85,9 @@ class RedisSlots:
 
     def __init__(self, url: str, prefix: str = "widget:slots:", clock: Callable[[], float] = time.time,
                  client: Any = None) -> None:
-        import redis.asyncio as redis
-
         self.clock = clock  # Unix seconds: leases are compared across nodes, whose clocks must agree
         self._owned = client is None  # a client handed in belongs to whoever made it
-        self._redis: Any = client if client is not None else redis.from_url(url, socket_timeout=1,
-                                                                              socket_connect_timeout=1)
+        self._redis: Any = client if client is not None else open_redis(url, timeout_s=1)
         self._script = self._redis.register_script(ACQUIRE)
         self.prefix = prefix
         self._down = False  # Redis failed last time: say so once, not at every try

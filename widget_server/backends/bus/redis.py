@@ -27,6 +27,7 @@ from typing import Any
 
 from widget_server.backends.bus import BusUnavailable, Frame, Listener, Out, Since, Wait, encode
 from widget_server.backends.bus import redis_scripts as lua
+from widget_server.backends.redis_client import open_redis
 
 log = logging.getLogger(__name__)
 PREFIX = "widget:bus:"
@@ -185,15 +186,13 @@ class RedisBus:
     kind = "redis"
 
     def __init__(self, url: str, node: str, *, max_frames: int, ttl_s: float, lease_s: float) -> None:
-        import redis.asyncio as redis
-
         self.url = url
         self.node = node
         self.max_frames = max_frames
         self.ttl_ms = int(ttl_s * 1000)
         self.lease_s = lease_s
         self.lease_ms = int(lease_s * 1000)
-        self.client: Any = redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.client: Any = open_redis(url, timeout_s=2)
         self.append = self.client.register_script(lua.APPEND)
         self.since = self.client.register_script(lua.SINCE)
         self.acquire = self.client.register_script(lua.ACQUIRE)
