@@ -11,10 +11,8 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
 
 from tests.support.balancer import Balancer
 from tests.support.redis_server import RedisServer
@@ -54,7 +52,6 @@ class Cluster:
     env: dict[str, str]
     workdir: Path
     workers: int = 1
-    _exits: list[Node] = field(default_factory=list)
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -108,9 +105,6 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"--- {n.name} ---\n{n.log.read_text(errors='replace')[-6000:]}" for n in self.nodes
                          if n.log.exists())
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=15)
 
 
 @contextlib.contextmanager

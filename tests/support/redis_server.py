@@ -3,11 +3,9 @@ may kill and start again empty, as when Redis restarts in production."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -51,16 +49,3 @@ class RedisServer:
         """Down and up again on the same port with nothing in it (a new run id): every key is gone."""
         self.stop(kill=kill)
         self.start()
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url)
-
-
-@contextlib.contextmanager
-def running_redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
