@@ -5,6 +5,8 @@ stored transcript instead of doubled or missing text. (Real processes behind HAP
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -124,3 +126,91 @@ def test_a_lost_log_gives_the_transcript_not_a_partial_replay(nodes: tuple[Stack
     assert reload.recv()["type"] == "ready"
     reload.send({"type": "ping"})
     assert [f["type"] for f in reload.until("pong")] == ["pong"]
+
+
+def _published(pubsub: Any, conversation_id: str) -> list[str]:
+    """The frames Redis published to any node's channel for the conversation (`f<conversation>|epoch|frame`)."""
+    out = []
+    while (message := pubsub.get_message(timeout=0.2)) is not None:
+        if message["type"] == "pmessage" and message["data"].startswith(f"f{conversation_id}|".encode()):
+            out.append(message["data"].decode())
+    return out
+
+
+def test_a_nodes_own_frames_do_not_come_back_through_pub_sub(nodes: tuple[Stack, Stack]) -> None:
+    """A reply whose socket is on the node that runs it costs Redis no pub/sub message per frame (the node delivers
+    its frames from what the append returns); one whose socket moved to another node reaches that node."""
+    a, b = nodes
+    persona = a.persona("pace-50-60")
+    client = redis.Redis.from_url(REDIS)
+    pubsub = client.pubsub()
+    pubsub.psubscribe("widget:bus:n:*")
+    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
+    ws, conversation_id, visitor, message_id = _mid_reply(a, persona)
+    ws.until("reply.end")
+    assert _published(pubsub, conversation_id) == []
+    ws.send({"type": "message", "client_id": "c2", "text": "more please"})
+    second = ws.until("reply.start")[-1]["message_id"]
+    ws.until("reply.delta")
+    other = _resume(b, persona, visitor, conversation_id, ws.frames[-1], ws.frames[0]["epoch"])
+    assert other.recv()["resumed"] is True
+    after = other.until("reply.end")
+    assert after[-1]["message_id"] == second and after[-1]["finish_reason"] == "stop"
+    published = _published(pubsub, conversation_id)
+    assert published and all(f'"message_id":"{second}"' in p for p in published)
+    pubsub.close()
+
+
+def test_frames_reach_listeners_in_seq_order_and_a_lasting_gap_is_a_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node's own frames (from the append) and other nodes' (from pub/sub) come on different connections, so a
+    frame can arrive before the one it follows: it waits for it. One that never comes makes the line lost, so the
+    socket resumes from what is stored rather than skipping a frame."""
+    from widget_server.backends.bus import redis as redis_bus
+
+    class Heard:
+        def __init__(self) -> None:
+            self.frames: list[int] = []
+            self.first = asyncio.Event()
+            self.gone = asyncio.Event()
+
+        def frame(self, seq: int, text: str) -> None:
+            self.frames.append(seq)
+            self.first.set()
+
+        def control(self, message: dict[str, Any]) -> None:
+            return None
+
+        def lost(self) -> None:
+            self.gone.set()
+
+    def frame(seq: int) -> str:
+        return f'{{"seq":{seq},"type":"reply.delta","text":"x"}}'
+
+    async def run() -> tuple[list[int], list[int]]:
+        monkeypatch.setattr(redis_bus, "GAP_S", 0.05)
+        bus = redis_bus.RedisBus(REDIS, "order", max_frames=100, ttl_s=60, lease_s=3)
+        await bus.start()
+        try:
+            line = bus.line(f"conv_order_{secrets.token_hex(4)}")
+            heard = Heard()
+            await line.join(heard)
+            line.emit({"type": "reply.start", "message_id": "m1"})
+            async with asyncio.timeout(5):  # the first frame makes the log (seq 1) and comes back from the append
+                await heard.first.wait()
+            epoch = line.epoch
+            assert epoch is not None
+            line.deliver(epoch, frame(3))
+            line.deliver(epoch, frame(4))
+            before = list(heard.frames)
+            line.deliver(epoch, frame(2))
+            line.deliver(epoch, frame(3))  # twice: kept once
+            in_order = list(heard.frames)
+            line.deliver(epoch, frame(6))  # 5 never comes
+            async with asyncio.timeout(5):
+                await heard.gone.wait()
+            return before, in_order
+        finally:
+            await bus.aclose()
+
+    before, in_order = asyncio.run(run())
+    assert before == [1] and in_order == [1, 2, 3, 4]

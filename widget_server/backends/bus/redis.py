@@ -1,11 +1,15 @@
 """The conversation bus across nodes, in Redis: a log per conversation, its frames published as they are appended,
 control messages, and reply leases (scripts in `redis_scripts.py`).
 
-- A frame is appended and published by one script, which gives it its seq: every node hears a line's frames in seq
-  order, its own included (a node's sockets get their frames through Redis like everyone's, so what a client saw
-  is always in the log). A line's frames are sent by one task per line, pipelined, so emitting never waits.
-- Resume, as Centrifugo's recovery: subscribe first (and wait for Redis to confirm), then read the log after the
-  client's seq; the socket drops what it already sent, by seq. The log has an epoch, made when the log is: a
+- A frame is appended and published by one script, which gives it its seq, and which publishes it to the channel of
+  each other node listening to the conversation (a set per conversation; each node subscribes to its own channel
+  once). A node delivers its own frames from what the script returns, so they never make a round trip through
+  pub/sub, and a frame reaches a client only once it is in the log. Frames reach a node's listeners in seq order:
+  one that arrives before the one it follows (the two came on different connections) waits for it, and a gap that
+  lasts `GAP_S` counts as a loss. A line's frames are sent by one task per line, pipelined, so emitting never waits.
+- Resume, as Centrifugo's recovery: join first (the node is in the conversation's set, and Redis says which seq it
+  hears every frame after), then read the log after the client's seq; the socket drops what it already sent, by
+  seq. The log has an epoch, made when the log is: a
   restarted Redis or an expired key gives a new one, and a client holding the old one gets the transcript.
 - A node knows its copy is stale when Redis's run id changes, its pub/sub connection drops or reconnects, or a
   frame arrives in another epoch: the lines' listeners are told (`lost`), and they close their sockets so clients
@@ -32,6 +36,7 @@ from widget_server.backends.redis_client import open_redis
 log = logging.getLogger(__name__)
 PREFIX = "widget:bus:"
 SUBSCRIBE_TIMEOUT_S = 2.0
+GAP_S = 2.0  # how long a frame that came before the one it follows waits for it
 
 
 class RedisLine:
@@ -42,12 +47,15 @@ class RedisLine:
         self.epoch: str | None = None
         self.listeners: set[Listener] = set()
         self.key = f"{PREFIX}c:{conversation_id}"
-        self.channel = self.key  # the pub/sub channel has the conversation's key name
         self._pending: list[str] = []
         self._pump: asyncio.Task[None] | None = None
-        self._subscribed: asyncio.Event | None = None
         self.dead = False  # lost: frames of what ran before the loss must not start the new log
-
+        # Delivery in seq order: this node's own frames come back from APPEND, other nodes' through pub/sub, on
+        # separate connections, so a frame may arrive before the one it follows; it waits for it, for up to GAP_S.
+        self.delivered: int | None = None  # the seq after which every frame reaches this node (None: not joined)
+        self._early: dict[int, str] = {}
+        self._gap: asyncio.TimerHandle | None = None
+        self._member: str | None = None  # `token|node` in the conversation's set of listening nodes
 
     # frames
 
@@ -67,9 +75,9 @@ class RedisLine:
             try:
                 async with b.client.pipeline(transaction=False) as pipe:
                     for body in batch:
-                        await b.append(keys=[f"{self.key}:m", f"{self.key}:log"],
-                                       args=[body, secrets.token_hex(6), b.max_frames, b.ttl_ms, self.channel,
-                                             self.epoch or ""], client=pipe)
+                        await b.append(keys=[f"{self.key}:m", f"{self.key}:log", f"{self.key}:nodes"],
+                                       args=[body, secrets.token_hex(6), b.max_frames, b.ttl_ms, b.node_prefix,
+                                             self.epoch or "", b.node, self.conversation_id], client=pipe)
                     results = await pipe.execute()
             except Exception as exc:
                 log.warning("conversation bus: frames not appended", extra={"error": repr(exc),
@@ -79,10 +87,14 @@ class RedisLine:
                 return
             if self.dead:
                 return
-            for seq, epoch in results:
-                if not int(seq) or not self._seen(int(seq), epoch.decode()):
+            here = b.lines.get(self.conversation_id)  # the line this node's listeners hear (maybe this one)
+            for body, (seq, epoch) in zip(batch, results, strict=True):
+                seq, epoch = int(seq), epoch.decode()
+                if not seq or not self._seen(seq, epoch):
                     self.lost()
                     return
+                if here is not None:
+                    here.deliver(epoch, f'{{"seq":{seq},{body[1:]}', seq)  # as APPEND wrote it
 
     def _seen(self, seq: int, epoch: str) -> bool:
         """Take note of a frame of the log; False when it is of another epoch (the log was lost)."""
@@ -94,15 +106,53 @@ class RedisLine:
         self.seq = max(self.seq, seq)
         return True
 
-    def deliver(self, epoch: str, payload: str) -> None:
-        seq = int(payload[7:payload.index(",", 7)])  # the payload starts with {"seq":N,
-        if self._seen(seq, epoch):
-            for listener in list(self.listeners):
-                listener.frame(seq, payload)
+    def deliver(self, epoch: str, payload: str, seq: int | None = None) -> None:
+        if seq is None:
+            seq = int(payload[7:payload.index(",", 7)])  # the payload starts with {"seq":N,
+        if self.dead or not self._seen(seq, epoch):
+            return
+        if self.delivered is not None and seq <= self.delivered:
+            return  # already delivered (a line of this node being dropped had it sent here too)
+        if self.delivered is None or seq > self.delivered + 1:
+            self._early[seq] = payload
+            if self._gap is None:
+                self._gap = asyncio.get_running_loop().call_later(GAP_S, self._gap_lasted)
+            return
+        self._hand(seq, payload)
+        self._drain()
+
+    def _hand(self, seq: int, payload: str) -> None:
+        self.delivered = seq
+        for listener in list(self.listeners):
+            listener.frame(seq, payload)
+
+    def _drain(self) -> None:
+        assert self.delivered is not None
+        while (payload := self._early.pop(self.delivered + 1, None)) is not None:
+            self._hand(self.delivered + 1, payload)
+        for seq in [s for s in self._early if s <= self.delivered]:
+            del self._early[seq]
+        if not self._early and self._gap is not None:
+            self._gap.cancel()
+            self._gap = None
+
+    def _gap_lasted(self) -> None:
+        # A frame never came (its pub/sub message was lost): what this node holds is no longer whole.
+        self._gap = None
+        if self.delivered is None:  # not joined yet: what came early waits for the join
+            self._gap = asyncio.get_running_loop().call_later(GAP_S, self._gap_lasted)
+        elif self._early:
+            log.warning("conversation bus: a frame is missing", extra={"conversation_id": self.conversation_id,
+                                                                        "after_seq": self.delivered})
+            self.lost()
 
     def lost(self) -> None:
         listeners, self.listeners = list(self.listeners), set()
         self.dead = True
+        self._early.clear()
+        if self._gap is not None:
+            self._gap.cancel()
+            self._gap = None
         self.bus.forget(self)
         for listener in listeners:
             listener.lost()
@@ -110,7 +160,9 @@ class RedisLine:
     # control
 
     def control(self, message: dict[str, Any]) -> None:
-        self.bus.publish(self.channel, message)
+        b = self.bus
+        b.spawn(b.fan_out(keys=[f"{self.key}:nodes"],
+                          args=[b.node_prefix, b.node, self.conversation_id, json.dumps(message)]))
 
     def cancel(self, message_id: str) -> None:
         self.control({"cancel": message_id})
@@ -119,19 +171,43 @@ class RedisLine:
     # listening
 
     async def join(self, listener: Listener) -> None:
+        """Add this node to the conversation's listening nodes (a fresh member each time, so that a member still
+        being removed never removes a newer one) and learn the seq after which every frame reaches it."""
         first = not self.listeners
         self.listeners.add(listener)
-        if first:
-            try:
-                await self.bus.subscribe(self)
-            except BaseException:
-                self.listeners.discard(listener)
-                raise
+        self.bus.lines[self.conversation_id] = self
+        if not first:
+            return
+        b = self.bus
+        self._member = member = f"{secrets.token_hex(lua.TOKEN_CHARS // 2)}|{b.node}"
+        try:
+            if not b.available:
+                raise BusUnavailable("the bus is reconnecting to Redis")
+            seq, epoch = await b.join(keys=[f"{self.key}:m", f"{self.key}:nodes"], args=[member, b.ttl_ms])
+        except BaseException as exc:
+            self.listeners.discard(listener)
+            if not self.listeners:
+                self._unlist()
+            if isinstance(exc, Exception) and not isinstance(exc, BusUnavailable):
+                raise BusUnavailable(repr(exc)) from exc
+            raise
+        if epoch and not self._seen(int(seq), epoch.decode()):
+            return
+        self.delivered = max(self.delivered or 0, int(seq))
+        self._drain()
 
     async def leave(self, listener: Listener) -> None:
         self.listeners.discard(listener)
         if not self.listeners:
-            await self.bus.unsubscribe(self)
+            self._unlist()
+            member, self._member = self._member, None
+            if member is not None:
+                with contextlib.suppress(Exception):
+                    await self.bus.client.srem(f"{self.key}:nodes", member)
+
+    def _unlist(self) -> None:
+        if self.bus.lines.get(self.conversation_id) is self:
+            del self.bus.lines[self.conversation_id]
 
     async def since(self, last_seq: int | None) -> Since:
         try:
@@ -175,8 +251,9 @@ class RedisLine:
         b = self.bus
         b.held.discard(self.conversation_id)
         try:
-            await b.release(keys=[f"{self.key}:lease", f"{self.key}:reply", f"{self.key}:m", f"{PREFIX}leases"],
-                            args=[b.node, token, self.conversation_id, self.channel, b.ttl_ms])
+            await b.release(keys=[f"{self.key}:lease", f"{self.key}:reply", f"{self.key}:m", f"{PREFIX}leases",
+                                  f"{self.key}:nodes"],
+                            args=[b.node, token, self.conversation_id, b.node_prefix, b.ttl_ms])
         except Exception as exc:  # the lease lapses by itself; a sweeper then finds the reply ended
             log.warning("conversation bus: lease not released", extra={"error": repr(exc)})
 
@@ -187,7 +264,9 @@ class RedisBus:
 
     def __init__(self, url: str, node: str, *, max_frames: int, ttl_s: float, lease_s: float) -> None:
         self.url = url
-        self.node = node
+        # Unique per process even where names repeat (every container's server may be pid 1): leases, members and
+        # channels are this id's. No `|`, which separates it from what follows in messages.
+        self.node = f"{node.replace('|', '_')}~{secrets.token_hex(4)}"
         self.max_frames = max_frames
         self.ttl_ms = int(ttl_s * 1000)
         self.lease_s = lease_s
@@ -200,7 +279,10 @@ class RedisBus:
         self.renew = self.client.register_script(lua.RENEW)
         self.cancel_flag = self.client.register_script(lua.CANCEL)
         self.take_lapsed = self.client.register_script(lua.LAPSED)
-        self.lines: dict[str, RedisLine] = {}  # by channel: the lines this node listens to
+        self.join = self.client.register_script(lua.JOIN)
+        self.fan_out = self.client.register_script(lua.CONTROL)
+        self.node_prefix = f"{PREFIX}n:"
+        self.lines: dict[str, RedisLine] = {}  # by conversation id: the lines this node listens to
         self.held: set[str] = set()  # conversations whose reply lease this node holds
         self.sending: set[asyncio.Task[None]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -209,6 +291,8 @@ class RedisBus:
         self._broadcast: Callable[[dict[str, Any]], None] = lambda message: None
         self._cancel: Callable[[str, str], None] = lambda conversation_id, message_id: None
         self._nodes = f"{PREFIX}nodes"
+        self._nodes_b = self._nodes.encode()
+        self._own = f"{self.node_prefix}{self.node}"  # this node's channel: frames and control of the lines it listens to
         self._loops: list[asyncio.Task[None]] = []
 
     @property
@@ -216,7 +300,7 @@ class RedisBus:
         return self._pubsub is not None  # None while the pub/sub connection is being opened again
 
     def line(self, conversation_id: str) -> RedisLine:
-        return self.lines.get(f"{PREFIX}c:{conversation_id}") or RedisLine(self, conversation_id)
+        return self.lines.get(conversation_id) or RedisLine(self, conversation_id)
 
     # start and stop
 
@@ -257,7 +341,14 @@ class RedisBus:
         # is not noticed again by `_maintain`, which would also drop the lines opened since, in the new run.
         await self._note_run("Redis restarted")
         pubsub = self.client.pubsub()
-        await pubsub.subscribe(self._nodes)
+        await pubsub.subscribe(self._nodes, self._own)
+        # wait for Redis to confirm both, so that a line joined from now on hears every frame sent to this node
+        confirmed: set[str] = set()
+        async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+            while len(confirmed) < 2:
+                message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                if message is not None and message["type"] == "subscribe":
+                    confirmed.add(message["channel"].decode())
         # redis-py reconnects and resubscribes by itself: messages sent meanwhile are gone, so a reconnect is a loss
         pubsub.connection.register_connect_callback(self._reconnected)
         self._pubsub = pubsub
@@ -287,31 +378,11 @@ class RedisBus:
     def on_cancel(self, handler: Callable[[str, str], None]) -> None:
         self._cancel = handler
 
-    async def subscribe(self, line: RedisLine) -> None:
-        self.lines[line.channel] = line
-        line._subscribed = confirmed = asyncio.Event()
-        try:
-            if self._pubsub is None:
-                raise BusUnavailable("the bus is reconnecting to Redis")
-            await self._pubsub.subscribe(line.channel)
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                await confirmed.wait()
-        except Exception as exc:
-            self.lines.pop(line.channel, None)
-            raise BusUnavailable(repr(exc)) from exc
-
-    async def unsubscribe(self, line: RedisLine) -> None:
-        if self.lines.get(line.channel) is line:
-            del self.lines[line.channel]
-            if self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.unsubscribe(line.channel)
-
     def forget(self, line: RedisLine) -> None:
-        if self.lines.get(line.channel) is line:
-            del self.lines[line.channel]
-            if self._pubsub is not None:
-                self.spawn(self._pubsub.unsubscribe(line.channel))
+        line._unlist()
+        member, line._member = line._member, None
+        if member is not None:
+            self.spawn(self.client.srem(f"{line.key}:nodes", member))
 
     async def _listen(self) -> None:
         while True:
@@ -336,31 +407,25 @@ class RedisBus:
                 await pubsub.aclose()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
-        channel = message["channel"].decode()
-        if message["type"] == "subscribe":
-            line = self.lines.get(channel)
-            if line is not None and line._subscribed is not None:
-                line._subscribed.set()
-            return
         if message["type"] != "message":
             return
         data: str = message["data"].decode()
-        if data.startswith("!"):
+        if message["channel"] == self._nodes_b:  # `!node|{…}`, to every node
             node, _, body = data[1:].partition("|")
             if node != self.node:
-                self._control(channel, json.loads(body))
+                self._broadcast(json.loads(body))
             return
-        line = self.lines.get(channel)
-        if line is not None:
-            epoch, _, payload = data.partition("|")
+        conversation_id, _, rest = data[1:].partition("|")
+        line = self.lines.get(conversation_id)
+        if line is None:
+            return
+        if data[0] == "f":
+            epoch, _, payload = rest.partition("|")
             line.deliver(epoch, payload)
-
-    def _control(self, channel: str, message: dict[str, Any]) -> None:
-        if channel == self._nodes:
-            self._broadcast(message)
-        elif (line := self.lines.get(channel)) is not None:
+        elif data[0] == "c":
+            control = json.loads(rest)
             for listener in list(line.listeners):
-                listener.control(message)
+                listener.control(control)
 
     def lose_all(self, why: str) -> None:
         if self.lines:
@@ -372,12 +437,18 @@ class RedisBus:
     # leases
 
     async def _maintain(self) -> None:
-        """Renew this node's leases (reading their cancel flags) and notice a restarted Redis."""
+        """Renew this node's leases (reading their cancel flags) and its place among the listeners of its lines, and
+        notice a restarted Redis."""
+        loop = asyncio.get_running_loop()
+        listed = loop.time()
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 await self._note_run("Redis restarted")
                 await self._renew()
+                if loop.time() - listed > self.ttl_ms / 2000:
+                    listed = loop.time()
+                    await self._relist()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -396,6 +467,16 @@ class RedisBus:
         for cid, flag in zip(held, flags, strict=True):
             if flag:
                 self._cancel(cid, flag.decode())
+
+    async def _relist(self) -> None:
+        # A line nobody wrote to for a long while keeps hearing it: were its set to expire, a frame of a new log
+        # (which the line would take for a loss) would not reach it.
+        lines = [line for line in self.lines.values() if line._member is not None]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for line in lines:
+                pipe.sadd(f"{line.key}:nodes", line._member)
+                pipe.pexpire(f"{line.key}:nodes", self.ttl_ms * 2)
+            await pipe.execute()
 
     async def lapsed(self) -> list[dict[str, Any]]:
         try:
