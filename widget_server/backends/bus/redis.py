@@ -47,8 +47,6 @@ class RedisLine:
         self.epoch: str | None = None
         self.listeners: set[Listener] = set()
         self.key = f"{PREFIX}c:{conversation_id}"
-        self._pending: list[str] = []
-        self._pump: asyncio.Task[None] | None = None
         self.dead = False  # lost: frames of what ran before the loss must not start the new log
         # Delivery in seq order: this node's own frames come back from APPEND, other nodes' through pub/sub, on
         # separate connections, so a frame may arrive before the one it follows; it waits for it, for up to GAP_S.
@@ -62,39 +60,20 @@ class RedisLine:
     def emit(self, frame: Frame) -> None:
         if self.dead:
             return  # the reply that emits it is stored; a client resuming in the new epoch reads it from storage
-        self._pending.append(encode(frame))
-        if self._pump is None or self._pump.done():
-            self._pump = asyncio.get_running_loop().create_task(self._send())
-            self.bus.sending.add(self._pump)
-            self._pump.add_done_callback(self.bus.sending.discard)
+        self.bus.send(self, encode(frame))
 
-    async def _send(self) -> None:
-        b = self.bus
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                async with b.client.pipeline(transaction=False) as pipe:
-                    for body in batch:
-                        await b.append(keys=[f"{self.key}:m", f"{self.key}:log", f"{self.key}:nodes"],
-                                       args=[body, secrets.token_hex(6), b.max_frames, b.ttl_ms, b.node_prefix,
-                                             self.epoch or "", b.node, self.conversation_id], client=pipe)
-                    results = await pipe.execute()
-            except Exception as exc:
-                log.warning("conversation bus: frames not appended", extra={"error": repr(exc),
-                                                                            "conversation_id": self.conversation_id})
-                self._pending.clear()
-                self.lost()
-                return
-            if self.dead:
-                return
-            here = b.lines.get(self.conversation_id)  # the line this node's listeners hear (maybe this one)
-            for body, (seq, epoch) in zip(batch, results, strict=True):
-                seq, epoch = int(seq), epoch.decode()
-                if not seq or not self._seen(seq, epoch):
-                    self.lost()
-                    return
-                if here is not None:
-                    here.deliver(epoch, f'{{"seq":{seq},{body[1:]}', seq)  # as APPEND wrote it
+    def appended(self, body: str, seq: int, epoch: str) -> bool:
+        """What APPEND returned for a frame of this line: hand it to this node's listeners; False when the log was
+        not the one this line expected (lost)."""
+        if self.dead:
+            return False
+        if not seq or not self._seen(seq, epoch):
+            self.lost()
+            return False
+        here = self.bus.lines.get(self.conversation_id)  # the line this node's listeners hear (maybe this one)
+        if here is not None:
+            here.deliver(epoch, f'{{"seq":{seq},{body[1:]}', seq)  # as APPEND wrote it
+        return True
 
     def _seen(self, seq: int, epoch: str) -> bool:
         """Take note of a frame of the log; False when it is of another epoch (the log was lost)."""
@@ -284,7 +263,8 @@ class RedisBus:
         self.node_prefix = f"{PREFIX}n:"
         self.lines: dict[str, RedisLine] = {}  # by conversation id: the lines this node listens to
         self.held: set[str] = set()  # conversations whose reply lease this node holds
-        self.sending: set[asyncio.Task[None]] = set()
+        self._outbox: list[tuple[RedisLine, str]] = []  # frames to append, in order, every line's
+        self._sender: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pubsub: Any = None
         self._run_id: str | None = None
@@ -292,7 +272,7 @@ class RedisBus:
         self._cancel: Callable[[str, str], None] = lambda conversation_id, message_id: None
         self._nodes = f"{PREFIX}nodes"
         self._nodes_b = self._nodes.encode()
-        self._own = f"{self.node_prefix}{self.node}"  # this node's channel: frames and control of the lines it listens to
+        self._own = f"{self.node_prefix}{self.node}"  # frames and control of the lines this node listens to
         self._loops: list[asyncio.Task[None]] = []
 
     @property
@@ -315,13 +295,44 @@ class RedisBus:
     async def aclose(self) -> None:
         for task in self._loops:
             task.cancel()
-        for task in [*self._loops, *self.sending, *self._tasks]:
+        for task in [*self._loops, *([self._sender] if self._sender else []), *self._tasks]:
             with contextlib.suppress(BaseException):
                 await task
         if self._pubsub is not None:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         await self.client.aclose()
+
+    # frames
+
+    def send(self, line: RedisLine, body: str) -> None:
+        self._outbox.append((line, body))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        """Append the frames of every line in one pipeline at a time: what comes meanwhile waits for the next, so
+        a busy node sends few large pipelines (a round trip and a pool checkout for many frames), in order."""
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for line, body in batch:
+                        key = line.key
+                        await self.append(keys=[f"{key}:m", f"{key}:log", f"{key}:nodes"],
+                                          args=[body, secrets.token_hex(6), self.max_frames, self.ttl_ms,
+                                                self.node_prefix, line.epoch or "", self.node, line.conversation_id],
+                                          client=pipe)
+                    results = await pipe.execute()
+            except Exception as exc:
+                log.warning("conversation bus: frames not appended", extra={"error": repr(exc)})
+                for line in {line for line, _ in batch}:
+                    line.lost()
+                continue
+            failed: set[RedisLine] = set()
+            for (line, body), (seq, epoch) in zip(batch, results, strict=True):
+                if line not in failed and not line.appended(body, int(seq), epoch.decode()):
+                    failed.add(line)
 
     def spawn(self, work: Awaitable[Any]) -> None:
         async def run() -> None:
