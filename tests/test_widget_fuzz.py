@@ -35,7 +35,7 @@ from tests.support.servers import serve_in_thread
 
 SERVER_TYPES = {"ready", "message.accepted", "reply.start", "reply.delta", "reply.end", "guardrail", "escalation",
                 "typing", "agent.message", "error", "pong"}
-CLIENT_TYPES = {"hello", "message", "cancel", "feedback", "event", "ping"}
+CLIENT_TYPES = {"hello", "message", "cancel", "feedback", "event", "ping", "typing"}
 FINISH_REASONS = {"stop", "length", "guardrail", "cancelled", "error"}
 MAX_FRAME = 16 * 1024
 BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -598,6 +598,8 @@ def spec_ok(frame: dict[str, Any]) -> bool:
         props = frame.get("props")
         return frame.get("name") in ("widget.opened", "widget.closed") and (props is None or (
             isinstance(props, dict) and len(json.dumps(props)) <= 2000 and _strings_ok(props)))
+    if kind == "typing":
+        return isinstance(frame.get("active"), bool)
     return kind == "ping"
 
 

@@ -1,8 +1,10 @@
 """`GET /embed.js`: the widget script (embed/widget.js), with a strong ETag, caching headers and gzip.
 
 The file is read once and kept in memory with its gzip form; a changed modification time reloads it, so an
-edited widget is served without a restart. Public and cross-origin by design: any page may load the script
-(whether it may chat is decided by the publishable key's origin list).
+edited widget is served without a restart. What is served is the file without its whole-line comments (the
+source documents itself for its developers; visitors download the code): only lines that are nothing but a
+comment go, so no code, string or regular expression changes. Public and cross-origin by design: any page may
+load the script (whether it may chat is decided by the publishable key's origin list).
 """
 
 from __future__ import annotations
@@ -42,10 +44,28 @@ def load(path: Path = WIDGET) -> Script:
     cached = _cache.get(path)
     if cached is not None and cached.mtime_ns == mtime:
         return cached
-    raw = path.read_bytes()
+    raw = served(path.read_bytes())
     script = Script(mtime, raw, gzip.compress(raw, 9, mtime=0), f'"{hashlib.sha256(raw).hexdigest()[:32]}"')
     _cache[path] = script
     return script
+
+
+def served(source: bytes) -> bytes:
+    """The script without the lines that are only a comment (`// …`, or within `/* … */`), under one line that
+    says where the source is."""
+    out = [b"// widget_server embed: the source, with its comments, is embed/widget.js of widget_server"]
+    in_block = False
+    for line in source.split(b"\n"):
+        text = line.strip()
+        if in_block:
+            in_block = not text.endswith(b"*/")
+        elif text.startswith(b"//"):
+            continue
+        elif text.startswith(b"/*"):
+            in_block = not text.endswith(b"*/")
+        else:
+            out.append(line)
+    return b"\n".join(out)
 
 
 def _accepts_gzip(request: Request) -> bool:

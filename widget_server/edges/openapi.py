@@ -111,10 +111,12 @@ def _personas() -> Operations:
                                          "requestBody": patch},
         ("/v1/personas/{id}", "delete"): _op("Delete a persona", DELETED, FOUND),
         ("/v1/personas/{id}/prompt", "post"): _op(
-            "One reply as JSON (422 provider.refused: a model or endpoint this server does not allow)",
-            {"200": _json(ref("PromptAnswer"))}, (*FOUND, *WRITE, 422, 502, 504), ref("Prompt")),
+            "One reply as JSON (422 provider.refused: a model or endpoint this server does not allow; 409 "
+            "conversation.closed, or conversation.taken_over while a person has it)",
+            {"200": _json(ref("PromptAnswer"))}, (*FOUND, 409, *WRITE, 422, 502, 504), ref("Prompt")),
         ("/v1/personas/{id}/prompt/stream", "post"): _op(
-            "One reply as Server-Sent Events", {"200": sse}, (*FOUND, *WRITE), ref("Prompt")),
+            "One reply as Server-Sent Events (409: the conversation is closed, or a person has it)", {"200": sse},
+            (*FOUND, 409, *WRITE), ref("Prompt")),
     }
 
 
@@ -124,9 +126,25 @@ def _conversations() -> Operations:
                                           {"200": _json(ref("ConversationPage"))}, READ),
         ("/v1/conversations/{id}", "get"): _op("A conversation with its messages",
                                                {"200": _json(ref("ConversationDetail"))}, FOUND),
+        ("/v1/conversations/{id}/claim", "post"): _op(
+            "An agent takes an escalated conversation: the visitor's widget shows them joining; the persona stays "
+            "silent (409 conversation.claimed naming the agent who has it, or conversation.not_escalated)",
+            {"200": _json(ref("Conversation"))}, (*FOUND, 409, *WRITE), ref("Claim")),
+        ("/v1/conversations/{id}/messages", "post"): _op(
+            "The agent holding the conversation writes to the visitor (`agent.message` in the widget), or with "
+            "internal an agents-only note (409 conversation.claimed or conversation.not_claimed)",
+            {"201": _json(ref("Message"))}, (*FOUND, 409, *WRITE), ref("AgentMessage")),
+        ("/v1/conversations/{id}/release", "post"): _op(
+            "The agent lets go: the conversation waits for a person again (409 unless this agent holds it)",
+            {"200": _json(ref("Conversation"))}, (*FOUND, 409, *WRITE), ref("Claim")),
         ("/v1/conversations/{id}/resolve", "post"): _op(
-            "Hand an escalated conversation back to the bot (409 unless it is escalated)",
+            "Hand an escalated or claimed conversation back to the bot, the agents' messages in its history (409 "
+            "unless it is escalated or claimed, or, when an agent is named, held by another)",
             {"200": _json(ref("Conversation"))}, (*FOUND, 409, *WRITE), ref("Resolve"), body_required=False),
+        ("/v1/conversations/{id}/close", "post"): _op(
+            "End the conversation; the visitor's widget is told, and a message to it is refused with 409 "
+            "conversation.closed (409 when it has ended already, or, when an agent is named, another holds it)",
+            {"200": _json(ref("Conversation"))}, (*FOUND, 409, *WRITE), ref("Close"), body_required=False),
     }
 
 

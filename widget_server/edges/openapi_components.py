@@ -144,11 +144,21 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
                "allOf": [{"pattern": NO_CONTROLS}, {"pattern": NOT_BLANK}],
                "description": "the visitor's message: not blank; no control characters but tab and newlines, "
                               "no bidi controls, no lone surrogates"}
+    name = {"type": "string", "minLength": 1, "maxLength": 80, "allOf": [{"pattern": NO_CONTROLS},
+                                                                      {"pattern": NOT_BLANK}]}
+    agent = obj(["id", "name"], id={**name, "description": "the agent's id in the integration"},
+                name={**name, "description": "shown to the visitor"},
+                avatar_url={"type": "string", "maxLength": 500, "allOf": [{"pattern": NO_CONTROLS},
+                                                                          {"pattern": "^https://"}]})
     user = obj(["id"], id=STRING, name=STRING, email=STRING, hash={
         "type": "string", "description": "hex HMAC-SHA256 of id under the tenant's identity secret"})
     return {
         "Prompt": obj(["message"], message=message, conversation_id=_nullable(STRING), visitor_id=visitor_id()),
-        "Resolve": obj([], note=_nullable({"type": "string", "maxLength": 2000})),
+        "Claim": obj(["agent"], agent=agent),
+        "AgentMessage": obj(["text", "agent"], text=message, agent=agent,
+                            internal={"type": "boolean", "default": False}),
+        "Resolve": obj([], note=_nullable({"type": "string", "maxLength": 2000}), agent=_nullable(agent)),
+        "Close": obj([], agent=_nullable(agent)),
         "WebhookBody": obj(["url"], url={"type": "string", "format": "uri", "maxLength": 2000,
                                          "pattern": "^https?://[^/?#]", "description": "http(s), no #fragment"},
                            event_types={"type": "array", "minItems": 1, "default": ["*"], "description": "* for all",
@@ -162,10 +172,13 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
 def response_schemas() -> dict[str, Schema]:
     conversation = obj(id=STRING, persona_id=STRING, visitor_id=STRING,
                        channel={"enum": ["widget", "api", "openai", "console", "test"]},
-                       status={"enum": ["bot", "escalated", "agent", "closed"]}, created_at=TIME, updated_at=TIME)
+                       status={"enum": ["bot", "escalated", "agent", "closed"]}, created_at=TIME, updated_at=TIME,
+                       escalated_at=_nullable(TIME), escalation_reason=NULLABLE_STRING,
+                       agent=_nullable(obj(id=STRING, name=STRING)), claimed_at=_nullable(TIME))
     message = obj(id=STRING, role={"enum": ["visitor", "persona", "agent", "system"]}, text=STRING,
                   finish_reason=NULLABLE_STRING, guardrail=_nullable(ANNOTATION), usage={"type": ["object", "null"]},
-                  timing={"type": ["object", "null"]}, created_at=TIME,
+                  timing={"type": ["object", "null"]}, agent=_nullable(obj(id=STRING, name=STRING)),
+                  internal={"type": "boolean"}, created_at=TIME,
                   feedback=_nullable(obj(rating={"enum": ["up", "down"]}, comment=NULLABLE_STRING)))
     webhook = {"id": STRING, "url": STRING, "event_types": {"type": "array", "items": STRING}, "created_at": TIME}
     attempt = obj(id=STRING, webhook_id=STRING, event_id=STRING, event_type=STRING, attempt=COUNT,
@@ -186,6 +199,8 @@ def response_schemas() -> dict[str, Schema]:
             "type": "string", "contentMediaType": "application/json", "description": "the frame, with its type"}),
         "Conversation": conversation,
         "ConversationPage": obj(data={"type": "array", "items": ref("Conversation")}, next_cursor=NULLABLE_STRING),
+        "Message": {**message, "properties": {k: v for k, v in message["properties"].items() if k != "feedback"},
+                    "required": [k for k in message["required"] if k != "feedback"]},
         "ConversationDetail": {**conversation, "properties": {**conversation["properties"], "messages": {
             "type": "array", "items": message}}, "required": [*conversation["required"], "messages"]},
         "Webhook": obj(**webhook),

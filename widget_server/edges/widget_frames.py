@@ -159,6 +159,14 @@ def message_id(frame: Frame) -> str:
     return found
 
 
+def typing(frame: Frame) -> bool:
+    """Whether the visitor is typing (`active`), during a takeover."""
+    active = frame.get("active")
+    if not isinstance(active, bool):
+        raise invalid("active", "must be true or false")
+    return active
+
+
 def feedback(frame: Frame) -> tuple[str, str, str | None]:
     """The rated reply, the rating (`up` or `down`) and an optional comment of at most 2000 characters."""
     rated = message_id(frame)

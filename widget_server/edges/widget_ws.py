@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from widget_server.backends.bus import BusUnavailable, encode
 from widget_server.domain import keys, origins, personas
-from widget_server.domain.chat import conversations, feedback
+from widget_server.domain.chat import conversations, feedback, takeover
 from widget_server.domain.chat.channels import Attached, Channel, Close, Whose
 from widget_server.domain.chat.conversations import Conversation
 from widget_server.domain.chat.live_turn import spawn_turn
@@ -76,7 +76,7 @@ class Session:
         self.expires_at: float | None = None
         self.handlers: dict[str, Callable[[frames.Frame], Awaitable[None]]] = {
             "message": self.on_message, "cancel": self.on_cancel, "feedback": self.on_feedback,
-            "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello}
+            "event": self.on_event, "ping": self.on_ping, "hello": self.on_hello, "typing": self.on_typing}
 
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_text(encode(frame))
@@ -162,8 +162,9 @@ class Session:
     async def _history(self) -> list[dict[str, Any]]:
         assert self.conv is not None
         rows = await self.deps.storage.list_messages(self.conv.tenant_id, self.conv.id)
-        return [{"id": r["id"], "role": r["role"], "text": r["text"], "finish_reason": r["finish_reason"]}
-                for r in rows]
+        return [{"id": r["id"], "role": r["role"], "text": r["text"], "finish_reason": r["finish_reason"],
+                 **({"agent": {"name": (r["agent"] or {}).get("name")}} if r["role"] == "agent" else {})}
+                for r in rows if not r["internal"]]  # an agents' internal note never reaches the visitor
 
     async def send_frame(self, seq: int, text: str) -> None:
         if seq > self.sent:
@@ -229,6 +230,11 @@ class Session:
         except WidgetError as exc:  # as a turn's own errors: naming the message, so the widget knows which
             await self.send(exc.frame(seq=self.sent, client_id=client_id))
 
+
+    async def on_typing(self, frame: frames.Frame) -> None:
+        """The visitor types: the agents of the conversation see it (only agents listen to where it goes)."""
+        assert self.conv is not None
+        takeover.visitor_typing(self.deps, self.conv.id, frames.typing(frame))
 
     async def on_cancel(self, frame: frames.Frame) -> None:
         assert self.channel is not None

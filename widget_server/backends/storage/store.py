@@ -223,14 +223,38 @@ class Storage:
         return await self._one(CONVERSATION, {"t": tenant_id, "c": conversation_id})
 
     async def list_conversations(
-        self, tenant_id: str, *, limit: int, before: str | None = None, persona_id: str | None = None
+        self, tenant_id: str, *, limit: int, before: str | None = None, persona_id: str | None = None,
+        status: str | None = None,
     ) -> list[Row]:
         query = sa.select(conversations).where(conversations.c.tenant_id == tenant_id)
         if before:
             query = query.where(conversations.c.id < before)
         if persona_id:
             query = query.where(conversations.c.persona_id == persona_id)
+        if status:
+            query = query.where(conversations.c.status == status)
         return await self._all(query.order_by(conversations.c.id.desc()).limit(limit))
+
+    async def taken_over(self, tenant_id: str, *, limit: int) -> list[Row]:
+        """The inbox: conversations waiting for a person or held by one, longest waiting first."""
+        c = conversations.c
+        query = (sa.select(conversations).where(c.tenant_id == tenant_id, c.status.in_(("escalated", "agent")))
+                 .order_by(c.escalated_at, c.id).limit(limit))
+        return await self._all(query)
+
+    async def move_conversation(self, tenant_id: str, conversation_id: str, *, from_status: Sequence[str],
+                                values: Row, agent_id: str | None = None) -> Row | None:
+        """A takeover step in one statement, so that of two agents claiming at once exactly one wins: the
+        conversation changes only while its status is one of `from_status` (and, with `agent_id`, only while that
+        agent holds it). Returns the updated row, or None when it was in no such state."""
+        c = conversations.c
+        where = [c.tenant_id == tenant_id, c.id == conversation_id, c.status.in_(tuple(from_status))]
+        if agent_id is not None:
+            where.append(c.agent_id == agent_id)
+        query = sa.update(conversations).where(*where).values(**values, updated_at=now()).returning(conversations)
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _row(row) if row else None
 
     async def set_conversation_status(self, tenant_id: str, conversation_id: str, status: str) -> None:
         query = (
@@ -244,6 +268,7 @@ class Storage:
         """Returns once the message is committed; concurrent messages share a transaction (group commit).
         `guard_state` (the conversation's guardrail state after this message) is written in the same transaction."""
         message = {column: row.get(column) for column in MESSAGE_COLUMNS}
+        message["internal"] = bool(message["internal"])
         await self._messages.add({"message": message, "guard": guard_state})
 
     async def _insert_messages(self, items: list[Row]) -> None:

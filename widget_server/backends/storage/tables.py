@@ -62,8 +62,15 @@ conversations = sa.Table(
     # (the context a follow-up is read with). Written with the turn's messages, so it holds across restarts and nodes.
     sa.Column("guard_refusals", sa.Integer, nullable=False, server_default="0"),
     sa.Column("guard_previous", sa.Text),
+    # Takeover (bot → escalated → agent → bot | closed): when and why it was escalated, who holds it since when.
+    sa.Column("escalated_at", TS),
+    sa.Column("escalation_reason", sa.String(80)),
+    sa.Column("agent_id", sa.String(80)),
+    sa.Column("agent_name", sa.String(80)),
+    sa.Column("claimed_at", TS),
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
     sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
+    sa.Index("ix_conversations_tenant_status", "tenant_id", "status", "escalated_at"),  # the inbox's queue
 )
 
 messages = sa.Table(
@@ -82,6 +89,8 @@ messages = sa.Table(
     sa.Column("usage", sa.JSON),
     sa.Column("timing", sa.JSON),
     sa.Column("created_at", TS, nullable=False),
+    sa.Column("agent", sa.JSON),  # role agent: {"id", "name"} of the person who wrote it
+    sa.Column("internal", sa.Boolean, nullable=False, server_default=sa.false()),  # a note only agents see
     sa.Index("ix_messages_conversation", "conversation_id", "id"),
 )
 

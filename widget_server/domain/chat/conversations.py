@@ -20,12 +20,13 @@ from widget_server.domain.events import Event
 from widget_server.domain.guardrails.check import CheckContext
 from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.tenant_guard import GuardContext
-from widget_server.errors import ConversationNotFound, InvalidRequest
+from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest
 from widget_server.ids import new_unguessable_id, new_visitor_id
 
 MAX_VISITOR_ID = 80
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # embeddings, overrides, isolates
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+TAKEN = frozenset({"escalated", "agent"})  # a person has (or is fetched for) the conversation: the persona is silent
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,17 @@ class Conversation:
 def from_row(row: dict[str, Any], persona: dict[str, Any]) -> Conversation:
     guard = CheckContext(row.get("guard_refusals") or 0, row.get("guard_previous"))
     return Conversation(row["id"], row["tenant_id"], persona, row["visitor_id"], row["channel"], row["status"], guard)
+
+
+def check_writable(status: str, via: str) -> None:
+    """Whether a visitor's message may go to a conversation in this state: never to a closed one; to one a person
+    has taken only from the widget's socket (`via`), where the agents' messages reach the visitor (a REST caller
+    reads them with `GET /v1/conversations/{id}`)."""
+    if status == "closed":
+        raise Conflict("this conversation has ended", code="conversation.closed")
+    if status in TAKEN and via != "widget":
+        raise Conflict("a person has this conversation: their messages are in GET /v1/conversations/{id}",
+                       code="conversation.taken_over", details={"status": status})
 
 
 def visitor_id(value: Any) -> str:
@@ -150,6 +162,7 @@ async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, c
     found = await _own(deps, tenant_id, persona, conversation_id, named_visitor)
     if found is None:
         raise ConversationNotFound(f"no conversation {str(conversation_id)[:40]!r} with this persona")
+    check_writable(found.status, "api")
     return found
 
 

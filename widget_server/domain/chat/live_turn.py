@@ -43,7 +43,7 @@ def spawn_turn(deps: Deps, conv: Conversation, channel: Channel, text: Any, clie
                     return
                 memory, ids = await lock_turn(deps, conv, channel)
                 try:
-                    await run_turn(deps, conv, text, client_id, channel.emit, started, memory, ids)
+                    await run_turn(deps, conv, text, client_id, channel.emit, started, memory, ids, live=True)
                 finally:
                     memory.token = new_id("mem")
                     await channel.line.unlock(memory.token)

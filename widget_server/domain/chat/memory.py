@@ -9,6 +9,7 @@ conversation's row. The guardrail state is stored with every message of the turn
 from __future__ import annotations
 
 from collections import deque
+from datetime import datetime
 
 from widget_server.backends.providers import Turn
 from widget_server.domain.guardrails.check import CheckContext
@@ -20,6 +21,7 @@ class Memory:
         self.loaded = False  # whether `turns` holds the conversation's recent turns (else read them from storage)
         self.guard = guard
         self.token = ""  # what the conversation's lease held when this memory was last right (see live_turn)
+        self.escalated_at: datetime | None = None  # the conversation's last takeover this memory knows of
 
     def load(self, turns: list[Turn]) -> None:
         self.turns.clear()

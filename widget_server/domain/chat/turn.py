@@ -19,11 +19,11 @@ from widget_server.clock import now
 from widget_server.domain.chat import upstream
 from widget_server.domain.chat.channels import INTERRUPTED
 from widget_server.domain.chat.coalesce import Coalescer
-from widget_server.domain.chat.conversations import Conversation, check_message, storable
+from widget_server.domain.chat.conversations import TAKEN, Conversation, check_message, check_writable, storable
 from widget_server.domain.chat.deps import Deps
-from widget_server.domain.chat.escalation import escalate_if_asked
 from widget_server.domain.chat.frames import Emit
 from widget_server.domain.chat.memory import Memory
+from widget_server.domain.chat.takeover import escalate_if_asked, visitor_wrote
 from widget_server.domain.guardrails.check import CheckContext
 from widget_server.domain.guardrails.decision import Decision
 from widget_server.domain.guardrails.tenant_guard import counted
@@ -101,21 +101,60 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str, memory
         return tuple(memory.turns)
     n = deps.settings.history_turns
     rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=n + 1)
-    turns = [Turn(r["role"], r["text"]) for r in rows
-             if r["id"] != before_message_id and _context(r["role"], r["text"], r.get("finish_reason"))]
+    turns = [Turn(r["role"], _as_context(r)) for r in rows
+             if r["id"] != before_message_id and not r.get("internal")
+             and _context(r["role"], r["text"], r.get("finish_reason"))]
     turns = turns[-n:] if n else []
     memory.load(turns)
     return tuple(turns)
 
 
+def _as_context(row: dict[str, Any]) -> str:
+    """A message as the model reads it: an agent's says who wrote it, so the persona knows a person helped."""
+    if row["role"] == "agent":
+        return f"[{(row.get('agent') or {}).get('name') or 'A person'} of the support team wrote:] {row['text']}"
+    return str(row["text"])
+
+
+async def _status(deps: Deps, conv: Conversation, memory: Memory, live: bool) -> dict[str, Any] | None:
+    """The conversation as stored now (a person may have taken it since it was opened). A memory loaded before
+    the last takeover misses what the agents wrote: it is read again."""
+    row = await deps.storage.get_conversation(conv.tenant_id, conv.id)
+    if row is None:
+        return None
+    check_writable(row["status"], "widget" if live else "api")
+    if row.get("escalated_at") != memory.escalated_at:
+        memory.loaded, memory.escalated_at = False, row.get("escalated_at")
+    return row
+
+
+async def _to_agents(deps: Deps, conv: Conversation, row: dict[str, Any], text: Any, client_id: Any, emit: Emit,
+                     memory: Memory, message_id: str) -> Reply:
+    """A visitor's message while a person has (or is fetching) the conversation: stored as shown (masked where the
+    policy masks), heard by the agents on the conversation's line; the persona says nothing."""
+    acc = await accept(deps, conv, text, client_id, emit, memory, message_id)
+    for each in acc.decision.every():
+        if each.action == "mask":
+            deps.events.emit(conv.guardrail_event(each, "input", acc.message_id))
+    await acc.stored
+    memory.loaded = False  # the next bot turn reads what was said meanwhile
+    visitor_wrote(deps, row, acc.message_id)
+    return Reply(acc.message_id, finish_reason="agent")
+
+
 async def run_turn(
     deps: Deps, conv: Conversation, text: Any, client_id: Any, emit: Emit,
     on_start: Callable[[str], None] | None = None, memory: Memory | None = None, ids: tuple[str, str] | None = None,
+    live: bool = False,
 ) -> Reply:
     """The whole turn for one visitor message. Cancelling it ends the reply as `cancelled` (or `interrupted`, when
-    the cancel says so: the conversation bus lost it), stored."""
+    the cancel says so: the conversation bus lost it), stored. `live`: the visitor's widget socket, where a message
+    to a conversation a person has goes to them (elsewhere it is refused: the caller could not hear them)."""
     memory = memory or new_memory(deps, conv)
     visitor_id, reply_id = ids or (new_id("msg"), new_id("msg"))  # in this order: messages are listed by id
+    row = await _status(deps, conv, memory, live)
+    if row is not None and row["status"] in TAKEN:
+        return await _to_agents(deps, conv, row, text, client_id, emit, memory, visitor_id)
     acc = await accept(deps, conv, text, client_id, emit, memory, visitor_id)
     decision = acc.decision
     reply = Reply(reply_id, input=decision)
