@@ -18,6 +18,7 @@ from widget_server.edges.console import routes
 MARK = "Zanzibar-Quokka-7"  # a name found on this tenant's pages and nowhere else
 OPEN = {"/console/login"}  # the sign-in form: the one route with no session
 READ_POSTS = {"/console/logout", "/console/policy/check"}  # POSTs every role may send (they change nothing stored)
+STREAMS = {"/console/inbox/events"}  # Server-Sent Events that last as long as the page (no id in the path)
 
 
 def console_routes() -> list[tuple[str, str]]:
@@ -28,7 +29,7 @@ def console_routes() -> list[tuple[str, str]]:
 def fill(path: str, ids: dict[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
-        key = "conversation" if path.startswith("/console/transcripts/") else (
+        key = "conversation" if path.startswith(("/console/transcripts/", "/console/inbox/")) else (
             "case" if name == "case_id" else "persona")
         return ids[key]
     return re.sub(r"\{(\w+)\}", one, path)
@@ -77,8 +78,20 @@ def test_another_tenant_gets_404_for_everything_of_this_one_and_sees_none_of_it(
         if "{" in path:
             r = intruder.request(method, url, data={"csrf": token} if method == "POST" else None)
             assert r.status_code == 404, (method, url, r.status_code)
+        elif method == "GET" and path in STREAMS:  # endless: read up to the stream's `ready`
+            with intruder.stream("GET", url, headers={"Accept": "text/event-stream"}) as r:
+                assert r.status_code == 200, (url, r.status_code)
+                seen = ""
+                for line in r.iter_lines():
+                    seen += line + "\n"
+                    if line == "event: ready":
+                        break
+            assert MARK not in seen and tenant_a["conversation"] not in seen, url
         elif method == "GET":
             r = intruder.get(url)
+            if path == "/console/inbox/next":  # the longest waiting of its own tenant's (none: the inbox)
+                assert r.status_code == 303 and r.headers["location"] == "/console/inbox", r.headers
+                continue
             assert r.status_code in (200, 308), (url, r.status_code)
             assert MARK not in r.text and tenant_a["slug"] not in r.text and tenant_a["persona"] not in r.text, url
     for query in (f"persona={tenant_a['persona']}", f"persona={tenant_a['slug']}"):  # asked for by name: still not

@@ -242,6 +242,17 @@ class Storage:
                  .order_by(c.escalated_at, c.id).limit(limit))
         return await self._all(query)
 
+    async def last_messages(self, tenant_id: str, conversation_ids: Sequence[str], per: int) -> list[Row]:
+        """The last `per` messages of each of these conversations (one query), oldest first within each."""
+        if not conversation_ids:
+            return []
+        m = messages.c
+        rank = sa.func.row_number().over(partition_by=m.conversation_id, order_by=m.id.desc()).label("rank_")
+        inner = (sa.select(messages, rank)
+                 .where(m.tenant_id == tenant_id, m.conversation_id.in_(list(conversation_ids))).subquery())
+        query = sa.select(inner).where(inner.c.rank_ <= per).order_by(inner.c.conversation_id, inner.c.id)
+        return await self._all(query)
+
     async def move_conversation(self, tenant_id: str, conversation_id: str, *, from_status: Sequence[str],
                                 values: Row, agent_id: str | None = None) -> Row | None:
         """A takeover step in one statement, so that of two agents claiming at once exactly one wins: the

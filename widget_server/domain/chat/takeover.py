@@ -221,8 +221,8 @@ async def say(deps: Deps, tenant_id: str, conversation_id: str, agent: Agent, te
               internal: bool = False) -> dict[str, Any]:
     """An agent's message: to the visitor's widget (`agent.message`), or an internal note only agents see. The
     agent must hold the conversation; a note may also be added while it waits."""
-    text = check_message(text, deps.settings.max_message_chars)
     row = await _found(deps, tenant_id, conversation_id)
+    text = check_message(text, deps.settings.max_message_chars)
     if not (row["status"] == "agent" and row["agent_id"] == agent.id) and not (internal and row["status"] in TAKEN):
         raise _not_held(row, agent)
     message = {"id": new_id("msg"), "tenant_id": tenant_id, "conversation_id": conversation_id, "role": "agent",

@@ -49,6 +49,7 @@ class Reply:
     # topics read it, and whether the model was called at all.
     input: Decision | None = None
     provider_called: bool = False
+    escalation: Decision | None = None  # a decision that stopped the turn, to escalate if it says so
 
 
 @dataclass
@@ -167,11 +168,14 @@ async def run_turn(
             deps.events.emit(conv.guardrail_event(each, "input", acc.message_id))
         if decision.stops:
             _refuse(reply, decision, "input", emit)
-            await escalate_if_asked(deps, conv, decision, emit)
+            reply.escalation = decision
         else:
             turns = await history(deps, conv, acc.message_id, memory)
             provider, request = upstream.provider_request(deps, conv, acc.text, turns)
             await stream_reply(deps, conv, provider, request, reply, emit, acc.arrived, memory)
+        if reply.escalation is not None:
+            await acc.stored  # so that the inbox, told at once, shows the message that asked for a person
+            await escalate_if_asked(deps, conv, reply.escalation, emit)
     except asyncio.CancelledError as exc:
         reply.finish_reason = _cut_short(exc)  # cut short before or after streaming: still stored and recorded
         if (task := asyncio.current_task()) is not None:
@@ -241,7 +245,7 @@ async def stream_reply(
                 _refuse(reply, decision, "output", emit)
                 reply.guardrails.append(decision.annotation("output"))
                 memory.guard = counted(memory.guard, decision)
-                await escalate_if_asked(deps, conv, decision, emit)
+                reply.escalation = decision  # (the turn escalates once the visitor's message is stored)
                 deps.events.emit(conv.guardrail_event(decision, "output", reply.message_id))
                 return
     except (TimeoutError, ProviderError) as exc:

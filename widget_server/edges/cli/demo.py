@@ -10,6 +10,7 @@ from typing import Any
 
 from widget_server.backends.storage import Storage
 from widget_server.domain import console_users, keys, personas, tenants
+from widget_server.domain.guardrails.tenant_guard import validate
 from widget_server.edges.cli.common import read_demo, with_storage
 from widget_server.edges.cli.serve import serve
 from widget_server.private_files import private_file
@@ -23,6 +24,10 @@ DEMO_PERSONA: dict[str, Any] = {
     "greeting": "Hi, I'm Ada from Crumb & Co. What can I bake for you today?",
     "starters": ["What bread do you have?", "When are you open?", "Can I order a cake?"],
 }
+
+# Asking for a person escalates, so that a takeover can be tried from the console's inbox (README, "Human
+# takeover"). Set with the demo persona, when the tenant has no policy: one edited since is kept.
+DEMO_POLICY: dict[str, Any] = {"version": 1, "escalation": {"on_request": True}}
 
 DEMO_OWNER = "owner@demo.example"  # the demo tenant's console owner (its password is made once, kept in demo.json)
 
@@ -42,6 +47,8 @@ async def ensure_demo(settings: Settings, origin: str) -> dict[str, Any]:
             demo = {"tenant_id": tenant_id, "secret_key": secret, "publishable_key": pk, "origins": made["origins"]}
         if await storage.get_persona(demo["tenant_id"], DEMO_PERSONA["slug"]) is None:
             await personas.create(storage, demo["tenant_id"], DEMO_PERSONA)
+            if await storage.get_policy(demo["tenant_id"]) is None:
+                await storage.put_policy(demo["tenant_id"], validate(DEMO_POLICY)[0])
         owner = await storage.console.user_by_email(DEMO_OWNER)
         if not demo.get("console_password") or owner is None or owner["tenant_id"] != demo["tenant_id"]:
             if owner is not None:  # left by an earlier demo whose password is lost: start it over

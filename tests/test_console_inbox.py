@@ -1,0 +1,265 @@
+"""The console's inbox, over HTTP (pages, actions, the live streams) and in Chromium with two browser contexts: a
+visitor on a host page of another origin and an agent in the console. What an agent notices: a visitor asking for a
+person shows up at once, claiming it tells the visitor, both see each other type, the agent's messages reach the
+widget with the agent's name and notes never do, and after a resolve the bot answers again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from tests.conftest import Stack
+from tests.support.console import (
+    BROWSER_ARGS,
+    CHROMIUM,
+    Console,
+    axe_violations,
+    browser_sign_in,
+    needs_chromium,
+    token_for,
+)
+from tests.support.servers import serve_in_thread
+from tests.support.upstream import Upstream
+from tests.test_widget_browser import HostPages, Site, off_thread, open_and_send, widget
+
+POLICY = {"version": 1, "escalation": {"on_request": True}}
+expect.set_options(timeout=15_000)
+
+
+def _escalated(stack: Stack, marker: str = "") -> tuple[Any, str]:
+    """A widget conversation waiting for a person: (the visitor's socket, the conversation id)."""
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=POLICY, headers=stack.auth).status_code == 200
+    ws = stack.open(stack.persona("echo", name="Ada", system_prompt=f"You test. {marker}"))
+    conversation_id = ws.recv()["conversation_id"]
+    ws.send({"type": "message", "client_id": "c1", "text": "can I talk to a human please"})
+    ws.until("reply.end")
+    return ws, conversation_id
+
+
+def _post(client: httpx.Client, path: str, token: str, **body: Any) -> httpx.Response:
+    return client.post(path, json=body, headers={"X-CSRF-Token": token, "Accept": "application/json"})
+
+
+class Events:
+    """An SSE stream read in a thread over a socket of its own (closing it ends the read at once, which a client
+    library's stream, closed from another thread, would not): `wait(predicate)` for the first matching event."""
+
+    def __init__(self, client: httpx.Client, path: str) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+        url = httpx.URL(str(client.base_url))
+        self.sock = socket.create_connection((url.host, url.port), timeout=10)
+        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAccept: text/event-stream\r\n"
+                          f"Cookie: {cookies}\r\n\r\n".encode())
+        self.sock.settimeout(None)
+        self.file = self.sock.makefile("rb")
+        status = self.file.readline()
+        assert b" 200 " in status, status
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        name = ""
+        try:
+            for raw in self.file:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    with self.cond:
+                        self.got.append((name, json.loads(line[6:])))
+                        self.cond.notify_all()
+        except (OSError, ValueError):
+            pass
+
+    def wait(self, match: Callable[[str, dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: any(match(n, d) for n, d in self.got), timeout), self.got
+            return next(d for n, d in self.got if match(n, d))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_an_agent_claims_replies_notes_and_resolves_from_the_console(console: Console,
+                                                                     upstream: tuple[Upstream, str]) -> None:
+    stack = console.stack
+    agent = console.signed_in("agent")
+    token = token_for(agent, "/console/inbox")
+    inbox = Events(agent, "/console/inbox/events")
+    try:
+        inbox.wait(lambda n, d: n == "ready")
+        marker = secrets.token_hex(6)
+        ws, conversation_id = _escalated(stack, marker)
+        alert = inbox.wait(lambda n, d: n == "inbox" and d.get("what") == "escalated")
+        assert alert["conversation_id"] == conversation_id and alert["reason"] == "escalation.requested"
+    finally:
+        inbox.close()
+    listed = agent.get("/console/inbox")
+    assert listed.status_code == 200 and f'href="/console/inbox/{conversation_id}"' in listed.text
+    assert "can I talk to a human please" in listed.text and "waiting" in listed.text
+
+    page = agent.get(f"/console/inbox/{conversation_id}")
+    after = re.search(r'data-after="([0-9.]+)"', page.text)
+    assert page.status_code == 200 and after
+    live = Events(agent, f"/console/inbox/{conversation_id}/events?after={after.group(1)}")
+    try:
+        claimed = _post(agent, f"/console/inbox/{conversation_id}/claim", token)
+        assert claimed.status_code == 200 and claimed.json()["status"] == "agent"
+        joined = ws.recv()
+        assert joined["status"] == "agent_joined" and joined["agent"]["name"] == "Agent Tester"
+        ws.send({"type": "typing", "active": True})
+        live.wait(lambda n, d: n == "agents" and d == {"type": "typing", "who": "visitor", "active": True,
+                                                         "seq": d["seq"]})
+        assert _post(agent, f"/console/inbox/{conversation_id}/typing", token, active=True).status_code == 204
+        assert ws.recv() == {"type": "typing", "who": "agent", "active": True, "seq": joined["seq"] + 1}
+        note = _post(agent, f"/console/inbox/{conversation_id}/messages", token, text="VIP", internal=True)
+        assert note.status_code == 201
+        live.wait(lambda n, d: n == "agents" and d.get("type") == "note" and d["text"] == "VIP")
+        said = _post(agent, f"/console/inbox/{conversation_id}/messages", token, text="Hello, I can help.")
+        assert said.status_code == 201
+        shown = ws.recv()  # the note never came: the agent's message is the next frame
+        assert shown["type"] == "agent.message" and shown["text"] == "Hello, I can help."
+        ws.send({"type": "message", "client_id": "c2", "text": "great, thanks"})
+        live.wait(lambda n, d: n == "conversation" and d.get("type") == "message.accepted"
+                  and d["text"] == "great, thanks")
+        assert [r for r in upstream[0].requests if marker in str(r["messages"][0]["content"])] == []
+        resolved = _post(agent, f"/console/inbox/{conversation_id}/resolve", token)
+        assert resolved.status_code == 200 and resolved.json()["status"] == "bot"
+        assert ws.until("escalation")[-1]["status"] == "resolved"
+        live.wait(lambda n, d: n == "conversation" and d.get("status") == "resolved")
+    finally:
+        live.close()
+
+
+def test_roles_tenants_and_csrf_hold_on_the_inbox(console: Console) -> None:
+    stack = console.stack
+    _, conversation_id = _escalated(stack)
+    viewer = console.signed_in("viewer")
+    token = token_for(viewer, "/console/inbox")
+    assert viewer.get(f"/console/inbox/{conversation_id}").status_code == 200  # a viewer reads
+    refused = _post(viewer, f"/console/inbox/{conversation_id}/claim", token)
+    assert refused.status_code == 403  # and cannot take over
+    agent = console.signed_in("agent")
+    no_csrf = agent.post(f"/console/inbox/{conversation_id}/claim", headers={"Accept": "application/json"})
+    assert no_csrf.status_code == 403
+    other = console.signed_in("owner", tenant_id=stack.tenant()["tenant_id"])
+    other_token = token_for(other, "/console/inbox")
+    assert other.get(f"/console/inbox/{conversation_id}").status_code == 404
+    assert _post(other, f"/console/inbox/{conversation_id}/claim", other_token).status_code == 404
+    assert conversation_id not in other.get("/console/inbox").text
+    second = console.signed_in("agent")
+    first_token, second_token = token_for(agent, "/console/inbox"), token_for(second, "/console/inbox")
+    assert _post(agent, f"/console/inbox/{conversation_id}/claim", first_token).status_code == 200
+    lost = _post(second, f"/console/inbox/{conversation_id}/claim", second_token)
+    assert lost.status_code == 409 and lost.json()["error"]["details"]["agent"]["name"] == "Agent Tester"
+    page = second.get(f"/console/inbox/{conversation_id}")
+    assert "with Agent Tester" in page.text and "Reply to the visitor" not in page.text
+
+
+# In Chromium: a visitor on a page of another origin, an agent in the console.
+
+@pytest.fixture(scope="module")
+def host_server() -> Iterator[tuple[HostPages, str]]:
+    pages = HostPages()
+    with serve_in_thread(pages.app()) as url:
+        yield pages, url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        yield b
+        b.close()
+
+
+@needs_chromium
+def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
+        stack_factory: Callable[..., Stack], host_server: tuple[HostPages, str], browser: Browser,
+        upstream: tuple[Upstream, str]) -> None:
+    stack: Stack = off_thread(stack_factory)
+    pages, origin = host_server
+    keys = off_thread(stack.tenant, [origin])
+    site = Site(stack, pages, origin, keys["sk"], keys["pk"])
+    site.policy(POLICY)
+    marker = secrets.token_hex(6)
+    persona = site.persona("echo", name="Ada", system_prompt=f"You test. {marker}")
+    agent_row = Console(Stack(stack.url, stack.settings, keys["tenant_id"], keys["sk"], keys["pk"],
+                              stack.exits)).user("agent")
+
+    agent_ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # axe is injected
+    visitor_ctx = browser.new_context(viewport={"width": 390, "height": 800})
+    try:
+        desk = agent_ctx.new_page()
+        browser_sign_in(desk, stack.url, agent_row["email"])
+        desk.goto(stack.url + "/console/inbox")
+        expect(desk.get_by_text("Nobody is waiting.")).to_be_visible()
+        found = axe_violations(desk)
+        assert found == [], json.dumps(found, indent=1)
+
+        visitor = visitor_ctx.new_page()
+        visitor.goto(site.page(site.tag(persona)))
+        w = open_and_send(visitor, "Is there a person there? I need real help.")
+        expect(w.locator(".m > .r.n")).to_have_text(["Connecting you with a person…"])
+
+        # The agent is alerted where they are: the list refreshes and the Inbox tab counts it.
+        waiting = desk.locator(".queue-item")
+        expect(waiting).to_have_count(1)
+        expect(waiting.first).to_contain_text("Is there a person there? I need real help.")
+        expect(desk.locator(".nav a[href='/console/inbox'] .count")).to_have_text("1")
+        expect(desk).to_have_title(re.compile(r"^\(1\) Inbox"))
+        waiting.first.get_by_role("button", name="Claim").click()
+        expect(desk.get_by_role("heading", name=re.compile("Conversation with a visitor of Ada"))).to_be_visible()
+        expect(desk.locator("#status")).to_have_text("with Agent Tester")
+        expect(w.locator(".m > .r.n").last).to_have_text("A person joined the chat.")
+        found = axe_violations(desk)
+        assert found == [], json.dumps(found, indent=1)
+
+        # Typing, both ways.
+        w.locator("textarea").press_sequentially("where is my ord")
+        expect(desk.get_by_text("The visitor is typing…")).to_be_visible()
+        box = desk.get_by_label("Reply to the visitor")
+        box.press_sequentially("Let me look")
+        expect(w.locator(".r.ag .d")).to_be_visible()  # the agent's typing dots in the widget
+        w.locator("textarea").press_sequentially("er?")
+        w.locator("textarea").press("Enter")
+        expect(desk.locator(".message.role-visitor").last).to_have_text(re.compile("where is my order\\?"))
+
+        box.fill("Your order ships today.")
+        box.press("Enter")
+        expect(w.locator(".r.ag").last).to_have_text("Agent TesterYour order ships today.")
+        expect(w.locator(".r.ag .d")).to_have_count(0)  # the indicator went with the message
+        box.fill("Customer seems upset")
+        desk.get_by_role("button", name="Add internal note").click()
+        expect(desk.locator(".message.note").last).to_contain_text("Customer seems upset")
+
+        # A reload mid-takeover: the agent's message is there, the note never.
+        visitor.reload()
+        w = widget(visitor)
+        w.locator("button.l").click()
+        expect(w.locator(".r.ag").filter(has_text="Your order ships today.")).to_have_count(1)
+        assert "Customer seems upset" not in w.locator(".m").inner_text()
+        assert [r for r in upstream[0].requests if marker in str(r["messages"][0]["content"])] == []
+
+        desk.get_by_role("button", name="Resolve: back to the bot").click()
+        expect(w.locator(".m > .r.n").last).to_have_text(
+            "Your request was marked as solved. You can keep writing here.")
+        w.locator("textarea").fill("thanks! one more thing")
+        w.locator("textarea").press("Enter")
+        expect(w.locator(".m > .r.a").last).to_contain_text("thanks! one more thing")  # the bot (echo) again
+    finally:
+        agent_ctx.close()
+        visitor_ctx.close()
