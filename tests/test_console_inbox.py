@@ -5,12 +5,9 @@ widget with the agent's name and notes never do, and after a resolve the bot ans
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import secrets
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +26,7 @@ from tests.support.console import (
     token_for,
 )
 from tests.support.servers import serve_in_thread
+from tests.support.sse import Events
 from tests.support.upstream import Upstream
 from tests.test_widget_browser import HostPages, Site, off_thread, open_and_send, widget
 
@@ -48,49 +46,6 @@ def _escalated(stack: Stack, marker: str = "") -> tuple[Any, str]:
 
 def _post(client: httpx.Client, path: str, token: str, **body: Any) -> httpx.Response:
     return client.post(path, json=body, headers={"X-CSRF-Token": token, "Accept": "application/json"})
-
-
-class Events:
-    """An SSE stream read in a thread over a socket of its own (closing it ends the read at once, which a client
-    library's stream, closed from another thread, would not): `wait(predicate)` for the first matching event."""
-
-    def __init__(self, client: httpx.Client, path: str) -> None:
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        self.cond = threading.Condition()
-        url = httpx.URL(str(client.base_url))
-        self.sock = socket.create_connection((url.host, url.port), timeout=10)
-        cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAccept: text/event-stream\r\n"
-                          f"Cookie: {cookies}\r\n\r\n".encode())
-        self.sock.settimeout(None)
-        self.file = self.sock.makefile("rb")
-        status = self.file.readline()
-        assert b" 200 " in status, status
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        name = ""
-        try:
-            for raw in self.file:
-                line = raw.decode().rstrip("\r\n")
-                if line.startswith("event: "):
-                    name = line[7:]
-                elif line.startswith("data: "):
-                    with self.cond:
-                        self.got.append((name, json.loads(line[6:])))
-                        self.cond.notify_all()
-        except (OSError, ValueError):
-            pass
-
-    def wait(self, match: Callable[[str, dict[str, Any]], bool], timeout: float = 10) -> dict[str, Any]:
-        with self.cond:
-            assert self.cond.wait_for(lambda: any(match(n, d) for n, d in self.got), timeout), self.got
-            return next(d for n, d in self.got if match(n, d))
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
 
 def test_an_agent_claims_replies_notes_and_resolves_from_the_console(console: Console,
