@@ -113,6 +113,34 @@ def test_a_person_takes_over_answers_in_the_widget_and_hands_back(
     assert by_type["escalation.claimed"]["agent_id"] == "agent-7" and by_type["escalation.claimed"]["waited_ms"] >= 0
     assert by_type["escalation.resolved"]["agent_id"] == "agent-7"
     assert sorted(e["attributes"]["internal"] for e in events if e["type"] == "agent.message") == [False, True]
+    summary = httpx.get(f"{stack.url}/v1/analytics/summary", headers=stack.auth).json()["takeover"]
+    assert summary["escalations"] == 1 and summary["handoff_rate"] == 1.0 and summary["unclaimed"] == 0
+    assert summary["time_to_claim_ms"]["count"] == 1 and summary["time_to_resolve_ms"]["count"] == 1
+    assert summary["time_to_claim_ms"]["p50"] <= summary["time_to_resolve_ms"]["p50"]
+
+
+def test_the_takeover_figures_count_unclaimed_and_reopened_escalations() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from widget_server.backends.storage.aggregates import takeover_figures
+
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = [
+        ("a", "escalation.triggered", t0, None, None, None),
+        ("a", "escalation.claimed", t0 + timedelta(seconds=30), 30_000.0, None, None),
+        ("a", "escalation.claimed", t0 + timedelta(seconds=40), 40_000.0, None, "agent-1"),  # a transfer
+        ("a", "escalation.resolved", t0 + timedelta(minutes=5), None, 300_000.0, None),
+        ("a", "escalation.triggered", t0 + timedelta(hours=2), None, None, None),  # reopened within 24 h
+        ("b", "escalation.triggered", t0, None, None, None),
+        ("b", "escalation.resolved", t0 + timedelta(minutes=1), None, 60_000.0, None),  # nobody claimed it
+        ("b", "escalation.triggered", t0 + timedelta(days=2), None, None, None),  # a day later: not reopened
+        ("c", "escalation.triggered", t0, None, None, None),  # still waiting
+    ]
+    got = takeover_figures(rows, conversations=10)
+    assert got["escalations"] == 5 and got["conversations_escalated"] == 3 and got["handoff_rate"] == 0.3
+    assert got["unclaimed"] == 4 and got["unclaimed_share"] == 0.8  # b's first, a's second, b's second, c
+    assert got["time_to_claim_ms"] == {"p50": 30_000.0, "p95": 30_000.0, "count": 1}
+    assert got["time_to_resolve_ms"]["count"] == 2 and got["reopened"] == 1 and got["reopen_rate"] == 0.5
 
 
 def test_release_close_and_what_is_refused(stack: Stack) -> None:

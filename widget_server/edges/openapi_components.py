@@ -92,13 +92,18 @@ def event_schemas() -> dict[str, Schema]:
                 schema_version=INTEGER, attributes={"type": "object"})
     page = obj(data={"type": "array", "items": ref("Event")}, next_cursor=STRING, has_more={"type": "boolean"})
     day = obj(day={"type": "string", "format": "date"}, conversations=COUNT, messages=COUNT)
+    share = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+    ms = obj(p50={"type": ["number", "null"]}, p95={"type": ["number", "null"]}, count=COUNT)
+    takeover = obj(escalations=COUNT, conversations_escalated=COUNT, handoff_rate=share, unclaimed=COUNT,
+                   unclaimed_share=share, time_to_claim_ms=ms, time_to_resolve_ms=ms, reopened=COUNT,
+                   reopen_rate=share)
     summary = obj(**{"from": _nullable(TIME), "to": _nullable(TIME)}, persona_id=NULLABLE_STRING,
                   conversations=COUNT, messages=COUNT, replies=COUNT, days={"type": "array", "items": day},
                   ttft_ms=obj(p50={"type": ["number", "null"]}, p95={"type": ["number", "null"]}, replies=COUNT),
                   tokens=obj(input=COUNT, output=COUNT),
                   guardrails=obj(triggered=COUNT, by_reason={"type": "object", "additionalProperties": COUNT}),
-                  escalations=obj(triggered=COUNT, resolved=COUNT), feedback=obj(up=COUNT, down=COUNT),
-                  errors=COUNT)
+                  escalations=obj(triggered=COUNT, resolved=COUNT), takeover=takeover,
+                  feedback=obj(up=COUNT, down=COUNT), errors=COUNT)
     retention = obj(retention_days={"type": ["integer", "null"]}, effective_days={"type": ["integer", "null"]})
     erased = obj(visitor_id=STRING, deleted={"type": "object", "additionalProperties": COUNT})
     return {"Event": event, "EventPage": page, "Summary": summary, "Retention": retention, "Erasure": erased}

@@ -24,6 +24,7 @@ FEEDBACK = "feedback.submitted"
 COUNTED = ("conversation.started", "message.received", "reply.completed", "guardrail.triggered",
            "escalation.triggered", "escalation.resolved", "error")  # the types whose counts the summary shows
 PERCENTS = {"p50": 50, "p95": 95}
+HANDOFF_TYPES = ("escalation.triggered", "escalation.claimed", "escalation.resolved", "escalation.closed")
 # Group by the first output column: an expression with bound parameters (a JSON key, a format) would be sent twice
 # as two parameters, and PostgreSQL would not see the GROUP BY expression as the selected one.
 FIRST = sa.text("1")
@@ -123,6 +124,7 @@ class Aggregates:
         # lost by not running them one after another, and the page waits for the longest (the replies) only.
         async with asyncio.TaskGroup() as group:
             counted = group.create_task(self._on_own(self._counted, where))
+            handoffs = group.create_task(self._on_own(self._handoffs, where))
             replies = group.create_task(self._on_own(self._replies_per_day, where, tokens) if per_day
                                         else self._on_own(self._replies, where))
             others = group.create_task(self._on_own(self._rules_and_ratings, where, upto, filters.ts_to))
@@ -131,7 +133,16 @@ class Aggregates:
         return {"by_type": by_type, "days": days,
                 "tokens": (int(summed[0]), int(summed[1])) if summed is not None else None,
                 "rules": {r: int(n) for r, n in rules},
-                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft, "ttft_days": ttft_days}
+                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft, "ttft_days": ttft_days,
+                "handoffs": handoffs.result()}
+
+    async def _handoffs(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]) -> list[tuple[Any, ...]]:
+        """The takeover events of the range, oldest first: (conversation, type, ts, waited_ms, escalated_ms,
+        whether a transfer). Far fewer than the replies; `takeover_figures` reads them."""
+        query = (sa.select(c.conversation_id, c.type, c.ts, c.attributes["waited_ms"].as_float(),
+                           c.attributes["escalated_ms"].as_float(), c.attributes["from_agent_id"].as_string())
+                 .where(*where, c.type.in_(HANDOFF_TYPES)).order_by(c.seq))
+        return [tuple(row) for row in (await conn.execute(query)).all()]
 
     async def _on_own(self, read: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self.engine.connect() as conn:
@@ -217,6 +228,56 @@ async def _percentiles(conn: AsyncConnection, where: list[sa.ColumnElement[bool]
         got = (await conn.execute(sa.select(value).where(*scope).order_by(value).offset(low).limit(2))).scalars()
         ranks |= {low + i: float(v) for i, v in enumerate(got)}
     return {"count": n, **_interpolated(ranks, n)}
+
+
+REOPEN_S = 24 * 3600
+
+
+def takeover_figures(rows: list[tuple[Any, ...]], conversations: int) -> dict[str, Any]:
+    """Handoffs from the takeover events of a range (oldest first): the share of conversations handed to a person,
+    the share of escalations nobody claimed (before they were resolved, closed, or by the end of the range), the time
+    to claim and to resolve (p50/p95, ms), and the share of resolves escalated again within 24 hours (reopened)."""
+    escalated: set[Any] = set()
+    current: dict[Any, bool] = {}  # a conversation's escalation in progress: claimed yet?
+    resolved_at: dict[Any, datetime] = {}
+    claimed_ms: list[float] = []
+    resolved_ms: list[float] = []
+    escalations = unclaimed = resolves = reopened = 0
+    for conversation, typ, ts, waited, took, transfer in rows:
+        if typ == "escalation.triggered":
+            escalations += 1
+            escalated.add(conversation)
+            if current.get(conversation) is False:
+                unclaimed += 1  # escalated again (a playground's report) before anyone claimed the last one
+            current[conversation] = False
+            before = resolved_at.pop(conversation, None)
+            if before is not None and (ts - before).total_seconds() <= REOPEN_S:
+                reopened += 1
+        elif typ == "escalation.claimed" and not transfer:
+            if conversation in current:
+                current[conversation] = True
+            if waited is not None:
+                claimed_ms.append(float(waited))
+        elif typ in ("escalation.resolved", "escalation.closed"):
+            if current.pop(conversation, True) is False:
+                unclaimed += 1  # handed back or closed with nobody having claimed it
+            if typ == "escalation.resolved":
+                resolves += 1
+                resolved_at[conversation] = ts
+                if took is not None:
+                    resolved_ms.append(float(took))
+    unclaimed += sum(1 for claimed in current.values() if not claimed)  # still waiting at the range's end
+    return {"escalations": escalations, "conversations_escalated": len(escalated),
+            # (at most 1: a conversation started before the range may be escalated within it)
+            "handoff_rate": round(min(len(escalated) / conversations, 1.0), 4) if conversations else None,
+            "unclaimed": unclaimed, "unclaimed_share": round(unclaimed / escalations, 4) if escalations else None,
+            "time_to_claim_ms": {**_rounded(_ranked(claimed_ms)), "count": len(claimed_ms)},
+            "time_to_resolve_ms": {**_rounded(_ranked(resolved_ms)), "count": len(resolved_ms)},
+            "reopened": reopened, "reopen_rate": round(reopened / resolves, 4) if resolves else None}
+
+
+def _rounded(values: dict[str, float | None]) -> dict[str, float | None]:
+    return {k: None if v is None else round(v, 1) for k, v in values.items()}
 
 
 def _ranked(values: list[float]) -> dict[str, float | None]:

@@ -7,6 +7,7 @@ from datetime import UTC, date, timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
+from widget_server.backends.storage.aggregates import takeover_figures
 from widget_server.backends.storage.analytics import EventFilter
 from widget_server.domain.analytics.query import parse_filter
 from widget_server.errors import InvalidRequest
@@ -23,7 +24,8 @@ async def parse_summary(storage: Storage, tenant_id: str, params: Mapping[str, s
 async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
                     ttft_per_day: bool = False, tokens: bool = True) -> dict[str, Any]:
     """Conversations and messages per UTC day, time to first token p50/p95 (ms), tokens in and out, guardrail
-    triggers by reason, escalations, feedback (the latest rating of each reply). `days` is a continuous series
+    triggers by reason, escalations and their takeover by people (`takeover_figures`), feedback (the latest rating
+    of each reply). `days` is a continuous series
     (days without events count zero) over `from`..`to`, or from the first to the last day with events. With
     `ttft_per_day` (the console's dashboard), each day also has its own `ttft_ms` {p50, p95, replies}, from the same
     snapshot of events. Without `tokens` (a page that does not show them, such as the dashboard), `tokens` is None
@@ -51,6 +53,7 @@ async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
         "guardrails": {"triggered": by_type.get("guardrail.triggered", 0), "by_reason": rules},
         "escalations": {"triggered": by_type.get("escalation.triggered", 0),
                         "resolved": by_type.get("escalation.resolved", 0)},
+        "takeover": takeover_figures(raw["handoffs"], by_type.get("conversation.started", 0)),
         "feedback": {"up": raw["ratings"].get("up", 0), "down": raw["ratings"].get("down", 0)},
         "errors": by_type.get("error", 0),
     }
