@@ -6,9 +6,11 @@ widget with the agent's name and notes never do, and after a resolve the bot ans
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,6 +33,7 @@ from tests.support.upstream import Upstream
 from tests.test_widget_browser import HostPages, Site, off_thread, open_and_send, widget
 
 POLICY = {"version": 1, "escalation": {"on_request": True}}
+README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 expect.set_options(timeout=15_000)
 
 
@@ -144,7 +147,8 @@ def browser() -> Iterator[Browser]:
 @needs_chromium
 def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         stack_factory: Callable[..., Stack], host_server: tuple[HostPages, str], browser: Browser,
-        upstream: tuple[Upstream, str]) -> None:
+        upstream: tuple[Upstream, str], tmp_path: Path) -> None:
+    shots = README_SHOTS if os.environ.get("WIDGET_SCREENSHOTS") else tmp_path  # (as test_console_tour.py)
     stack: Stack = off_thread(stack_factory)
     pages, origin = host_server
     keys = off_thread(stack.tenant, [origin])
@@ -161,7 +165,7 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         desk = agent_ctx.new_page()
         browser_sign_in(desk, stack.url, agent_row["email"])
         desk.goto(stack.url + "/console/inbox")
-        expect(desk.get_by_text("Nobody is waiting.")).to_be_visible()
+        expect(desk.get_by_text("Nobody is waiting.").first).to_be_visible()
         found = axe_violations(desk)
         assert found == [], json.dumps(found, indent=1)
 
@@ -200,6 +204,8 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         box.fill("Customer seems upset")
         desk.get_by_role("button", name="Add internal note").click()
         expect(desk.locator(".message.note").last).to_contain_text("Customer seems upset")
+        desk.screenshot(path=str(shots / "console-inbox.png"), full_page=True)
+        visitor.screenshot(path=str(shots / "takeover-widget.png"), full_page=False)
 
         # A reload mid-takeover: the agent's message is there, the note never.
         visitor.reload()
