@@ -37,14 +37,21 @@
       Notification.requestPermission().then(function (p) { if (p !== "granted") box.checked = false; });
     });
     const live = document.getElementById("inbox-live");
-    const refresh = function () {
-      fetch(list.dataset.refresh, {credentials: "same-origin"}).then(function (r) {
-        return r.ok ? r.text() : null;
-      }).then(function (html) { if (html !== null) list.innerHTML = html; });  // our own escaped page
+    let pending = null;
+    const refresh = function () {  // at most twice a second, however many events come
+      if (pending) return;
+      pending = setTimeout(function () {
+        pending = null;
+        fetch(list.dataset.refresh, {credentials: "same-origin"}).then(function (r) {
+          return r.ok ? r.text() : null;
+        }).then(function (html) { if (html !== null) list.innerHTML = html; });  // our own escaped page
+      }, 500);
     };
     // console.js holds the console's one stream of inbox events (it ran by the time the document is loaded)
     document.addEventListener("DOMContentLoaded", function () {
-      if (window.consoleInbox) window.consoleInbox.addEventListener("inbox", onInbox);
+      if (!window.consoleInbox) return;
+      window.consoleInbox.addEventListener("inbox", onInbox);
+      window.consoleInbox.addEventListener("ready", refresh);  // (re)connected: what came meanwhile
     });
     const onInbox = function (e) {
       const frame = JSON.parse(e.data);
