@@ -18,6 +18,8 @@
   // Server frames that advance `seq`: a resume never shows one twice.
   var SEQUENCED = {'message.accepted': 1, 'reply.start': 1, 'reply.delta': 1, 'reply.end': 1, guardrail: 1,
     escalation: 1, 'agent.message': 1, typing: 1};
+  var AFTER = {requested: 'escalated', agent_joined: 'agent', agent_left: 'escalated', resolved: 'bot',
+    closed: 'closed'};
   // `escalation`: what the visitor reads for each escalation status.
   var STRINGS = {
     en: {
@@ -866,8 +868,10 @@
 
     escalation: function (self, f) {
       var said = self.strings.escalation;
-      self.status = {requested: 'escalated', agent_joined: 'agent', agent_left: 'escalated'}[f.status] || 'bot';
+      if (has(AFTER, f.status)) self.status = AFTER[f.status];
       if (self.status !== 'agent') self.agentTyping();
+      // nobody online, or a long wait: what the tenant's policy says, as text
+      if ((f.status === 'unavailable' || f.status === 'waiting') && typeof f.text === 'string') self.note(f.text);
       if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
       self.emit('escalation', {status: f.status});
     },

@@ -6,14 +6,20 @@ the bot answers again knowing what the person said. (In the browser and the cons
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import Stack
 from tests.support.upstream import Upstream
+from widget_server.backends.storage import open_storage
+from widget_server.backends.storage.tables import conversations
+from widget_server.clock import now
 
 POLICY = {"version": 1, "escalation": {"on_request": True}}
 DANA = {"id": "agent-7", "name": "Dana"}
@@ -202,3 +208,38 @@ def test_a_bad_agent_is_a_clear_400(stack: Stack, agent: Any) -> None:
     r = _post(stack, conversation_id, "claim", {"agent": agent})
     assert r.status_code == 400 and r.json()["error"]["code"] == "request.invalid", r.text
     assert _conversation(stack, conversation_id)["status"] == "escalated"  # nothing half done
+
+
+def test_a_visitor_is_told_when_nobody_is_online_and_again_after_a_long_wait(stack_factory: Any) -> None:
+    stack = stack_factory(takeover_sweep_s=0.1)
+    policy = {"version": 1, "escalation": {"on_request": True, "nobody_message": "Nobody is in today.",
+                                           "wait_notice_s": 30, "wait_message": "Still looking for someone."}}
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
+    ws = stack.open(stack.persona("echo"))
+    conversation_id = ws.recv()["conversation_id"]
+    ws.send({"type": "message", "client_id": "c1", "text": "can I talk to a human please"})
+    told = [f for f in ws.until("reply.end") if f["type"] == "escalation"]
+    assert [(f["status"], f.get("text")) for f in told] == [("requested", None), ("unavailable", "Nobody is in today.")]
+
+    async def waited_a_minute() -> None:  # the sweeper compares the stored escalation time with the clock
+        storage = await open_storage(stack.settings.resolved_database_url)
+        try:
+            async with storage.engine.begin() as conn:
+                await conn.execute(sa.update(conversations).where(conversations.c.id == conversation_id)
+                                   .values(escalated_at=now() - timedelta(seconds=60)))
+        finally:
+            await storage.close()
+    asyncio.run(waited_a_minute())
+    waiting = ws.until("escalation")[-1]
+    assert waiting["status"] == "waiting" and waiting["text"] == "Still looking for someone."
+    events = stack.wait_events(lambda got: len(got) == 2, type="escalation.unanswered", conversation=conversation_id)
+    assert sorted(e["attributes"]["why"] for e in events) == ["nobody_online", "waited"]
+    assert _conversation(stack, conversation_id)["status"] == "escalated"  # still waiting for a person
+
+
+def test_nobody_message_is_not_sent_while_an_agent_is_signed_in(console: Any) -> None:
+    stack = console.stack
+    console.signed_in("agent")
+    ws, conversation_id, _ = _escalated(stack, secrets.token_hex(6))
+    statuses = [f["status"] for f in ws.frames if f["type"] == "escalation"]
+    assert statuses == ["requested"]

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from tests.conftest import Stack
 from tests.support.servers import serve_in_thread
+from widget_server.domain.guardrails.policy import Escalation
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,6 +36,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 # otherwise they go to the test's temporary folder, and are still taken (a page that cannot be captured fails).
 README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HOSTILE = "* { all: unset } div { display: none !important }"
+NOBODY = Escalation.model_fields["nobody_message"].default  # what a visitor is told when no agent is signed in
 XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script> [x](javascript:alert(1)) **bold** [ok](https://example.com/)"
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="scripts/browser.sh installs Chromium")
@@ -633,18 +635,18 @@ def test_escalation_notes_are_in_the_visitors_language(site: Site, context: Brow
     page.goto(site.page(site.tag(persona, lang=lang)))
     w = open_and_send(page, ask)
     notes = w.locator(".m > .r.n")
-    expect(notes).to_have_text([requested])
+    expect(notes).to_have_text([requested, NOBODY])  # (the tenant's words: nobody of it is signed in)
     conversation = stored(page, site.pk, persona)["c"]
     r = httpx.post(f"{site.stack.url}/v1/conversations/{conversation}/resolve", json={},
                    headers={"Authorization": f"Bearer {site.sk}"})
     assert r.status_code == 200, r.text
-    expect(notes).to_have_text([requested, resolved])  # the support team handed the conversation back
+    expect(notes).to_have_text([requested, NOBODY, resolved])  # the support team handed the conversation back
 
     # A status this widget does not know (a newer server, or a name such as `constructor`) shows nothing raw.
     page.evaluate("""() => { const i = PersonaWidget.instances[0];
       i.receive({type: 'escalation', status: 'transferred', seq: i.seq + 1});
       i.receive({type: 'escalation', status: 'constructor', seq: i.seq + 1}); }""")
-    expect(notes).to_have_count(2)
+    expect(notes).to_have_count(3)
     shown = w.locator(".m").inner_text()
     assert "resolved" not in shown and "transferred" not in shown and "function" not in shown, shown
 

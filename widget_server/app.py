@@ -23,6 +23,7 @@ from widget_server.domain import console_users
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter, claim_spill
+from widget_server.domain.chat import takeover
 from widget_server.domain.chat.channels import Hub
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.lapsed import sweep_lapsed_forever
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             limits=Limits(settings.redis_url, settings.rate_limits), sealer=Sealer(secret),
         )
         lapsed_sweeper = asyncio.create_task(sweep_lapsed_forever(deps))
+        wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
             sweeper.cancel()
             session_sweeper.cancel()
             lapsed_sweeper.cancel()
+            wait_sweeper.cancel()
             if bus.shared and (running := deps.hub.running()) and settings.drain_s:
                 await asyncio.wait(running, timeout=settings.drain_s)  # their visitors resume on other nodes
             tasks = deps.hub.cancel_all()

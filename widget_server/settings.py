@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     rate_limit_sessions_per_key: int = Field(3000, gt=0)  # widget sessions per publishable key
     trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
+    takeover_sweep_s: float = Field(5.0, gt=0)  # how often visitors waiting for a person are looked at (wait notice)
     resume_log_frames: int = 4096
     # several nodes (WIDGET_REDIS_URL): a reply's node renews its lease every third of this; when it lapses (the
     # node died), another node ends the reply as `interrupted` within about 1.5 times this

@@ -60,6 +60,15 @@ class ConsoleStore:
 
     # sessions
 
+    async def agents_online(self, tenant_id: str, seen_since: datetime) -> int:
+        """How many owners and agents of the tenant have a console session seen since `seen_since`."""
+        query = (sa.select(sa.func.count(sa.distinct(console_sessions.c.user_id)))
+                 .select_from(console_sessions.join(console_users, console_users.c.id == console_sessions.c.user_id))
+                 .where(console_sessions.c.tenant_id == tenant_id, console_sessions.c.last_seen_at >= seen_since,
+                        console_users.c.role.in_(("owner", "agent"))))
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar() or 0)
+
     async def add_session(self, row: Row) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(console_sessions).values(**row))

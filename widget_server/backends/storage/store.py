@@ -253,6 +253,26 @@ class Storage:
         query = sa.select(inner).where(inner.c.rank_ <= per).order_by(inner.c.conversation_id, inner.c.id)
         return await self._all(query)
 
+    async def waiting_since(self, before: datetime, *, limit: int) -> list[Row]:
+        """Conversations of every tenant escalated before `before`, unclaimed, whose visitor was not told yet that
+        they wait (the wait sweeper's candidates; the tenant's own delay is the policy's)."""
+        c = conversations.c
+        query = (sa.select(conversations).where(c.status == "escalated", c.escalated_at < before,
+                                                c.wait_noticed_at.is_(None))
+                 .order_by(c.escalated_at).limit(limit))
+        return await self._all(query)
+
+    async def notice_wait(self, tenant_id: str, conversation_id: str) -> Row | None:
+        """Mark a waiting conversation's visitor as told they wait: the row once, to one caller of all nodes."""
+        c = conversations.c
+        query = (sa.update(conversations)
+                 .where(c.tenant_id == tenant_id, c.id == conversation_id, c.status == "escalated",
+                        c.wait_noticed_at.is_(None))
+                 .values(wait_noticed_at=now()).returning(conversations))
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return _row(row) if row else None
+
     async def move_conversation(self, tenant_id: str, conversation_id: str, *, from_status: Sequence[str],
                                 values: Row, agent_id: str | None = None) -> Row | None:
         """A takeover step in one statement, so that of two agents claiming at once exactly one wins: the

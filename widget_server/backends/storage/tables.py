@@ -68,6 +68,7 @@ conversations = sa.Table(
     sa.Column("agent_id", sa.String(80)),
     sa.Column("agent_name", sa.String(80)),
     sa.Column("claimed_at", TS),
+    sa.Column("wait_noticed_at", TS),  # when the visitor waiting unclaimed was told so (once per escalation)
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
     sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
     sa.Index("ix_conversations_tenant_status", "tenant_id", "status", "escalated_at"),  # the inbox's queue

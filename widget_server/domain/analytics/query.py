@@ -18,7 +18,8 @@ from widget_server.errors import InvalidRequest
 EXPORT_SCHEMA = "widget_server.events/1"
 EVENT_TYPES = ("conversation.started", "message.received", "reply.completed", "guardrail.triggered",
                "escalation.triggered", "escalation.claimed", "escalation.released", "escalation.resolved",
-               "escalation.closed", "agent.message", "feedback.submitted", "widget.opened", "widget.closed", "error")
+               "escalation.closed", "escalation.unanswered", "agent.message", "feedback.submitted", "widget.opened",
+               "widget.closed", "error")
 COLUMNS = ("id", "ts", "tenant_id", "persona_id", "conversation_id", "visitor_id", "channel", "type",
            "schema_version", "attributes")
 FILTERS = ("type", "persona", "conversation", "visitor", "from", "to")

@@ -12,8 +12,10 @@ Lines: the conversation's own (what the visitor sees: `escalation`, `agent.messa
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from widget_server.clock import now
@@ -21,10 +23,14 @@ from widget_server.domain.chat.conversations import TAKEN, Conversation, check_m
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.frames import Emit
 from widget_server.domain.events import Event
+from widget_server.domain.guardrails.compile import CompiledPolicy
 from widget_server.domain.guardrails.decision import Decision
+from widget_server.domain.guardrails.policy import Escalation as EscalationSettings
 from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest
 from widget_server.ids import new_id
 
+log = logging.getLogger(__name__)
+MIN_WAIT_S = 10  # the shortest `escalation.wait_notice_s` a policy may set
 QUEUED_CHANNELS = frozenset({"widget", "api"})  # a playground or test run's escalation is only reported
 MAX_AGENT_ID = 80
 MAX_AGENT_NAME = 80
@@ -114,10 +120,13 @@ async def escalate_if_asked(deps: Deps, conv: Conversation, decision: Decision, 
     queue (a widget or REST one: the console's playground and test runs only report it), support gets the event."""
     if decision.action != "escalate":
         return
+    row = None
     if conv.channel in QUEUED_CHANNELS:
-        await escalated(deps, conv.tenant_id, conv.id, decision.reason or "escalation")
+        row = await escalated(deps, conv.tenant_id, conv.id, decision.reason or "escalation")
     emit({"type": "escalation", "status": "requested"})
     deps.events.emit(conv.event("escalation.triggered", reason=decision.reason))
+    if row is not None:
+        await _tell_if_nobody(deps, row, emit)
 
 
 async def escalated(deps: Deps, tenant_id: str, conversation_id: str, reason: str) -> dict[str, Any] | None:
@@ -125,10 +134,56 @@ async def escalated(deps: Deps, tenant_id: str, conversation_id: str, reason: st
     row = await deps.storage.move_conversation(
         tenant_id, conversation_id, from_status=("bot",),
         values={"status": "escalated", "escalated_at": now(), "escalation_reason": reason[:80], "agent_id": None,
-                "agent_name": None, "claimed_at": None})
+                "agent_name": None, "claimed_at": None, "wait_noticed_at": None})
     if row is not None:
         _inbox(deps, row, "escalated", reason=reason)
     return row
+
+
+async def _tell_if_nobody(deps: Deps, row: dict[str, Any], emit: Emit) -> None:
+    """No owner or agent of the tenant signed in to the console (a session seen within its idle lifetime): the
+    visitor is told so, in the policy's words, and `escalation.unanswered` is recorded."""
+    settings = await _escalation(deps, row["tenant_id"])
+    if settings is None or not settings.nobody_message:
+        return
+    since = now() - timedelta(seconds=deps.settings.console_idle_s)
+    if await deps.storage.console.agents_online(row["tenant_id"], since):
+        return
+    emit({"type": "escalation", "status": "unavailable", "text": settings.nobody_message})
+    deps.events.emit(_event("escalation.unanswered", row, why="nobody_online"))
+
+
+async def _escalation(deps: Deps, tenant_id: str) -> EscalationSettings | None:
+    compiled = await deps.guard.policy(tenant_id)
+    return compiled.policy.escalation if isinstance(compiled, CompiledPolicy) else None
+
+
+async def tell_waiting(deps: Deps) -> int:
+    """Tell each visitor waiting unclaimed longer than their tenant's `escalation.wait_notice_s` that a person will
+    come, once per escalation (`escalation` status `waiting`, the event `escalation.unanswered`, the inbox)."""
+    told = 0
+    for row in await deps.storage.waiting_since(now() - timedelta(seconds=MIN_WAIT_S), limit=500):
+        settings = await _escalation(deps, row["tenant_id"])
+        wait = settings.wait_notice_s if settings is not None else None
+        if wait is not None and row["escalated_at"] > now() - timedelta(seconds=wait):
+            continue  # not yet
+        marked = await deps.storage.notice_wait(row["tenant_id"], row["id"])
+        if marked is None or settings is None or wait is None:
+            continue  # another node told them; or this tenant tells nobody (marked, so not looked at again)
+        deps.hub.emit(row["id"], {"type": "escalation", "status": "waiting", "text": settings.wait_message})
+        deps.events.emit(_event("escalation.unanswered", marked, why="waited", waited_ms=_ms(marked["escalated_at"])))
+        _inbox(deps, marked, "waiting")
+        told += 1
+    return told
+
+
+async def sweep_waiting_forever(deps: Deps) -> None:
+    while True:
+        await asyncio.sleep(deps.settings.takeover_sweep_s)
+        try:
+            await tell_waiting(deps)
+        except Exception:
+            log.exception("could not look at the visitors waiting for a person")
 
 
 async def claim(deps: Deps, tenant_id: str, conversation_id: str, agent: Agent) -> dict[str, Any]:

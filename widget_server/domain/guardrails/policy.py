@@ -142,6 +142,13 @@ class Escalation(Strict):
     after_refusals: Annotated[int, Field(ge=1, le=1000), INTEGRAL] | None = None
     topics: list[Annotated[str, RuleId]] = Field(default=[], max_length=LIMITS["escalation_topics"])
     message: str = Field("Connecting you with a person…", max_length=LIMITS["text_chars"])
+    # Human takeover: what a visitor is told when no agent or owner of the tenant is signed in to the console
+    # (null: nothing), and after how many seconds of waiting unclaimed they are told `wait_message` (null: never).
+    nobody_message: str | None = Field("Nobody from the team is online right now. Leave your message here and "
+                                       "we will answer as soon as someone is back.", max_length=LIMITS["text_chars"])
+    wait_notice_s: Annotated[int, Field(ge=10, le=86_400), INTEGRAL] | None = 180
+    wait_message: str = Field("Sorry for the wait: a person will be with you as soon as they can.",
+                              max_length=LIMITS["text_chars"])
 
 
 class Output(Strict):
