@@ -5,6 +5,7 @@ widget with the agent's name and notes never do, and after a resolve the bot ans
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -31,6 +32,9 @@ from tests.support.servers import serve_in_thread
 from tests.support.sse import Events
 from tests.support.upstream import Upstream
 from tests.test_widget_browser import HostPages, Site, off_thread, open_and_send, widget
+from widget_server.backends.storage import open_storage
+from widget_server.clock import now
+from widget_server.ids import new_id
 
 POLICY = {"version": 1, "escalation": {"on_request": True}}
 README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
@@ -45,6 +49,39 @@ def _escalated(stack: Stack, marker: str = "") -> tuple[Any, str]:
     ws.send({"type": "message", "client_id": "c1", "text": "can I talk to a human please"})
     ws.until("reply.end")
     return ws, conversation_id
+
+
+async def _canned(stack: Stack, tenant_id: str, shortcut: str, text: str) -> None:
+    storage = await open_storage(stack.settings.resolved_database_url)
+    try:
+        await storage.console.add_canned({"id": new_id("cnd"), "tenant_id": tenant_id, "shortcut": shortcut,
+                                          "text": text, "created_at": now()})
+    finally:
+        await storage.close()
+
+
+def test_owners_keep_canned_replies_that_agents_see_and_no_other_tenant_does(console: Console) -> None:
+    owner = console.signed_in("owner")
+    token = token_for(owner, "/console/inbox")
+    made = _post(owner, "/console/inbox/canned", token, shortcut="/thanks", text="Thanks, <b>glad</b> to help!")
+    assert made.status_code == 201, made.text
+    again = _post(owner, "/console/inbox/canned", token, shortcut="thanks", text="again")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "canned.shortcut_taken"
+    bad = _post(owner, "/console/inbox/canned", token, shortcut="Not OK!", text="x")
+    assert bad.status_code == 400 and bad.json()["error"]["details"]["field"] == "shortcut"
+    agent = console.signed_in("agent")
+    page = agent.get("/console/inbox").text
+    assert "/thanks" in page and "Thanks, &lt;b&gt;glad&lt;/b&gt; to help!" in page  # as text
+    assert _post(agent, "/console/inbox/canned", token_for(agent, "/console/inbox"), shortcut="x",
+                 text="y").status_code == 403  # agents use them; owners keep them
+    other = console.signed_in("owner", tenant_id=console.stack.tenant()["tenant_id"])
+    assert "/thanks" not in other.get("/console/inbox").text
+    canned_id = re.search(r'/console/inbox/canned/(cnd_[0-9a-z]+)/delete', page := owner.get("/console/inbox").text)
+    assert canned_id
+    assert _post(other, f"/console/inbox/canned/{canned_id.group(1)}/delete",
+                 token_for(other, "/console/inbox")).status_code == 404
+    assert _post(owner, f"/console/inbox/canned/{canned_id.group(1)}/delete", token).status_code == 200
+    assert "/thanks" not in owner.get("/console/inbox").text
 
 
 def _post(client: httpx.Client, path: str, token: str, **body: Any) -> httpx.Response:
@@ -159,6 +196,7 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
     agent_row = Console(Stack(stack.url, stack.settings, keys["tenant_id"], keys["sk"], keys["pk"],
                               stack.exits)).user("agent")
 
+    off_thread(asyncio.run, _canned(stack, keys["tenant_id"], "ships", "Your order ships today."))
     agent_ctx = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # axe is injected
     visitor_ctx = browser.new_context(viewport={"width": 390, "height": 800})
     try:
@@ -197,7 +235,11 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         w.locator("textarea").press("Enter")
         expect(desk.locator(".message.role-visitor").last).to_have_text(re.compile("where is my order\\?"))
 
-        box.fill("Your order ships today.")
+        box.fill("")
+        box.press_sequentially("/shi")  # a canned reply, by its shortcut
+        expect(desk.get_by_role("option", name="/ships Your order ships today.")).to_be_visible()
+        box.press("Enter")
+        expect(box).to_have_value("Your order ships today.")
         box.press("Enter")
         expect(w.locator(".r.ag").last).to_have_text("Agent TesterYour order ships today.")
         expect(w.locator(".r.ag .d")).to_have_count(0)  # the indicator went with the message

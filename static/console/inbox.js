@@ -159,6 +159,32 @@
       }).catch(function () { problem.textContent = "Not sent: the server could not be reached."; });
   }
 
+  // Canned replies: "/" and the start of a shortcut lists the matches; arrows choose, Enter or Tab inserts.
+  const cannedList = document.getElementById("canned-list");
+  const options = cannedList ? Array.from(cannedList.querySelectorAll("[role=option]")) : [];
+  let chosen = -1;
+  function matches() {
+    const m = /^\/([a-z0-9_-]*)$/.exec(text.value);
+    return m ? options.filter(function (o) { return o.dataset.shortcut.startsWith(m[1]); }) : [];
+  }
+  function showCanned() {
+    const found = matches();
+    options.forEach(function (o) { o.hidden = found.indexOf(o) < 0; o.setAttribute("aria-selected", "false"); });
+    chosen = found.length ? Math.min(Math.max(chosen, 0), found.length - 1) : -1;
+    if (chosen >= 0) found[chosen].setAttribute("aria-selected", "true");
+    cannedList.hidden = !found.length;
+    if (chosen >= 0) text.setAttribute("aria-activedescendant", found[chosen].id);
+    else text.removeAttribute("aria-activedescendant");
+    return found;
+  }
+  function insert(option) {
+    text.value = option.dataset.text;
+    chosen = -1;
+    showCanned();
+    text.focus();
+  }
+  options.forEach(function (o) { o.addEventListener("mousedown", function (e) { e.preventDefault(); insert(o); }); });
+
   if (form) {
     text.value = sessionStorage.getItem(draftKey) || "";
     form.addEventListener("submit", function (e) {
@@ -166,9 +192,25 @@
       send(!holder || (e.submitter && e.submitter.value === "1"));
     });
     text.addEventListener("keydown", function (e) {
+      const found = cannedList && !cannedList.hidden ? matches() : [];
+      if (found.length && (e.key === "ArrowDown" || e.key === "ArrowUp")) {
+        e.preventDefault();
+        chosen = (chosen + (e.key === "ArrowDown" ? 1 : found.length - 1)) % found.length;
+        showCanned();
+        return;
+      }
+      if (found.length && chosen >= 0 && (e.key === "Enter" || e.key === "Tab") && !e.shiftKey) {
+        e.preventDefault();
+        insert(found[chosen]);
+        return;
+      }
+      if (found.length && e.key === "Escape") { cannedList.hidden = true; return; }
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(!holder); }
     });
-    text.addEventListener("input", function () { typing(!!text.value); });
+    text.addEventListener("input", function () {
+      typing(!!text.value && text.value[0] !== "/");
+      if (cannedList) { chosen = 0; showCanned(); }
+    });
   }
 
   document.addEventListener("keydown", function (e) {

@@ -10,11 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from widget_server.backends.storage.rows import Row, as_row
-from widget_server.backends.storage.tables import console_sessions, console_users, test_cases
+from widget_server.backends.storage.tables import canned_replies, console_sessions, console_users, test_cases
 
 
 class EmailTaken(Exception):
     """Another console user already signs in with this e-mail."""
+
+
+class ShortcutTaken(Exception):
+    """The tenant has a canned reply with this shortcut already."""
 
 
 class ConsoleStore:
@@ -98,6 +102,27 @@ class ConsoleStore:
             result = await conn.execute(sa.delete(console_sessions).where(
                 sa.or_(s.last_seen_at < last_seen, s.created_at < created)))
         return int(result.rowcount or 0)
+
+    # canned replies (the inbox)
+
+    async def add_canned(self, row: Row) -> None:
+        """`ShortcutTaken` when the tenant has a canned reply with this shortcut already."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.insert(canned_replies).values(**row))
+        except IntegrityError as exc:
+            raise ShortcutTaken(row["shortcut"]) from exc
+
+    async def list_canned(self, tenant_id: str) -> list[Row]:
+        c = canned_replies.c
+        return await self._all(sa.select(canned_replies).where(c.tenant_id == tenant_id).order_by(c.shortcut))
+
+    async def delete_canned(self, tenant_id: str, canned_id: str) -> bool:
+        c = canned_replies.c
+        async with self.engine.begin() as conn:
+            result = await conn.execute(sa.delete(canned_replies).where(c.tenant_id == tenant_id,
+                                                                        c.id == canned_id))
+        return bool(result.rowcount)
 
     # test cases saved from the playground
 

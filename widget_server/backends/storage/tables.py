@@ -229,6 +229,18 @@ console_sessions = sa.Table(
 
 # Test cases saved from the console's playground: a case of the test-suite file format (`doc`), kept per persona
 # until a suite runs it.
+# Canned replies an agent inserts in the inbox by typing `/` and its shortcut.
+canned_replies = sa.Table(
+    "canned_replies",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("shortcut", sa.String(40), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "shortcut", name="uq_canned_replies_shortcut"),
+)
+
 test_cases = sa.Table(
     "test_cases",
     metadata,

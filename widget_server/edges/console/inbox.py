@@ -29,21 +29,26 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Route
 
 from widget_server.backends.bus import Line
+from widget_server.backends.storage.console import ShortcutTaken
 from widget_server.clock import now
 from widget_server.domain.chat import takeover
+from widget_server.domain.chat.conversations import check_text
 from widget_server.domain.chat.takeover import Agent
 from widget_server.domain.console_users import ConsoleSession
 from widget_server.edges.console.auth import console_page, user_of
 from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
-from widget_server.errors import ConversationNotFound, InvalidRequest
+from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest, NotFound
+from widget_server.ids import new_id
 
 CONVERSATION_ID = re.compile(r"conv_[0-9a-z]{26}")
 LISTED = 200  # conversations on the inbox page
 PREVIEW = 3  # last messages shown per conversation
 KEEP_ALIVE_S = 15.0
 MOST_QUEUED = 2000  # frames a slow browser may fall behind by before its stream is ended (it reconnects)
-SEQS = re.compile(r"(\d{1,16})\.(\d{1,16})")
+SHORTCUT = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+MAX_CANNED = 200
+MAX_CANNED_CHARS = 2000
 
 
 def agent_of(user: ConsoleSession) -> Agent:
@@ -87,12 +92,54 @@ async def _listing(request: Request) -> dict[str, Any]:
     return {"waiting": waiting, "mine": mine, "others": others}
 
 
+async def _canned(request: Request) -> list[dict[str, Any]]:
+    return await app_state(request).deps.storage.console.list_canned(user_of(request).tenant_id)
+
+
 @console_page("read")
 async def index(request: Request) -> Response:
     listing = await _listing(request)
     if request.query_params.get("part") == "list":  # the list alone: the page refreshes it on an inbox event
         return page(request, "inbox_list.html", **listing)
-    return page(request, "inbox.html", title="Inbox", **listing)
+    return page(request, "inbox.html", title="Inbox", canned=await _canned(request), **listing)
+
+
+@console_page("read", write="configure")
+async def add_canned(request: Request) -> Response:
+    """An owner adds a canned reply: a shortcut (`/thanks`) and its text."""
+    user = user_of(request)
+    fields = await _fields(request)
+    shortcut = str(fields.get("shortcut") or "").strip().lstrip("/").lower()
+    text = fields.get("text")
+    if not SHORTCUT.fullmatch(shortcut):
+        raise InvalidRequest("a shortcut is 1 to 40 letters, digits, - or _", details={"field": "shortcut"})
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_CANNED_CHARS:
+        raise InvalidRequest(f"the text is 1 to {MAX_CANNED_CHARS} characters", details={"field": "text"})
+    check_text(text, "text", code="request.invalid")
+    storage = app_state(request).deps.storage
+    if len(await storage.console.list_canned(user.tenant_id)) >= MAX_CANNED:
+        raise Conflict(f"a tenant has at most {MAX_CANNED} canned replies", code="canned.limit_reached")
+    try:
+        await storage.console.add_canned({"id": new_id("cnd"), "tenant_id": user.tenant_id, "shortcut": shortcut,
+                                          "text": text.strip(), "created_at": now()})
+    except ShortcutTaken:
+        raise Conflict(f"/{shortcut} exists already", code="canned.shortcut_taken",
+                       details={"field": "shortcut"}) from None
+    return _canned_done(request, 201)
+
+
+@console_page("read", write="configure")
+async def delete_canned(request: Request) -> Response:
+    ref = str(request.path_params["id"])[:80]
+    if not await app_state(request).deps.storage.console.delete_canned(user_of(request).tenant_id, ref):
+        raise NotFound(f"no canned reply {ref!r}", code="canned.not_found")
+    return _canned_done(request, 200)
+
+
+def _canned_done(request: Request, status_code: int) -> Response:
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"ok": True}, status_code=status_code)
+    return RedirectResponse("/console/inbox#canned-title", status_code=303)
 
 
 @console_page("read")
@@ -241,7 +288,8 @@ async def conversation(request: Request) -> Response:
     holder = row["status"] == "agent" and row["agent_id"] == user.user_id
     return page(request, "inbox_conversation.html", title="Inbox conversation", conv=row, messages=messages,
                 persona_name=persona["doc"].get("name") if persona else None, after=".".join(map(str, seqs)),
-                holder=holder, can_act=user.can("converse"), agents=agents, waited=_waited(row["escalated_at"]))
+                holder=holder, can_act=user.can("converse"), agents=agents, waited=_waited(row["escalated_at"]),
+                canned=await _canned(request))
 
 
 async def _fields(request: Request) -> dict[str, Any]:
@@ -330,6 +378,8 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox", index, methods=["GET"]),
     Route("/console/inbox/events", inbox_events, methods=["GET"]),
     Route("/console/inbox/next", next_waiting, methods=["GET"]),
+    Route("/console/inbox/canned", add_canned, methods=["POST"]),
+    Route("/console/inbox/canned/{id}/delete", delete_canned, methods=["POST"]),
     Route("/console/inbox/{id}", conversation, methods=["GET"]),
     Route("/console/inbox/{id}/events", conversation_events, methods=["GET"]),
     *(Route(f"/console/inbox/{{id}}/{name}", handler, methods=["POST"]) for name, handler in (
