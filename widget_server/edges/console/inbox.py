@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from widget_server.backends.storage.console import ShortcutTaken
 from widget_server.clock import now
 from widget_server.domain.chat import takeover
 from widget_server.domain.chat.conversations import check_text
+from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.takeover import Agent
 from widget_server.domain.console_users import ConsoleSession
 from widget_server.edges.console.auth import console_page, user_of
@@ -52,7 +53,12 @@ MAX_CANNED_CHARS = 2000
 
 
 def agent_of(user: ConsoleSession) -> Agent:
-    return Agent(user.user_id, user.display_name[:80] or user.email.split("@")[0][:80])
+    return _agent(user.user_id, user.display_name, user.email)
+
+
+def _agent(user_id: str, display_name: str | None, email: str) -> Agent:
+    """A console user as the visitor sees them: their display name, else their e-mail's local part."""
+    return Agent(user_id, (display_name or email.split("@")[0])[:80])
 
 
 def _conversation_id(request: Request) -> str:
@@ -308,20 +314,17 @@ def _done(request: Request, row: dict[str, Any], status_code: int = 200) -> Resp
     return RedirectResponse(f"/console/inbox/{request.path_params['id']}", status_code=303)
 
 
-@console_page("read", write="converse")
-async def claim(request: Request) -> Response:
-    await _held(request)
-    row = await takeover.claim(app_state(request).deps, user_of(request).tenant_id, _conversation_id(request),
-                               agent_of(user_of(request)))
-    return _done(request, row)
+Step = Callable[[Deps, str, str, Agent], Awaitable[dict[str, Any]]]
 
 
-@console_page("read", write="converse")
-async def release(request: Request) -> Response:
-    await _held(request)
-    row = await takeover.release(app_state(request).deps, user_of(request).tenant_id, _conversation_id(request),
-                                 agent_of(user_of(request)))
-    return _done(request, row)
+def _step(run: Step) -> Callable[[Request], Awaitable[Response]]:
+    """A takeover step by the signed-in agent (claim, release, resolve, close): the domain's, then back."""
+    @console_page("read", write="converse")
+    async def endpoint(request: Request) -> Response:
+        user = user_of(request)
+        row = await run(app_state(request).deps, user.tenant_id, _conversation_id(request), agent_of(user))
+        return _done(request, row)
+    return endpoint
 
 
 @console_page("read", write="converse")
@@ -333,23 +336,8 @@ async def transfer(request: Request) -> Response:
     target = await deps.storage.console.get_user(user.tenant_id, to) if to else None
     if target is None or target["role"] not in ("owner", "agent"):
         raise InvalidRequest("transfer to an agent or an owner of this tenant", details={"field": "to"})
-    to_agent = Agent(target["id"], (target.get("display_name") or target["email"].split("@")[0])[:80])
+    to_agent = _agent(target["id"], target.get("display_name"), target["email"])
     row = await takeover.transfer(deps, user.tenant_id, _conversation_id(request), agent_of(user), to_agent)
-    return _done(request, row)
-
-
-@console_page("read", write="converse")
-async def resolve(request: Request) -> Response:
-    user = user_of(request)
-    row = await takeover.resolve(app_state(request).deps, user.tenant_id, _conversation_id(request), None,
-                                 agent_of(user))
-    return _done(request, row)
-
-
-@console_page("read", write="converse")
-async def close(request: Request) -> Response:
-    user = user_of(request)
-    row = await takeover.close(app_state(request).deps, user.tenant_id, _conversation_id(request), agent_of(user))
     return _done(request, row)
 
 
@@ -383,6 +371,7 @@ ROUTES: list[BaseRoute] = [
     Route("/console/inbox/{id}", conversation, methods=["GET"]),
     Route("/console/inbox/{id}/events", conversation_events, methods=["GET"]),
     *(Route(f"/console/inbox/{{id}}/{name}", handler, methods=["POST"]) for name, handler in (
-        ("claim", claim), ("release", release), ("transfer", transfer), ("resolve", resolve), ("close", close),
-        ("messages", message), ("typing", typing))),
+        ("claim", _step(takeover.claim)), ("release", _step(takeover.release)), ("transfer", transfer),
+        ("resolve", _step(lambda deps, tenant, conv, agent: takeover.resolve(deps, tenant, conv, None, agent))),
+        ("close", _step(takeover.close)), ("messages", message), ("typing", typing))),
 ]
