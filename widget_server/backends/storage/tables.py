@@ -72,6 +72,7 @@ conversations = sa.Table(
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
     sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
     sa.Index("ix_conversations_tenant_status", "tenant_id", "status", "escalated_at"),  # the inbox's queue
+    sa.Index("ix_conversations_status", "status", "escalated_at"),  # every node's wait sweep, across tenants
 )
 
 messages = sa.Table(
