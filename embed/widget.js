@@ -100,6 +100,7 @@
     '.ag{border-left:4px solid #047857;background:#ecfdf5}' +
     '.n{align-self:center;color:#595959;font-size:13px;text-align:center}.e{color:#b91c1c}' +
     '.who{display:block;font-size:12px;font-weight:600;color:#595959}' +
+    '.aa{width:20px;height:20px;border-radius:50%;object-fit:cover;vertical-align:middle;margin-right:6px}' +
     '.r p+p,.r p+ul,.r p+ol,.r ul+p,.r ol+p,.r pre{margin-top:6px}.r ul,.r ol{padding-left:20px}' +
     '.r a{color:#1d4ed8;text-decoration:underline}' +
     'code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px;background:rgba(0,0,0,.07);' +
@@ -742,8 +743,16 @@
   };
 
   P.agentRow = function (text, agent) {
-    var r = this.row('a ag');
-    r.appendChild(el('span', 'who', (agent && agent.name) || ''));
+    var r = this.row('a ag'), who = el('span', 'who', (agent && agent.name) || '');
+    var url = link((agent && agent.avatar_url) || '');
+    if (url) {  // shown once it loads: a blocked or broken image leaves the name alone
+      var img = el('img', 'aa');
+      img.alt = '';
+      img.referrerPolicy = 'no-referrer';
+      img.onload = function () { who.insertBefore(img, who.firstChild); };
+      img.src = url;
+    }
+    r.appendChild(who);
     r.appendChild(txt(text));
   };
 

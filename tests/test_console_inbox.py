@@ -139,6 +139,39 @@ def test_an_agent_claims_replies_notes_and_resolves_from_the_console(console: Co
         live.close()
 
 
+def test_the_agent_sees_the_visitor_come_and_go(console: Console) -> None:
+    stack = console.stack
+    agent = console.signed_in("agent")
+    ws, conversation_id = _escalated(stack)
+    page = agent.get(f"/console/inbox/{conversation_id}")
+    assert 'id="presence" class="presence here"' in page.text  # they just asked for a person
+    after = re.search(r'data-after="([0-9.]+)"', page.text)
+    assert after
+    live = Events(agent, f"/console/inbox/{conversation_id}/events?after={after.group(1)}")
+    try:
+        # The visitor opens the chat in another tab: the newer socket takes the conversation (the first is
+        # closed with 4409), and that first socket's end is not the visitor leaving.
+        row = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()
+        persona = row["persona_id"]  # (a session names its persona by slug or id)
+        token, _ = stack.token(persona, visitor_id=row["visitor_id"])
+        again = stack.open(persona, token=token, resume={"conversation_id": conversation_id, "last_seq": 0})
+        assert again.recv()["type"] == "ready"
+        assert ws.close_code() == 4409
+        live.wait(lambda n, d: n == "agents" and d.get("type") == "presence")
+        again.close()
+        gone = live.wait(lambda n, d: n == "agents" and d.get("type") == "presence" and d["online"] is False)
+        assert gone["at"]
+        shown = [d["online"] for n, d in live.got if n == "agents" and d.get("type") == "presence"]
+        assert shown == [True, False], shown
+    finally:
+        live.close()
+        ws.close()
+    row = httpx.get(f"{stack.url}/v1/conversations/{conversation_id}", headers=stack.auth).json()
+    assert row["visitor_online"] is False and row["visitor_seen_at"] == gone["at"]
+    listed = agent.get("/console/inbox")
+    assert "Visitor left" in listed.text and "Visitor here" not in listed.text
+
+
 def test_roles_tenants_and_csrf_hold_on_the_inbox(console: Console) -> None:
     stack = console.stack
     _, conversation_id = _escalated(stack)

@@ -96,7 +96,7 @@ def test_a_person_takes_over_answers_in_the_widget_and_hands_back(
     ready = again.recv()
     assert ready["resumed"] is False and ready["status"] == "agent"
     shown = [(m["role"], m["text"], m.get("agent")) for m in ready["messages"]]
-    assert ("agent", "Hi, I'm Dana. Let me check order 1234.", {"name": "Dana"}) in shown
+    assert ("agent", "Hi, I'm Dana. Let me check order 1234.", {"name": "Dana", "avatar_url": None}) in shown
     assert all("VIP" not in text for _, text, _ in shown)
 
     resolved = _post(stack, conversation_id, "resolve", {"agent": DANA, "note": "sorted"})
@@ -184,13 +184,30 @@ def test_release_close_and_what_is_refused(stack: Stack) -> None:
     assert error["code"] == "conversation.closed" and error["client_id"] == "c9"
 
 
+def test_the_agents_avatar_reaches_the_widget_and_its_rebuilt_transcript(stack: Stack) -> None:
+    ws, conversation_id, persona = _escalated(stack, secrets.token_hex(6))
+    assert _conversation(stack, conversation_id)["visitor_online"] is True
+    kim = {"id": "agent-3", "name": "Kim", "avatar_url": "https://cdn.example/kim.png"}
+    assert _post(stack, conversation_id, "claim", {"agent": kim}).status_code == 200
+    assert ws.recv()["agent"] == {"name": "Kim", "avatar_url": "https://cdn.example/kim.png"}
+    said = _post(stack, conversation_id, "messages", {"text": "Kim here.", "agent": kim})
+    assert said.status_code == 201 and said.json()["agent"] == kim
+    assert ws.recv()["agent"] == {"name": "Kim", "avatar_url": "https://cdn.example/kim.png"}
+    token, _ = stack.token(persona, visitor_id=_conversation(stack, conversation_id)["visitor_id"])
+    again = stack.open(persona, token=token, resume={"conversation_id": conversation_id, "last_seq": 1,
+                                                      "epoch": "gone"})
+    (row,) = [m for m in again.recv()["messages"] if m["role"] == "agent"]
+    assert row["agent"] == {"name": "Kim", "avatar_url": "https://cdn.example/kim.png"}  # never the agent's id
+
+
 def test_a_rest_conversation_taken_over_refuses_prompts_until_resolved(stack: Stack) -> None:
     assert httpx.put(f"{stack.url}/v1/safety-policy", json=POLICY, headers=stack.auth).status_code == 200
     persona = stack.persona("echo")
     url = f"{stack.url}/v1/personas/{persona}/prompt"
     first = httpx.post(url, headers=stack.auth, json={"message": "I want to speak to a person"}).json()
     conversation_id = first["conversation_id"]
-    assert _conversation(stack, conversation_id)["status"] == "escalated"
+    shown = _conversation(stack, conversation_id)
+    assert shown["status"] == "escalated" and shown["visitor_online"] is None  # no widget to be connected
     for path in (url, url + "/stream"):
         r = httpx.post(path, headers=stack.auth, json={"message": "hi", "conversation_id": conversation_id})
         assert r.status_code == 409 and r.json()["error"]["code"] == "conversation.taken_over", r.text

@@ -2,7 +2,7 @@
 // - The queue page refreshes its list on every inbox event, and on a new escalation plays a sound and shows a
 //   browser notification when the agent asked for them (kept in localStorage).
 // - A conversation page streams the conversation (`/console/inbox/{id}/events`): the visitor's messages, the
-//   bot's replies, the agents' messages and notes, the visitor typing; the reply box sends, adds notes, tells the
+//   bot's replies, the agents' messages and notes, the visitor typing, coming and going; the reply box sends, adds notes, tells the
 //   visitor the agent is typing; Alt+C claim, Alt+M message, Alt+N note, Alt+R resolve, Alt+J next waiting.
 "use strict";
 (function () {
@@ -74,6 +74,7 @@
   const text = document.getElementById("reply-text");
   const problem = document.getElementById("reply-error");
   const typingNote = document.getElementById("visitor-typing");
+  const presence = document.getElementById("presence");
   const draftKey = "inbox-draft:" + id;
   let visitorTyping = null;
 
@@ -125,6 +126,11 @@
     const f = JSON.parse(e.data);
     if (f.type === "note") add(f.message_id, "agent", (f.agent && f.agent.name) || "Agent", f.text, true);
     else if (f.type === "typing" && f.who === "visitor") showTyping(f.active === true);
+    else if (f.type === "presence" && presence) {
+      presence.className = "presence " + (f.online ? "here" : "gone");
+      presence.textContent = f.online ? "here" : "left just now";
+      if (!f.online) showTyping(false);
+    }
   });
   stream.addEventListener("reload", function () { location.reload(); });
 

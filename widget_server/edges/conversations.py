@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.domain.chat import takeover
+from widget_server.domain.chat.conversations import TAKEN
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
 from widget_server.edges.query_params import Limit, Param, declare, string
 from widget_server.edges.state import app_state
@@ -32,6 +33,9 @@ def _conversation(row: dict[str, Any]) -> dict[str, Any]:
         "escalation_reason": row["escalation_reason"],
         "agent": {"id": row["agent_id"], "name": row["agent_name"]} if row["agent_id"] else None,
         "claimed_at": _time(row["claimed_at"]),
+        # While a person has or is fetching it: whether the visitor's widget is connected (null: not known)
+        "visitor_online": row["visitor_online"] if row["status"] in TAKEN else None,
+        "visitor_seen_at": _time(row["visitor_seen_at"]) if row["status"] in TAKEN else None,
     }
 
 

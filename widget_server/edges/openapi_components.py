@@ -179,10 +179,14 @@ def response_schemas() -> dict[str, Schema]:
                        channel={"enum": ["widget", "api", "openai", "console", "test"]},
                        status={"enum": ["bot", "escalated", "agent", "closed"]}, created_at=TIME, updated_at=TIME,
                        escalated_at=_nullable(TIME), escalation_reason=NULLABLE_STRING,
-                       agent=_nullable(obj(id=STRING, name=STRING)), claimed_at=_nullable(TIME))
+                       agent=_nullable(obj(id=STRING, name=STRING)), claimed_at=_nullable(TIME),
+                       visitor_online={"type": ["boolean", "null"],
+                                       "description": "while escalated or with an agent: the widget is connected"},
+                       visitor_seen_at=_nullable(TIME))
     message = obj(id=STRING, role={"enum": ["visitor", "persona", "agent", "system"]}, text=STRING,
                   finish_reason=NULLABLE_STRING, guardrail=_nullable(ANNOTATION), usage={"type": ["object", "null"]},
-                  timing={"type": ["object", "null"]}, agent=_nullable(obj(id=STRING, name=STRING)),
+                  timing={"type": ["object", "null"]},
+                  agent=_nullable(obj(["id", "name"], id=STRING, name=STRING, avatar_url=STRING)),
                   internal={"type": "boolean"}, created_at=TIME,
                   feedback=_nullable(obj(rating={"enum": ["up", "down"]}, comment=NULLABLE_STRING)))
     webhook = {"id": STRING, "url": STRING, "event_types": {"type": "array", "items": STRING}, "created_at": TIME}

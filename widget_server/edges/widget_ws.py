@@ -70,6 +70,7 @@ class Session:
         self.conv: Conversation | None = None
         self.attached: Attached | None = None
         self.sent = 0  # the highest seq sent: a frame at or below it came twice (the log, then live)
+        self.taken = False  # a person has or is fetched for the conversation: its agents see the visitor come and go
         self.strikes: Counter[str] = Counter()
         self.token_key = ""
         self.address = ws.client.host if ws.client else "unknown"  # behind WIDGET_TRUSTED_PROXIES: the client's
@@ -147,6 +148,7 @@ class Session:
         d = self.deps
         self.conv, from_storage = await conversations.open_widget(
             d, claims.tenant_id, persona, claims.visitor_id, claims.origin, resume_id, claims.user_id)
+        self.taken = self.conv.status in conversations.TAKEN
         self.channel = channel = await d.hub.open(Whose(self.conv.id, self.conv.tenant_id, persona["id"]))
         self.attached, since = await channel.attach(last_seq if from_storage else None)
         # A log the client did not count in (another epoch: Redis restarted, or this node, or the log expired)
@@ -163,12 +165,14 @@ class Session:
         assert self.conv is not None
         rows = await self.deps.storage.list_messages(self.conv.tenant_id, self.conv.id)
         return [{"id": r["id"], "role": r["role"], "text": r["text"], "finish_reason": r["finish_reason"],
-                 **({"agent": {"name": (r["agent"] or {}).get("name")}} if r["role"] == "agent" else {})}
+                 **({"agent": _shown(r["agent"])} if r["role"] == "agent" else {})}
                 for r in rows if not r["internal"]]  # an agents' internal note never reaches the visitor
 
     async def send_frame(self, seq: int, text: str) -> None:
         if seq > self.sent:
             self.sent = seq
+            if not self.taken and '"type":"escalation"' in text:
+                self.taken = True
             await self.ws.send_text(text)
 
     async def writer(self) -> None:
@@ -249,6 +253,11 @@ class Session:
         feedback.widget_event(self.deps, self.conv, *frames.event(frame))
 
 
+def _shown(agent: dict[str, Any] | None) -> dict[str, Any]:
+    """What the widget shows of the agent of a stored message (never their id)."""
+    return {"name": (agent or {}).get("name"), "avatar_url": (agent or {}).get("avatar_url")}
+
+
 async def widget_socket(ws: WebSocket) -> None:
     metrics = app_state(ws).metrics
     metrics.connections.inc()
@@ -265,6 +274,7 @@ async def _serve(ws: WebSocket) -> None:
     try:
         opened = await session.handshake()
         await session.send(opened["ready"])
+        await _present(session, True)
         for seq, text in opened["backlog"]:
             await session.send_frame(seq, text)
         tasks = [asyncio.create_task(session.writer()), asyncio.create_task(session.reader()),
@@ -286,7 +296,20 @@ async def _serve(ws: WebSocket) -> None:
             with contextlib.suppress(BaseException):
                 await task
         if session.channel is not None and session.attached is not None:
+            current = session.channel.subscriber is session.attached  # (not taken over by a newer socket)
             session.channel.detach(session.attached)
+            if current:
+                await _present(session, False)
+
+
+async def _present(session: Session, online: bool) -> None:
+    """Tell the agents of a conversation a person has (or is fetching) that its visitor came or went."""
+    if not session.taken or session.conv is None:
+        return
+    try:
+        await takeover.visitor_presence(session.deps, session.conv.tenant_id, session.conv.id, online)
+    except Exception:  # (storage away: the inbox shows the last presence it knew; the socket is not failed for it)
+        log.warning("visitor presence not recorded", exc_info=True)
 
 
 async def _close(session: Session, code: int, error: WidgetError | None) -> None:

@@ -274,7 +274,7 @@ class Storage:
         return _row(row) if row else None
 
     async def move_conversation(self, tenant_id: str, conversation_id: str, *, from_status: Sequence[str],
-                                values: Row, agent_id: str | None = None) -> Row | None:
+                                values: Row, agent_id: str | None = None, touch: bool = True) -> Row | None:
         """A takeover step in one statement, so that of two agents claiming at once exactly one wins: the
         conversation changes only while its status is one of `from_status` (and, with `agent_id`, only while that
         agent holds it). Returns the updated row, or None when it was in no such state."""
@@ -282,7 +282,8 @@ class Storage:
         where = [c.tenant_id == tenant_id, c.id == conversation_id, c.status.in_(tuple(from_status))]
         if agent_id is not None:
             where.append(c.agent_id == agent_id)
-        query = sa.update(conversations).where(*where).values(**values, updated_at=now()).returning(conversations)
+        changed = {**values, "updated_at": now()} if touch else values  # (presence is not a change of it)
+        query = sa.update(conversations).where(*where).values(**changed).returning(conversations)
         async with self.engine.begin() as conn:
             row = (await conn.execute(query)).mappings().first()
         return _row(row) if row else None

@@ -69,6 +69,10 @@ conversations = sa.Table(
     sa.Column("agent_name", sa.String(80)),
     sa.Column("claimed_at", TS),
     sa.Column("wait_noticed_at", TS),  # when the visitor waiting unclaimed was told so (once per escalation)
+    # Whether the visitor's widget is connected, while a person has or is fetching the conversation (None: not
+    # a widget, or not known), and when that last changed.
+    sa.Column("visitor_online", sa.Boolean),
+    sa.Column("visitor_seen_at", TS),
     sa.Index("ix_conversations_tenant_id", "tenant_id", "id"),
     sa.Index("ix_conversations_tenant_visitor", "tenant_id", "visitor_id"),
     sa.Index("ix_conversations_tenant_status", "tenant_id", "status", "escalated_at"),  # the inbox's queue

@@ -50,7 +50,8 @@ class Agent:
         return {"name": self.name, "avatar_url": self.avatar_url}
 
     def stored(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name}
+        """Kept on the agent's messages: a transcript rebuilt in the widget shows the avatar too."""
+        return {"id": self.id, "name": self.name, **({"avatar_url": self.avatar_url} if self.avatar_url else {})}
 
 
 def agent_of(value: Any) -> Agent:
@@ -122,19 +123,24 @@ async def escalate_if_asked(deps: Deps, conv: Conversation, decision: Decision, 
         return
     row = None
     if conv.channel in QUEUED_CHANNELS:
-        row = await escalated(deps, conv.tenant_id, conv.id, decision.reason or "escalation")
+        row = await escalated(deps, conv.tenant_id, conv.id, decision.reason or "escalation",
+                              online=True if conv.channel == "widget" else None)  # (they just wrote)
     emit({"type": "escalation", "status": "requested"})
     deps.events.emit(conv.event("escalation.triggered", reason=decision.reason))
     if row is not None:
         await _tell_if_nobody(deps, row, emit)
 
 
-async def escalated(deps: Deps, tenant_id: str, conversation_id: str, reason: str) -> dict[str, Any] | None:
-    """A guardrail handed the conversation to a person: it joins the queue (None when it was not the bot's)."""
+async def escalated(deps: Deps, tenant_id: str, conversation_id: str, reason: str,
+                    online: bool | None = None) -> dict[str, Any] | None:
+    """A guardrail handed the conversation to a person: it joins the queue (None when it was not the bot's).
+    `online`: whether the visitor's widget is connected (None for a REST conversation: nobody to see)."""
+    at = now()
     row = await deps.storage.move_conversation(
         tenant_id, conversation_id, from_status=("bot",),
-        values={"status": "escalated", "escalated_at": now(), "escalation_reason": reason[:80], "agent_id": None,
-                "agent_name": None, "claimed_at": None, "wait_noticed_at": None})
+        values={"status": "escalated", "escalated_at": at, "escalation_reason": reason[:80], "agent_id": None,
+                "agent_name": None, "claimed_at": None, "wait_noticed_at": None, "visitor_online": online,
+                "visitor_seen_at": at if online is not None else None})
     if row is not None:
         _inbox(deps, row, "escalated", reason=reason)
     return row
@@ -237,7 +243,7 @@ async def release(deps: Deps, tenant_id: str, conversation_id: str, agent: Agent
 async def resolve(deps: Deps, tenant_id: str, conversation_id: str, note: str | None,
                   agent: Agent | None = None) -> dict[str, Any]:
     """Back to the bot, whose next reply has the agents' messages in its history. A named agent must hold it."""
-    held = {"agent_id": agent.id} if agent is not None else {}
+    held: dict[str, Any] = {"agent_id": agent.id} if agent is not None else {}
     row = await deps.storage.move_conversation(
         tenant_id, conversation_id, from_status=("agent",) if agent is not None else tuple(TAKEN), **held,
         values={"status": "bot", "agent_id": None, "agent_name": None, "claimed_at": None})
@@ -256,7 +262,7 @@ async def resolve(deps: Deps, tenant_id: str, conversation_id: str, note: str | 
 
 async def close(deps: Deps, tenant_id: str, conversation_id: str, agent: Agent | None = None) -> dict[str, Any]:
     """End the conversation: the visitor is told, and a message to it afterwards is refused."""
-    held = {"agent_id": agent.id} if agent is not None else {}
+    held: dict[str, Any] = {"agent_id": agent.id} if agent is not None else {}
     row = await deps.storage.move_conversation(
         tenant_id, conversation_id, from_status=("agent",) if agent is not None else ("bot", *TAKEN), **held,
         values={"status": "closed", "agent_id": None, "agent_name": None, "claimed_at": None})
@@ -301,6 +307,19 @@ def agent_typing(deps: Deps, conversation_id: str, active: bool) -> None:
 
 def visitor_typing(deps: Deps, conversation_id: str, active: bool) -> None:
     deps.hub.emit(agents_line(conversation_id), {"type": "typing", "who": "visitor", "active": active})
+
+
+async def visitor_presence(deps: Deps, tenant_id: str, conversation_id: str, online: bool) -> None:
+    """The visitor's widget connected to (or left) a conversation a person has or is fetching: stored, so that any
+    node's inbox shows it, and told to the agents watching it. Nothing is written for a conversation the bot has."""
+    row = await deps.storage.move_conversation(tenant_id, conversation_id, from_status=tuple(sorted(TAKEN)),
+                                               values={"visitor_online": online, "visitor_seen_at": now()},
+                                               touch=False)
+    if row is None:
+        return
+    frame = {"type": "presence", "online": online, "at": row["visitor_seen_at"].isoformat()}
+    deps.hub.emit(agents_line(conversation_id), frame)
+    _inbox(deps, row, "presence", online=online)
 
 
 def visitor_wrote(deps: Deps, row: dict[str, Any], message_id: str) -> None:

@@ -91,6 +91,7 @@ async def _listing(request: Request) -> dict[str, Any]:
     for row in rows:
         row["persona_name"] = personas.get(row["persona_id"], row["persona_id"])
         row["waited"] = _waited(row["escalated_at"])
+        row["left"] = _waited(row["visitor_seen_at"])
         row["last"] = last.get(row["id"], [])
     waiting = [r for r in rows if r["status"] == "escalated"]
     mine = [r for r in rows if r["status"] == "agent" and r["agent_id"] == user.user_id]
@@ -295,7 +296,7 @@ async def conversation(request: Request) -> Response:
     return page(request, "inbox_conversation.html", title="Inbox conversation", conv=row, messages=messages,
                 persona_name=persona["doc"].get("name") if persona else None, after=".".join(map(str, seqs)),
                 holder=holder, can_act=user.can("converse"), agents=agents, waited=_waited(row["escalated_at"]),
-                canned=await _canned(request))
+                left=_waited(row["visitor_seen_at"]), canned=await _canned(request))
 
 
 async def _fields(request: Request) -> dict[str, Any]:
