@@ -16,22 +16,19 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.conftest import Stack
+from tests.support.browser import HostPages, Site, chromium, host_pages, off_thread, open_and_send, widget
 from tests.support.console import (
-    BROWSER_ARGS,
-    CHROMIUM,
     Console,
     axe_violations,
     browser_sign_in,
     needs_chromium,
     token_for,
 )
-from tests.support.servers import serve_in_thread
 from tests.support.sse import Events
 from tests.support.upstream import Upstream
-from tests.test_widget_browser import HostPages, Site, off_thread, open_and_send, widget
 from widget_server.backends.storage import open_storage
 from widget_server.clock import now
 from widget_server.ids import new_id
@@ -201,17 +198,14 @@ def test_roles_tenants_and_csrf_hold_on_the_inbox(console: Console) -> None:
 
 @pytest.fixture(scope="module")
 def host_server() -> Iterator[tuple[HostPages, str]]:
-    pages = HostPages()
-    with serve_in_thread(pages.app()) as url:
-        yield pages, url
+    with host_pages() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @needs_chromium

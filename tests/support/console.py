@@ -17,20 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Stack
+from tests.support.browser import BROWSER_ARGS, CHROMIUM, needs_chromium  # noqa: F401 (what console tests import)
 from widget_server.backends.storage import open_storage
 from widget_server.clock import now
 from widget_server.domain.console_users import hash_password
 from widget_server.ids import new_id
 
 PASSWORD = "correct horse battery staple"
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run", "--disable-quic"]
 AXE = Path(__file__).parent / "axe" / "node_modules" / "axe-core" / "axe.min.js"
-needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="scripts/browser.sh installs Chromium")
 
 
 @functools.cache
