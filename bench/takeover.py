@@ -8,7 +8,8 @@ Everything runs on 127.0.0.1 and this process is the load generator: one asyncio
 `httpx` clients (its open-file limit raised to the hard limit). The fake OpenAI-compatible upstream
 (`tests/support/upstream.py`, model `echo`) runs under uvicorn in a process of its own (`bench/serve.py`). The server
 under test is one real `widget-server serve` process (`python -m widget_server serve`, one worker, the memory bus:
-`bench.nodes`'s `memory` setup) on a fresh PostgreSQL database, with one tenant, one persona, every widget rate
+`bench.nodes`'s `memory` setup; with `--nodes 2`, two nodes sharing Redis, the visitors on one, the agents on the
+other) on a fresh PostgreSQL database, with one tenant, one persona, every widget rate
 limit and both console sign-in limits set to 1,000,000, and a safety policy `{"version": 1, "escalation":
 {"on_request": true}}` (`PUT /v1/safety-policy`), so that a visitor asking for a person escalates.
 
@@ -73,8 +74,10 @@ import httpx
 
 from bench.nodes import (
     Cpu,
+    Cpus,
     Widget,
     close_widgets,
+    cluster_setup,
     memory_setup,
     node_env,
     noted_logs,
@@ -249,7 +252,7 @@ class Phase:
 
 
 class Meter:
-    def __init__(self, server: Cpu) -> None:
+    def __init__(self, server: Cpu | Cpus) -> None:
         self.server = server
         self.phases: list[Phase] = []
 
@@ -284,8 +287,9 @@ def spread(values: list[float]) -> str:
     return f"{ms(pct(values, 50))} / {ms(pct(values, 95))} / {ms(max(values))}"
 
 
-async def bench(report: Report, url: str, keys: dict[str, str], db: str, server: Cpu,
-                args: argparse.Namespace) -> None:
+async def bench(report: Report, url: str, keys: dict[str, str], db: str, server: Cpu | Cpus,
+                args: argparse.Namespace, agent_url: str | None = None) -> None:
+    """`url`: the node the visitors' widgets use; `agent_url`: the agents' consoles' (the same one by default)."""
     stack = Stack(url, keys["sk"], keys["pk"])
     persona = await asyncio.to_thread(stack.persona, {"kind": "openai", "model": "echo"})
     r = httpx.put(f"{url}/v1/safety-policy", json={"version": 1, "escalation": {"on_request": True}},
@@ -305,7 +309,7 @@ async def bench(report: Report, url: str, keys: dict[str, str], db: str, server:
 
             async def signed(i: int, email: str) -> Agent:
                 async with gate:
-                    return await sign_in(url, i, email)
+                    return await sign_in(agent_url or url, i, email)
             agents = list(await asyncio.gather(*(signed(i, e) for i, e in enumerate(emails))))
             log(f"{len(agents)} inbox streams")
             for agent in agents:
@@ -467,6 +471,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="(3) rounds of one message each way per claimed conversation (5)")
     parser.add_argument("--round-s", type=float, default=2.0, help="(3) the sends of a round spread over this (2.0)")
     parser.add_argument("--timeout-s", type=float, default=30.0, help="give up waiting for an arrival after this")
+    parser.add_argument("--nodes", type=int, choices=(1, 2), default=1,
+                        help="2: two nodes sharing Redis, the visitors on one and the agents on the other (1)")
     parser.add_argument("--workdir", help="keep the server's log (and data dir) here instead of a temporary directory")
     args = parser.parse_args(argv)
     full = {"conversations": 500, "agents": 50, "escalations": 40, "claims": 40, "rounds": 5}
@@ -498,9 +504,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         keys = run(create_tenant(db))  # this also migrates, before the server opens the database
         env = node_env(db, upstream.url) | SIGN_IN_LIMITS
         log(f"upstream {upstream.url}, database {db}")
-        with memory_setup(tmp / "memory", env) as setup:
-            run(bench(report, setup.url, keys, db, Cpu(setup.pids[0]), args))
-            noted_logs(report, setup)
+        if args.nodes == 1:
+            with memory_setup(tmp / "memory", env) as setup:
+                run(bench(report, setup.url, keys, db, Cpu(setup.pids[0]), args))
+                noted_logs(report, setup)
+        else:  # every visitor on node 0, every agent on node 1: each frame and event crosses the Redis bus
+            with cluster_setup("redis", tmp / "redis", env, n=2, workers=1) as setup:
+                assert setup.cluster is not None
+                visitors, desks = (node.url for node in setup.cluster.nodes)
+                report.notes.append("two nodes sharing Redis: the visitors' widgets on node 0, the agents' consoles "
+                                    "on node 1; 'server' CPU is both nodes'")
+                run(bench(report, visitors, keys, db, Cpus([Cpu(pid) for pid in setup.pids]), args, agent_url=desks))
+                noted_logs(report, setup)
     print()
     print(report.render())
     print(f"\ntotal bench time: {time.monotonic() - began:.0f} s")
