@@ -109,7 +109,8 @@ def table(results: list[SuiteResult]) -> str:
     t = summary_of(results)
     repeat = max((r.repeat for r in results), default=1)
     tail = f", pass^{repeat} {t['pass_k']:.2%}" if repeat > 1 or t["runs"] > t["cases"] else ""
-    lines.append(f"\n{t['cases']} case{'s' if t['cases'] != 1 else ''}: {t['passed']} passed, {t['failed']} failed, {t['errors']} errors{tail}")
+    cases = f"{t['cases']} case" + ("s" if t["cases"] != 1 else "")
+    lines.append(f"\n{cases}: {t['passed']} passed, {t['failed']} failed, {t['errors']} errors{tail}")
     return "\n".join(line.rstrip() for line in lines)
 
 
