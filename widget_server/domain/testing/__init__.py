@@ -1,0 +1,1 @@
+"""Test suites: cases run through the production pipeline, the simulated visitors that drive them, red-team packs."""
