@@ -276,8 +276,13 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         desk.screenshot(path=str(shots / "console-inbox.png"), full_page=True)
         visitor.screenshot(path=str(shots / "takeover-widget.png"), full_page=False)
 
-        # A reload mid-takeover: the agent's message is there, the note never.
-        visitor.reload()
+        # The visitor leaves the page mid-takeover (the agent sees them go) and comes back: the agent's message
+        # is there, the note never, and the agent sees them here again.
+        expect(desk.locator("#presence")).to_have_text("here")
+        visitor.goto("about:blank")
+        expect(desk.locator("#presence")).to_have_text("left just now")
+        visitor.go_back()
+        expect(desk.locator("#presence")).to_have_text("here")
         w = widget(visitor)
         w.locator("button.l").click()
         expect(w.locator(".r.ag").filter(has_text="Your order ships today.")).to_have_count(1)

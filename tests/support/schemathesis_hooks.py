@@ -144,6 +144,22 @@ def topics_within_the_total(case: Case) -> None:
         del longest["examples"][len(longest["examples"]) // 2:]
 
 
+def ordinary_headers(case: Case) -> None:
+    """A test persona's headers name each header once, whatever its case, and none the runner sets itself
+    (domain.testing.personas.RESERVED): the generated ones that do are left out."""
+    from widget_server.domain.testing.personas import RESERVED, RESERVED_PREFIXES
+
+    body = case.body if isinstance(case.body, dict) else {}
+    if isinstance(body.get("headers"), dict):
+        kept: dict[str, Any] = {}
+        for name, value in body["headers"].items():
+            folded = name.lower()
+            if folded not in RESERVED and not folded.startswith(RESERVED_PREFIXES) and folded not in {
+                    k.lower() for k in kept}:
+                kept[name] = value
+        body["headers"] = kept
+
+
 RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/keys"): (real_origins,),
     ("POST", "/v1/personas"): (storable_strings, topics_within_the_total),
@@ -157,6 +173,8 @@ RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/personas/{id}/prompt/stream"): (printable_visitor,),
     ("POST", "/v1/widget/sessions"): (printable_visitor,),
     ("PUT", "/v1/safety-policy"): (storable_strings, compilable_patterns, topics_within_the_total),
+    ("POST", "/v1/test-personas"): (storable_strings, ordinary_headers),
+    ("PUT", "/v1/test-personas/{id}"): (storable_strings, ordinary_headers),
 }
 
 

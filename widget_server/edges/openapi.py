@@ -31,6 +31,7 @@ from widget_server.edges.openapi_components import (
     ref,
     request_schemas,
     response_schemas,
+    test_persona_schemas,
 )
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
@@ -117,6 +118,22 @@ def _personas() -> Operations:
         ("/v1/personas/{id}/prompt/stream", "post"): _op(
             "One reply as Server-Sent Events (409: the conversation is closed, or a person has it)", {"200": sse},
             (*FOUND, 409, *WRITE), ref("Prompt")),
+    }
+
+
+def _test_personas() -> Operations:
+    one, body = _json(ref("TestPersona")), ref("TestPersonaBody")
+    writes = (*FOUND, 409, *WRITE, 422)  # 409 the name is taken; 422 test_persona.invalid
+    return {
+        ("/v1/test-personas", "get"): _op("List test personas (simulated visitors), oldest first",
+                                          {"200": _json(ref("TestPersonaList"))}, READ),
+        ("/v1/test-personas", "post"): _op(
+            "Create a test persona (400: name missing; 409: a test persona with that name exists)",
+            {"201": _created(ref("TestPersona"), "test persona")}, [e for e in writes if e != 404], body),
+        ("/v1/test-personas/{id}", "get"): _op("Get a test persona", {"200": one}, FOUND),
+        ("/v1/test-personas/{id}", "put"): _op(
+            "Replace a test persona (409: renamed onto another's name)", {"200": one}, writes, body),
+        ("/v1/test-personas/{id}", "delete"): _op("Delete a test persona", DELETED, FOUND),
     }
 
 
@@ -238,8 +255,8 @@ WEBSOCKETS = {"/v1/widget/ws": {
 
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
-    return {**_pages(), **_personas(), **_conversations(), **_analytics(), **_webhooks(), **_keys(),
-            **_policy_and_widget()}
+    return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
+            **_keys(), **_policy_and_widget()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -272,8 +289,8 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 
 
 def schemas(settings: Settings) -> dict[str, Any]:
-    return {**persona_schemas(), **policy_schemas(), **event_schemas(), **response_schemas(),
-            **request_schemas(settings), **key_schemas(), "Error": error()}
+    return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
+            **response_schemas(), **request_schemas(settings), **key_schemas(), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

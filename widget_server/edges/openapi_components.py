@@ -16,6 +16,7 @@ from widget_server.domain.analytics.query import EVENT_TYPES
 from widget_server.domain.chat.conversations import BIDI, MAX_VISITOR_ID
 from widget_server.domain.guardrails.policy import Policy
 from widget_server.domain.personas import SLUG, PersonaBody
+from widget_server.domain.testing import personas as test_personas
 from widget_server.settings import Settings
 
 Schema = dict[str, Any]
@@ -77,6 +78,28 @@ def persona_schemas() -> dict[str, Schema]:
     patch["description"] = ("A JSON Merge Patch of a persona: the fields given replace the persona's, objects "
                             "merge field by field, and null puts a field back to its default (name cannot be).")
     return {**defs, "PersonaBody": body, "Persona": _persona(copy.deepcopy(body)), "PersonaPatch": patch}
+
+
+def test_persona_schemas() -> dict[str, Schema]:
+    """A test persona as written (`TestPersonaBody`), as answered, and a page of them. Header names are tokens and
+    values printable ASCII; the JSON Schema cannot say that names are compared without case, nor which names the
+    runner sets itself (`RESERVED`): both are said in the description and answered 422."""
+    body = test_personas.TestPersonaBody.model_json_schema(ref_template=REF)
+    props = body["properties"]
+    props["name"]["pattern"] = f"[^{char_class(TRIMMED)}]"
+    props["headers"] |= {
+        "propertyNames": {"pattern": test_personas.HEADER_NAME.pattern.replace("\\Z", "$")},
+        "additionalProperties": {"type": "string", "pattern": "^(?:[!-~](?:[ -~]{0,998}[!-~])?)?$"},
+        "description": "headers the simulated visitor's requests carry: RFC 9110 token names, each at most once "
+                       "whatever its case, printable ASCII values without surrounding spaces; not one the runner "
+                       "sets (" + ", ".join(sorted(test_personas.RESERVED)) + ", Sec-WebSocket-*)"}
+    body["description"] = ("A simulated visitor that drives a test conversation (issue 15); names are unique per "
+                           "tenant, compared case-insensitively. Surrounding whitespace is trimmed from the text "
+                           "fields.")
+    fields = {"id": STRING, **copy.deepcopy(props), "created_at": TIME, "updated_at": TIME}
+    answer = {"type": "object", "additionalProperties": False, "properties": fields, "required": list(fields)}
+    return {"TestPersonaBody": body, "TestPersona": answer,
+            "TestPersonaList": obj(data={"type": "array", "items": ref("TestPersona")}, next_cursor=NULLABLE_STRING)}
 
 
 def policy_schemas() -> dict[str, Schema]:

@@ -29,6 +29,7 @@ from widget_server.backends.storage.tables import (
     policies,
     tenants,
 )
+from widget_server.backends.storage.test_personas import TestPersonaStore
 from widget_server.backends.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Storage:
         self.export_rows = ExportReader(engine)
         self.console = ConsoleStore(engine)
         self.transcripts = TranscriptSearch(engine)
+        self.test_personas = TestPersonaStore(engine)
 
     async def close(self) -> None:
         await self._conversations.aclose()

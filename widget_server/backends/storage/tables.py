@@ -258,3 +258,17 @@ test_cases = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Index("ix_test_cases_tenant", "tenant_id", "persona_id", "id"),
 )
+
+# Test personas: the simulated visitors a test suite's case may be driven by (issue 15). `name_key` is the name
+# folded (NFKC, case folded), so that "Ada" and "ada" are one name: the constraint decides a race of two writers.
+test_personas = sa.Table(
+    "test_personas",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name_key", sa.String(400), nullable=False),
+    sa.Column("doc", sa.JSON, nullable=False),  # every field but the id and the timestamps, validated by the domain
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "name_key", name="uq_test_personas_name"),
+)

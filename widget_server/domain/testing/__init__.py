@@ -1,1 +1,1 @@
-"""Persona test suites: the suite file, its runner, assertions, reports and stored runs (issue 15)."""
+"""Test suites: cases run through the production pipeline, the simulated visitors that drive them, red-team packs."""
