@@ -10,6 +10,7 @@ chunks the way OpenAI does. The `model` name picks the behaviour, so one upstrea
 - `late-MS`        the default reply, after a pause of MS milliseconds before the first word
 - `spell:TEXT`     TEXT one character per chunk
 - `say-NAME`       the scripted answer `SAY[NAME]` (reads like a real reply: markdown, several lines), word by word
+- `leak-MS`        the system prompt back (a persona that gives its prompt away), word by word, after MS ms
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def plan(model: str, messages: list[dict[str, Any]]) -> tuple[list[str], float]:
     if model == "echo":
         words = str(messages[-1]["content"]).split(" ")
         return [w if i == 0 else " " + w for i, w in enumerate(words)], 0.0
+    if model.startswith("leak-"):
+        words = str(messages[0]["content"]).split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)], 0.0
     if model.startswith("spell:"):
         return list(model[6:]), 0.0
     if model.startswith("say-"):
@@ -97,7 +101,7 @@ class Upstream:
             pieces, pause = ["one", " two", " three"], 0.0
         finished = False
         try:
-            if model.startswith("late-"):
+            if model.startswith(("late-", "leak-")):
                 await asyncio.sleep(int(model.split("-")[1]) / 1000)
             for piece in pieces:
                 yield _chunk(model, piece)

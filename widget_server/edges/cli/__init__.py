@@ -1,4 +1,5 @@
-"""`widget-server`: serve, the demo, tenants, keys, console users, persona files, guardrail checks, exports.
+"""`widget-server`: serve, the demo, tenants, keys, console users, persona files, guardrail checks, exports,
+test suites.
 
 One-line errors on stderr and non-zero exit codes: 2 for bad arguments or input, 1 for other failures.
 """
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from widget_server.edges.cli import commands, demo, export, guard, serve, users
+from widget_server.edges.cli import commands, demo, export, guard, serve, suites, users
 from widget_server.edges.cli.export import EXPORT_FILTERS
 from widget_server.errors import WidgetError
 from widget_server.settings import Settings
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--type", action="append", default=[], help="event type; repeat, or separate by commas")
     for name in EXPORT_FILTERS:
         ex.add_argument(f"--{name}", dest=f"filter_{name}")
+    suites.add_parser(sub)
     return p
 
 
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve.serve(settings, args.host, args.port, args.workers)
         if args.command == "demo":
             return demo.cmd_demo(settings, args)
+        if args.command == "test":
+            return suites.cmd_test(settings, args)
         handler = {("tenant", "create"): commands.cmd_tenant_create, ("key", "create"): commands.cmd_key_create,
                    ("key", "list"): commands.cmd_key_list, ("key", "rotate"): commands.cmd_key_rotate,
                    ("key", "revoke"): commands.cmd_key_revoke, ("persona", "import"): commands.cmd_persona_import,

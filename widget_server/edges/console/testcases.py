@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -22,47 +22,15 @@ from starlette.routing import BaseRoute, Route
 from widget_server.clock import now
 from widget_server.domain.chat.conversations import check_text
 from widget_server.domain.chat.turn import Reply
+from widget_server.domain.testing.suite import Case
 from widget_server.edges.console.auth import console_page, user_of
 from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, NotFound
 from widget_server.ids import new_id
-from widget_server.text import StorableText
 
 STOPS = ("refuse", "block", "escalate")
 EXCERPT = 120  # how much of a reply a saved case expects it to contain
-Short = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class Strict(StorableText):
-    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
-
-
-class GuardrailExpect(Strict):
-    action: Literal["allow", "refuse", "mask", "escalate", "block"] | None = None
-    reason: Short | None = None
-    source: Literal["input", "output"] | None = None
-
-
-class Expect(Strict):
-    refused: bool | None = None
-    escalated: bool | None = None
-    guardrail: GuardrailExpect | None = None
-    masked: list[Short] | None = Field(None, max_length=20)
-    contains: list[Annotated[str, Field(min_length=1, max_length=2000)]] | None = Field(None, max_length=20)
-    not_contains: list[Annotated[str, Field(min_length=1, max_length=2000)]] | None = Field(None, max_length=20)
-    finish_reason: Literal["stop", "length", "guardrail", "cancelled", "error"] | None = None
-    provider_called: bool | None = None
-
-
-class CaseTurn(Strict):
-    visitor: str = Field(min_length=1, max_length=20000)
-    expect: Expect = Field(default_factory=Expect)
-
-
-class Case(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    turns: list[CaseTurn] = Field(min_length=1, max_length=50)
 
 
 def _printable(part: Any) -> str:
@@ -80,7 +48,7 @@ def parse_case(value: Any) -> dict[str, Any]:
                  for e in exc.errors(include_url=False)]
         raise InvalidRequest(f"invalid test case: {found[0]['field']}: {found[0]['message']}",
                              details={"errors": found}) from None
-    for i, turn in enumerate(case.turns):
+    for i, turn in enumerate(case.turns or []):
         check_text(turn.visitor, f"turns.{i}.visitor", code="request.invalid")
     check_text(case.name, "name", code="request.invalid")
     return case.model_dump(mode="json", exclude_none=True)

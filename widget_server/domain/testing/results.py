@@ -1,0 +1,83 @@
+"""What a suite run found: per case its runs (`repeat`), each run's turns and failures; the summary with pass^k.
+
+`SuiteResult.to_json()` is the results document of every edge (the JSON report, `GET /v1/test-runs/{id}`). It
+holds no id, clock time or run duration, so a replayed suite gives the same document every time; a case's
+`turns` and `failures` are those of its first run that did not pass (or of its first run, when all passed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from widget_server.domain.testing.assertions import Failure, Observation
+
+
+@dataclass
+class Attempt:
+    """One run of a case: its turns as observed, what failed, or why it could not complete."""
+
+    turns: list[Observation] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error is not None else "failed" if self.failures else "passed"
+
+
+@dataclass
+class CaseResult:
+    name: str
+    tags: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        states = {a.status for a in self.attempts}
+        return "error" if "error" in states else "failed" if "failed" in states else "passed"
+
+    @property
+    def passes(self) -> int:
+        return sum(a.status == "passed" for a in self.attempts)
+
+    @property
+    def shown(self) -> Attempt:
+        return next((a for a in self.attempts if a.status != "passed"), self.attempts[0] if self.attempts else
+                    Attempt())
+
+    @property
+    def total_ms(self) -> int:
+        return sum(int(t.timing.get("total_ms") or 0) for a in self.attempts for t in a.turns)
+
+    def to_json(self) -> dict[str, Any]:
+        shown = self.shown
+        return {"name": self.name, "tags": self.tags, "status": self.status, "runs": len(self.attempts),
+                "passes": self.passes, "turns": [t.to_json() for t in shown.turns],
+                "failures": [f.to_json() for f in shown.failures], "error": shown.error}
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    mode: str  # live | record | replay
+    repeat: int
+    cases: list[CaseResult] = field(default_factory=list)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        n = len(self.cases)
+        passed = sum(c.status == "passed" for c in self.cases)
+        runs = sum(len(c.attempts) for c in self.cases)
+        return {"cases": n, "passed": passed, "failed": sum(c.status == "failed" for c in self.cases),
+                "errors": sum(c.status == "error" for c in self.cases), "repeat": self.repeat, "runs": runs,
+                "runs_passed": sum(c.passes for c in self.cases),
+                "pass_k": round(passed / n, 4) if n else 1.0}  # the share of cases that passed every run
+
+    @property
+    def ok(self) -> bool:
+        return all(c.status == "passed" for c in self.cases)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"suite": self.suite, "mode": self.mode, "summary": self.summary,
+                "cases": [c.to_json() for c in self.cases]}
