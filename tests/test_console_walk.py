@@ -30,7 +30,7 @@ def fill(path: str, ids: dict[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         key = "conversation" if path.startswith(("/console/transcripts/", "/console/inbox/")) else (
-            "case" if name == "case_id" else "persona")
+            "case" if name == "case_id" else "run" if name == "run_id" else "persona")
         return ids[key]
     return re.sub(r"\{(\w+)\}", one, path)
 
@@ -46,12 +46,15 @@ def tenant_a(console: Console) -> dict[str, Any]:
     r = owner.post("/console/playground/cases", headers={"X-CSRF-Token": token_for(owner)},
                    content=json.dumps({"persona": persona["id"], "name": MARK, "turns": [{"visitor": "hi"}]}))
     assert r.status_code == 201, r.text
-    return {"persona": persona["id"], "slug": slug, "conversation": ready["conversation_id"], "case": r.json()["id"]}
+    run = httpx.post(f"{stack.url}/v1/test-runs", headers=stack.auth, json={"persona": slug})
+    assert run.status_code == 202, run.text
+    return {"persona": persona["id"], "slug": slug, "conversation": ready["conversation_id"], "case": r.json()["id"],
+            "run": run.json()["id"]}
 
 
 def test_every_route_is_walked_by_this_file() -> None:
     params = {name for _, path in console_routes() for name in re.findall(r"\{(\w+)\}", path)}
-    assert params <= {"id", "persona_id", "case_id"}, params  # a new kind of id: teach `fill` where to find one
+    assert params <= {"id", "persona_id", "case_id", "run_id"}, params  # a new kind of id: teach `fill` where to find one
 
 
 def test_signed_out_every_page_sends_to_sign_in_and_every_post_is_401(console: Console,

@@ -31,6 +31,8 @@ from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.sealed import Sealer
 from widget_server.domain.tenants import SessionSigner
+from widget_server.domain.testing import engine
+from widget_server.domain.testing.runs import TestRuns
 from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
@@ -80,11 +82,13 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         )
         lapsed_sweeper = asyncio.create_task(sweep_lapsed_forever(deps))
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
+        test_runs = TestRuns(deps, engine.run)
         signer = SessionSigner(secret, settings.session_ttl_s)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret))}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs)}
         finally:
+            await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             sweeper.cancel()
             session_sweeper.cancel()
             lapsed_sweeper.cancel()

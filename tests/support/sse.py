@@ -16,14 +16,15 @@ class Events:
     """An SSE stream read in a thread over a socket of its own (closing it ends the read at once, which a client
     library's stream, closed from another thread, would not): `wait(predicate)` for the first matching event."""
 
-    def __init__(self, client: httpx.Client, path: str) -> None:
+    def __init__(self, client: httpx.Client, path: str, headers: dict[str, str] | None = None) -> None:
         self.got: list[tuple[str, dict[str, Any]]] = []
         self.cond = threading.Condition()
         url = httpx.URL(str(client.base_url))
         self.sock = socket.create_connection((url.host, url.port), timeout=10)
         cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nAccept: text/event-stream\r\n"
-                          f"Cookie: {cookies}\r\n\r\n".encode())
+                          f"Cookie: {cookies}\r\n{extra}\r\n".encode())
         self.sock.settimeout(None)
         self.file = self.sock.makefile("rb")
         status = self.file.readline()

@@ -32,6 +32,7 @@ from widget_server.edges.openapi_components import (
     request_schemas,
     response_schemas,
     test_persona_schemas,
+    test_run_schemas,
 )
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
@@ -245,6 +246,26 @@ def _policy_and_widget() -> Operations:
     }
 
 
+def _test_runs() -> Operations:
+    run = _json(ref("TestRun"))
+    sse = {"description": "Server-Sent Events: `run` (the run as stored), `progress` per case, `done`; then the "
+                          "stream ends (at once for a run that has ended)",
+           "content": {"text/event-stream": {"schema": STRING}}}
+    return {
+        ("/v1/test-runs", "get"): _op("The tenant's test runs, newest first (without their results)",
+                                      {"200": _json(ref("TestRunPage"))}, READ),
+        ("/v1/test-runs", "post"): _op(
+            "Run a persona test suite in the background: the suite document (or its YAML), or a persona whose "
+            "saved test cases make the suite. 202 with the run; 400 names the suite's field (and its line in YAML)",
+            {"202": {**_json(ref("TestRun"), "Accepted"), "headers": {"Location": {
+                "description": "the run's URL", "required": True, "schema": STRING}}}},
+            (*FOUND, *WRITE), ref("TestRunBody")),
+        ("/v1/test-runs/{id}", "get"): _op("A test run: its state and, once it ended, every case's result",
+                                           {"200": run}, FOUND),
+        ("/v1/test-runs/{id}/events", "get"): _op("Follow a test run as it goes", {"200": sse}, FOUND),
+    }
+
+
 WEBSOCKETS = {"/v1/widget/ws": {
     "summary": "WebSocket of the widget protocol v1 (see DESIGN.md)",
     "description": "Not an HTTP operation: connect with a WebSocket client; the first frame is hello with the token "
@@ -256,7 +277,7 @@ WEBSOCKETS = {"/v1/widget/ws": {
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
-            **_keys(), **_policy_and_widget()}
+            **_keys(), **_policy_and_widget(), **_test_runs()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -290,7 +311,8 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
-            **response_schemas(), **request_schemas(settings), **key_schemas(), "Error": error()}
+            **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
+            "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

@@ -197,6 +197,26 @@ def request_schemas(settings: Settings) -> dict[str, Schema]:
     }
 
 
+def test_run_schemas() -> dict[str, Schema]:
+    status = {"enum": ["queued", "running", "passed", "failed", "error"]}
+    summary = {"type": ["object", "null"], "description": "cases, passed, failed, errors (once it ended)"}
+    run = obj(id=STRING, suite=STRING, status=status, source={"enum": ["api", "console"]},
+              options=obj(repeat={"type": "integer"}, only=NULLABLE_STRING), summary=summary,
+              error=NULLABLE_STRING, created_at=TIME, started_at=_nullable(TIME), finished_at=_nullable(TIME),
+              result={"type": ["object", "null"], "description": "the report, as `widget-server test --json`"})
+    listed = {**run, "properties": {k: v for k, v in run["properties"].items() if k != "result"},
+              "required": [k for k in run["required"] if k != "result"]}
+    return {
+        "TestRunBody": obj([], suite={"type": ["object", "string"],
+                                      "description": "the suite document (DESIGN: the suite file), or its YAML"},
+                           persona={"type": "string", "description": "run this persona's saved test cases"},
+                           repeat={"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                           only={"type": "string", "minLength": 1, "maxLength": 200}),
+        "TestRun": run,
+        "TestRunPage": obj(data={"type": "array", "items": listed}, next_before=NULLABLE_STRING),
+    }
+
+
 def response_schemas() -> dict[str, Schema]:
     conversation = obj(id=STRING, persona_id=STRING, visitor_id=STRING,
                        channel={"enum": ["widget", "api", "openai", "console", "test"]},

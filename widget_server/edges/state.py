@@ -11,6 +11,7 @@ from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.tenants import SessionSigner
+from widget_server.domain.testing.runs import TestRuns
 from widget_server.metrics import Metrics
 from widget_server.settings import Settings
 
@@ -23,6 +24,7 @@ class AppState:
     writer: EventWriter
     webhooks: WebhookDispatcher
     secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
+    test_runs: TestRuns  # the test suites this node runs in the background (POST /v1/test-runs)
 
     @property
     def settings(self) -> Settings:

@@ -30,6 +30,7 @@ from widget_server.backends.storage.tables import (
     tenants,
 )
 from widget_server.backends.storage.test_personas import TestPersonaStore
+from widget_server.backends.storage.test_runs import TestRunStore
 from widget_server.backends.storage.webhooks import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Storage:
         self.aggregates = Aggregates(engine)
         self.export_rows = ExportReader(engine)
         self.console = ConsoleStore(engine)
+        self.test_runs = TestRunStore(engine)
         self.transcripts = TranscriptSearch(engine)
         self.test_personas = TestPersonaStore(engine)
 

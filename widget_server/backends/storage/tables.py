@@ -272,3 +272,26 @@ test_personas = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     sa.UniqueConstraint("tenant_id", "name_key", name="uq_test_personas_name"),
 )
+
+# A test suite run for a tenant (POST /v1/test-runs, the console's Tests page): the suite as run, its state and,
+# once it ended, every case's result. `beat_at` is written while it runs: a run whose node stopped is seen stale.
+test_runs = sa.Table(
+    "test_runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("suite_name", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(12), nullable=False),  # api | console
+    sa.Column("status", sa.String(12), nullable=False),  # queued | running | passed | failed | error
+    sa.Column("suite", sa.JSON, nullable=False),
+    sa.Column("options", sa.JSON, nullable=False),  # repeat, only
+    sa.Column("summary", sa.JSON),  # cases, passed, failed, errors
+    sa.Column("result", sa.JSON),
+    sa.Column("error", sa.String(500)),
+    sa.Column("created_by", sa.String(40)),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("started_at", TS),
+    sa.Column("finished_at", TS),
+    sa.Column("beat_at", TS),
+    sa.Index("ix_test_runs_tenant", "tenant_id", "created_at"),
+)

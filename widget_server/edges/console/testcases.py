@@ -3,8 +3,9 @@
 A case is written in the suite format the test-suite runner reads (issue 15): a `name` and its `turns`, each a
 `visitor` message and what to `expect` of the turn. The playground records what it observed as the expectations
 (`observed`), so a saved exchange replays as a regression test; the page lists the cases by persona, shows each
-as YAML, downloads one case or a persona's cases as a suite file, and deletes them. Running suites comes with the
-test-suite runner: this page is where it will show its runs.
+as YAML, downloads one case or a persona's cases as a suite file, and deletes them; it runs a persona's cases
+(or a pasted suite file) through the suite engine, like `POST /v1/test-runs`, and shows each run: every case's
+transcript with its decisions, what failed, and what changed since the previous run of the same suite.
 """
 
 from __future__ import annotations
@@ -22,15 +23,18 @@ from starlette.routing import BaseRoute, Route
 from widget_server.clock import now
 from widget_server.domain.chat.conversations import check_text
 from widget_server.domain.chat.turn import Reply
+from widget_server.domain.testing import engine
 from widget_server.domain.testing.suite import Case
 from widget_server.edges.console.auth import console_page, user_of
 from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
+from widget_server.edges.test_runs import follow
 from widget_server.errors import InvalidRequest, NotFound
 from widget_server.ids import new_id
 
 STOPS = ("refuse", "block", "escalate")
 EXCERPT = 120  # how much of a reply a saved case expects it to contain
+RECENT_RUNS = 20  # the runs the Tests page lists
 
 
 def _printable(part: Any) -> str:
@@ -134,7 +138,8 @@ async def index(request: Request) -> Response:
                                     for pid, cases in groups.items()]
     listed.sort(key=lambda g: (g["persona"] is None, (g["persona"] or {}).get("slug", "")))
     deleted = request.query_params.get("deleted") == "1"
-    return page(request, "tests.html", title="Tests", groups=listed, deleted=deleted)
+    runs = await app_state(request).deps.storage.test_runs.list(user_of(request).tenant_id, limit=RECENT_RUNS)
+    return page(request, "tests.html", title="Tests", groups=listed, deleted=deleted, runs=runs)
 
 
 @console_page("read")
@@ -159,9 +164,73 @@ async def suite(request: Request) -> Response:
     rows = await app_state(request).deps.storage.console.list_test_cases(user.tenant_id, persona_id[:40])
     if persona is None or not rows:
         raise NotFound("no test cases for this persona")
-    doc = {"suite": f"{persona['doc'].get('name') or persona['slug']} (saved in the playground)",
-           "persona": persona["slug"], "policy": "tenant", "cases": [r["doc"] for r in rows]}
-    return _download(dump(doc), f"{persona['slug']}.suite.yaml")
+    return _download(dump(engine.saved_suite(persona, [r["doc"] for r in rows])), f"{persona['slug']}.suite.yaml")
+
+
+def _changes(current: dict[str, Any] | None, previous: dict[str, Any] | None) -> list[dict[str, str]]:
+    """What changed since the previous run of the same suite: each case whose outcome differs (new, gone)."""
+    if not current or not previous:
+        return []
+    now_ = {c["name"]: c["status"] for c in current.get("cases", [])}
+    before = {c["name"]: c["status"] for c in previous.get("cases", [])}
+    out = [{"name": n, "before": before.get(n, "new"), "now": st} for n, st in now_.items() if before.get(n) != st]
+    return out + [{"name": n, "before": st, "now": "gone"} for n, st in before.items() if n not in now_]
+
+
+async def _start(request: Request, suite_doc: Any) -> Response:
+    user = user_of(request)
+    suite_ = engine.checked(suite_doc)
+    row = await app_state(request).test_runs.start(user.tenant_id, suite_, {"repeat": 1, "only": None},
+                                                   source="console", created_by=user.user_id)
+    return RedirectResponse(f"/console/tests/runs/{row['id']}", status_code=303)
+
+
+@console_page("read", write="converse")
+async def run_saved(request: Request) -> Response:
+    """Run the cases saved for a persona, as one suite."""
+    user = user_of(request)
+    persona = (await _personas(request)).get(str(request.path_params["persona_id"])[:40])
+    rows = await app_state(request).deps.storage.console.list_test_cases(user.tenant_id, persona["id"]) \
+        if persona else []
+    if persona is None or not rows:
+        raise NotFound("no test cases for this persona")
+    return await _start(request, engine.saved_suite(persona, [r["doc"] for r in rows]))
+
+
+@console_page("read", write="converse")
+async def run_pasted(request: Request) -> Response:
+    """Run a suite file pasted (or uploaded) on the Tests page."""
+    form = await request.form()
+    text = form.get("suite")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest("paste a suite file (YAML) to run", details={"errors": [
+            {"field": "suite", "message": "required"}]})
+    return await _start(request, text)
+
+
+async def _run_of(request: Request) -> dict[str, Any]:
+    row = await app_state(request).test_runs.get(user_of(request).tenant_id, str(request.path_params["run_id"])[:80])
+    if row is None:
+        raise NotFound("no such test run")
+    return row
+
+
+@console_page("read")
+async def run_page(request: Request) -> Response:
+    row = await _run_of(request)
+    store = app_state(request).deps.storage.test_runs
+    earlier = [r for r in await store.list(row["tenant_id"], limit=50, before=row["created_at"])
+               if r["suite_name"] == row["suite_name"] and r["status"] in ("passed", "failed")]
+    previous = await store.get(row["tenant_id"], earlier[0]["id"]) if earlier else None
+    return page(request, "tests_run.html", title=f"Test run: {row['suite_name']}", run=row,
+                result=row.get("result") or {}, previous=previous,
+                changes=_changes(row.get("result"), (previous or {}).get("result")))
+
+
+@console_page("read")
+async def run_events(request: Request) -> Response:
+    request.path_params["id"] = request.path_params["run_id"]
+    return await follow(request, user_of(request).tenant_id)
 
 
 @console_page("read", write="converse")
@@ -173,6 +242,10 @@ async def delete(request: Request) -> Response:
 
 ROUTES: list[BaseRoute] = [
     Route("/console/tests", index, methods=["GET"]),
+    Route("/console/tests/run", run_pasted, methods=["POST"]),
+    Route("/console/tests/run/{persona_id}", run_saved, methods=["POST"]),
+    Route("/console/tests/runs/{run_id}", run_page, methods=["GET"]),
+    Route("/console/tests/runs/{run_id}/events", run_events, methods=["GET"]),
     Route("/console/tests/suite/{persona_id}.yaml", suite, methods=["GET"]),
     Route("/console/tests/{case_id}.yaml", download, methods=["GET"]),  # before the page, which would take it
     Route("/console/tests/{case_id}", show, methods=["GET"]),
