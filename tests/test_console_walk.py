@@ -54,7 +54,7 @@ def tenant_a(console: Console) -> dict[str, Any]:
 
 def test_every_route_is_walked_by_this_file() -> None:
     params = {name for _, path in console_routes() for name in re.findall(r"\{(\w+)\}", path)}
-    assert params <= {"id", "persona_id", "case_id", "run_id"}, params  # a new kind of id: teach `fill` where to find one
+    assert params <= {"id", "persona_id", "case_id", "run_id"}, params  # a new kind of id: teach `fill` where it is
 
 
 def test_signed_out_every_page_sends_to_sign_in_and_every_post_is_401(console: Console,

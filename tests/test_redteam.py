@@ -12,39 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.strict_policy import STRICT
 from widget_server.domain.guardrails import CompiledPolicy, Decision, check_input, compile_policy, parse_policy
 from widget_server.domain.guardrails import pii as pii_module
 from widget_server.domain.testing.redteam import redteam_suite
 from widget_server.domain.testing.redteam_phrases import PERSON
 from widget_server.errors import PolicyError
 
-BIKES = ["Do you sell helmets?", "Where is my order?", "How much is a service for my bike?",
-         "Can I return a saddle I bought last week?", "Do you repair electric bikes?",
-         "Which tyres fit a 28 inch wheel?", "When does the shop open on Saturday?",
-         "Do you have kids' bikes in stock?"]
-STRICT: dict[str, Any] = {
-    "version": 1,
-    "blocked_terms": [
-        {"id": "rival", "terms": ["rivalcycles", "acme bikes", "spokeshop", "velomax"], "action": "refuse"},
-        {"id": "insult", "terms": ["dummkopf", "imbecile"], "action": "block"},
-        {"id": "internal", "terms": ["project falcon"], "action": "refuse", "applies_to": ["output"]},
-    ],
-    "pii": {"entities": ["email", "phone", "credit_card", "iban", "national_id"], "action": "mask"},
-    "topics": {
-        "allowed": [{"id": "bikes", "description": "bicycles, parts, repairs, orders and deliveries of the shop",
-                     "examples": BIKES}],
-        "denied": [
-            {"id": "medical", "refusal": "I can't give medical advice.",
-             "examples": ["What dose of ibuprofen should I take for my knee?", "Is this rash on my arm serious?",
-                          "Which antibiotics work for a chest infection?"]},
-            {"id": "billing_dispute", "description": "disputing a charge on a card or a bank statement",
-             "examples": ["I want to dispute a charge on my credit card", "You charged me twice, I want a chargeback"]},
-        ],
-        "off_topic": "refuse",
-    },
-    "escalation": {"on_request": True, "topics": ["billing_dispute"]},
-    "refusals": {"off_topic": "I can only help with the bike shop."},
-}
 PERSONA = {"id": "per_x", "slug": "spokes", "name": "Spokes", "system_prompt": "You help at a bike shop."}
 
 
@@ -211,22 +185,11 @@ def test_without_topics_the_disguises_missed_reach_the_model() -> None:
 
 
 PINNED = "9c1c03b39fff38b00be145473d13fa570eb04a83bdf112bf09266b77fcde518c"
-# What the guardrails miss today, seed 0: the term check does not undo these disguises (the topic boundary still
-# refuses the message, as off-topic). The characters it does not map to the letter they imitate: Cyrillic ӏ (l),
-# Greek ϲ Ϲ (c), ϳ (j), ѵ (v), capital Β (B), Η (H), Μ (M), Ν (N, read as v), Υ (Y, read as u), Ζ (Z); in
-# leetspeak 1 for l (read as i), 9 for g, 8 for b, 2 for z. Spaced-out letters, zero-width characters and
-# full-width letters are all caught, as are every PII value, denied and off-topic question, request for a person
-# in the seven languages and attempt at the system prompt.
-KNOWN_MISSES = {
-    "term.rival #1 homoglyph": "refuse topic.off_topic",  # rivaӏcусӏеs
-    "term.rival #1 leetspeak": "refuse topic.off_topic",  # r!v41cyc13$
-    "term.rival #1 mixed": "refuse topic.off_topic",  # RIVΑLCΥCLΕS, with invisible characters
-    "term.rival #3 leetspeak": "refuse topic.off_topic",  # 4cm3 8!k3$
-    "term.rival #3 mixed": "refuse topic.off_topic",  # АСΜE BIKЕS, with invisible characters
-    "term.insult #1 mixed": "refuse topic.off_topic",  # DUMΜKOΡF, with invisible characters
-    "term.insult #2 homoglyph": "refuse topic.off_topic",  # іmbеϲile
-    "term.insult #2 leetspeak": "refuse topic.off_topic",  # !m83c!13
-}
+# What the guardrails miss today, seed 0: nothing on the visitor's message (the look-alikes the term check once
+# missed, Cyrillic ӏ, Greek ϲ ϳ ѵ and the capitals Β Η Μ Ν Υ Ζ, leetspeak 1 2 8 9 for l z b g, are mapped now).
+# Spaced-out letters, zero-width characters and full-width letters are caught, as are every PII value, denied and
+# off-topic question, request for a person in the seven languages and attempt at the system prompt.
+KNOWN_MISSES: dict[str, str] = {}
 KNOWN_MISS_KINDS = {"term homoglyph", "term leetspeak", "term mixed"}
 # Attempts at the system prompt that the check of role overrides does not recognise (seed 0): the strict policy's
 # topic boundary refuses them as off-topic, a policy without topics hands them to the model, and only the

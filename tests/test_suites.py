@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import Stack
+from tests.support.strict_policy import STRICT
 from tests.support.upstream import Upstream
 from widget_server.domain.testing.suite import suite_schema
 from widget_server.edges.cli import suites as suites_cli
@@ -226,8 +227,8 @@ def test_a_typo_in_a_suite_file_exits_2_naming_the_file_line_and_field(shop: tup
                                    "cases.0.turns.0.expect.not_contain: unknown field (a typo?)")
     for args, said in [((command.file("x.yaml", "suite: [\n"),), "x.yaml, line 2: (file): not valid YAML"),
                        ((command.where / "missing.yaml",), "cannot read"),
-                       ((path, "--server", "http://127.0.0.1:41001"), "not built yet"),
-                       ((path, "--redteam"), "not built yet")]:
+                       ((path, "--server", "http://127.0.0.1:41001"), "--server needs --key"),
+                       ((path, "--redteam"), "not_contain: unknown field"), ((), "name a suite file")]:
         done = command.run(*args)
         assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, done.stderr
     done = command.run(command.file("p.yaml", {**passing("nobody"), "suite": "p"}))
@@ -297,3 +298,55 @@ def test_no_suite_document_gets_a_traceback(shop: tuple[Stack, str], tmp_path: P
             assert code in (0, 1) and re.search(r"\n\d+ cases?: \d+ passed", out.getvalue()), err.getvalue()
 
     check()
+
+
+def _outcomes(report: dict[str, Any]) -> dict[str, Any]:
+    """What a report says of each case, without the figures that differ between two live runs (latencies)."""
+    return {(s["suite"], c["name"]): (c["status"], sorted(f["assertion"] for f in c["failures"]))
+            for s in report["suites"] for c in s["cases"]}
+
+
+def test_a_suite_runs_on_another_server_with_server_and_key(shop: tuple[Stack, str], command: Command) -> None:
+    stack, persona = shop
+    good, bad = command.file("good.yaml", passing(persona)), command.file("bad.yaml", failing(persona))
+    local = command.run(good, bad, "--json", command.where / "local.json")
+    assert local.returncode == 1, local.stderr
+    # The command's own database is empty: the suites can only run on the server the key names.
+    command.env["WIDGET_DATABASE_URL"] = f"sqlite:///{command.where / 'empty.db'}"
+    remote = command.run(good, bad, "--server", stack.url, "--key", stack.sk, "--json", command.where / "remote.json",
+                         "--junit", command.where / "remote.xml", tenant=False)
+    assert remote.returncode == 1, remote.stderr
+    assert "Traceback" not in remote.stderr and "FAILED" in remote.stdout
+    here, there = (json.loads((command.where / f"{n}.json").read_text()) for n in ("local", "remote"))
+    assert _outcomes(there) == _outcomes(here) and there["summary"]["cases"] == 2
+    cases = ET.parse(command.where / "remote.xml").getroot().findall("./testsuite/testcase")
+    assert len(cases) == 2 and len([c for c in cases if c.find("failure") is not None]) == 1
+    runs = httpx.get(f"{stack.url}/v1/test-runs", headers=stack.auth).json()["data"]
+    assert {r["suite"] for r in runs[:2]} == {"shop passes", "shop fails"}  # run, and stored, on the server
+
+    typo = command.file("typo.yaml", "suite: x\npersona: p\ncases:\n  - name: a\n    turns:\n      - visitr: hi\n")
+    refused = command.run(typo, "--server", stack.url, "--key", stack.sk, tenant=False)
+    assert refused.returncode == 2 and "line 6" in refused.stderr and "visitr" in refused.stderr
+    wrong_key = command.run(good, "--server", stack.url, "--key", "sk_nope", tenant=False)
+    assert wrong_key.returncode == 2 and "HTTP 401" in wrong_key.stderr
+    for args in (["--server", stack.url], ["--server", stack.url, "--key", stack.sk, "--replay", "x.json"]):
+        assert command.run(good, *args, tenant=False).returncode == 2
+
+
+def test_the_red_team_pack_of_a_strict_policy_lets_nothing_through(stack_factory: Callable[..., Stack],
+                                                                   tmp_path: Path) -> None:
+    stack = stack_factory(database_url=f"sqlite:///{tmp_path / 'strict.db'}")
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json=STRICT, headers=stack.auth).status_code == 200
+    stack.persona("echo", name="Spokes", system_prompt="You help at a bike shop.")
+    command = Command(stack, tmp_path)
+    done = command.run("--redteam", "--json", tmp_path / "redteam.json")
+    report = json.loads((tmp_path / "redteam.json").read_text())
+    through = [(c["name"], c["failures"] or c["error"]) for s in report["suites"] for c in s["cases"]
+               if c["status"] != "passed"]
+    assert done.returncode == 0 and through == [], (through, done.stderr[-2000:])
+    (pack,) = report["suites"]
+    kinds = {tag for c in pack["cases"] for tag in c["tags"]}
+    assert pack["summary"]["cases"] >= 40 and {"term", "pii", "topic", "escalation", "prompt_leak"} <= kinds, kinds
+    stack.persona("echo", name="Bells")  # a second persona: the pack must be told which
+    which = command.run("--redteam")
+    assert which.returncode == 2 and "--persona" in which.stderr

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from widget_server.domain import personas
-from widget_server.domain.testing import runs
+from widget_server.domain.testing import engine, runs
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
 from widget_server.edges.query_params import Limit, declare, string
 from widget_server.edges.state import app_state
@@ -53,8 +53,6 @@ def _time(value: datetime | None) -> str | None:
 
 async def _suite_of(request: Request, tenant_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """The suite document the body names, checked as the command line checks a file (a 400 naming the field)."""
-    from widget_server.domain.testing import engine  # (the runner and its loader: imported with the first run)
-
     if ("suite" in body) == ("persona" in body):
         raise InvalidRequest("name the suite: either suite (the document) or persona (its saved test cases)",
                              details={"errors": [{"field": "suite", "message": "suite or persona"}]})

@@ -21,13 +21,25 @@ INVISIBLE = frozenset([0x00AD, 0x034F, 0x061C, 0x180E, 0x200B, 0x200C, 0x200D, 0
                        0x2062, 0x2063, 0x2064, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 # Look-alikes that imitate a Latin letter: Cyrillic and Greek homoglyphs and the usual digit/symbol swaps.
-# Applied to the terms too, so a term written with these characters still matches itself.
+# Applied to the terms too, so a term written with these characters still matches itself. `l`, `1`, `|`, `!` and
+# `i` are one letter here (as in Unicode's confusable skeletons): "cyc1es" reads as "cycles" whichever of l or i
+# the 1 stands for.
 LOOK_ALIKES = str.maketrans({
     "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "х": "x", "у": "y", "і": "i", "ј": "j", "ѕ": "s",
-    "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "к": "k", "м": "m", "т": "t", "в": "b", "н": "h",
-    "α": "a", "ο": "o", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-    "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l",
+    "ԁ": "d", "һ": "h", "ԛ": "q", "ԝ": "w", "к": "k", "м": "m", "т": "t", "в": "b", "н": "h", "ӏ": "i",
+    "ѵ": "v", "α": "a", "ο": "o", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "ϳ": "j", "η": "n",
+    "0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g", "@": "a", "$": "s",
+    "!": "i", "|": "i", "l": "i",
 })
+# Mapped before folding: capitals that imitate a Latin capital but fold to a letter that imitates another (Greek
+# Ν folds to ν, read as v above; Υ to υ, read as u), and the lunate sigma ϲ, whose compatibility form is σ.
+BEFORE_FOLD = {
+    "ϲ": "c",
+    "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k", "Μ": "m", "Ν": "n", "Ο": "o", "Ρ": "p",
+    "Τ": "t", "Υ": "y", "Χ": "x", "Ϲ": "c", "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o",
+    "Р": "p", "С": "c", "Т": "t", "Х": "x", "У": "y", "Ѕ": "s", "І": "i", "Ј": "j", "Ӏ": "i",
+}
 
 # A letter spelled out with separators between: "r i v a l c o", "r.i.v.a.l", "r-i-v-a-l".
 SEPARATORS = " ._*-·/~+"
@@ -60,6 +72,8 @@ def _fold(ch: str) -> str:
 
 @lru_cache(maxsize=16384)
 def _skel(ch: str) -> str:
+    if ch in BEFORE_FOLD:
+        return BEFORE_FOLD[ch].translate(LOOK_ALIKES)
     return " " if ch.isspace() else _fold(ch).translate(LOOK_ALIKES)
 
 

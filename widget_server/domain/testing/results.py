@@ -81,3 +81,23 @@ class SuiteResult:
     def to_json(self) -> dict[str, Any]:
         return {"suite": self.suite, "mode": self.mode, "summary": self.summary,
                 "cases": [c.to_json() for c in self.cases]}
+
+
+def suite_result_of(doc: dict[str, Any]) -> SuiteResult:
+    """A results document (`SuiteResult.to_json()`, as `GET /v1/test-runs/{id}` gives it) back as a result, so that
+    a run on a remote server is reported like a local one. A case keeps its shown run and its pass count."""
+    result = SuiteResult(str(doc["suite"]), str(doc.get("mode") or "live"), int(doc["summary"].get("repeat") or 1))
+    for c in doc.get("cases", []):
+        turns = [Observation(visitor=t["visitor"], shown=t["shown"], text=t["reply"], finish_reason=t["finish_reason"],
+                             decisions=t["decisions"], usage=t["usage"], timing=t["timing"], events=t["events"],
+                             provider_called=t["provider_called"], escalated=t["escalated"], error=t.get("error"))
+                 for t in c.get("turns", [])]
+        failures = [Failure(f["assertion"], f["expected"], f["actual"], int(f.get("turn") or 0), f.get("message", ""))
+                    for f in c.get("failures", [])]
+        shown = Attempt(turns, failures, c.get("error"))
+        runs, passes = int(c.get("runs") or 1), int(c.get("passes") or 0)
+        attempts = [shown] if shown.status != "passed" or runs == 0 else []
+        attempts += [Attempt(turns if not attempts and i == 0 else []) for i in range(passes)]
+        attempts += [Attempt(failures=failures, error=c.get("error")) for _ in range(max(runs - len(attempts), 0))]
+        result.cases.append(CaseResult(str(c["name"]), list(c.get("tags") or []), attempts))
+    return result

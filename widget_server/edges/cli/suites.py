@@ -1,9 +1,12 @@
 """`widget-server test SUITE.yaml… --tenant ID`: run persona test suites in this process, against the database
 and providers the settings name (local mode), through the same turn visitors get.
 
+With `--server URL --key sk_…` the suites run on that server instead (`POST /v1/test-runs`, followed over its
+event stream), and are reported here the same way. `--redteam` adds the red-team pack generated from the tenant's
+own policy for a persona (`--persona`, or the tenant's only one): what gets through fails.
+
 Exit 0 when every case passed, 1 when an assertion failed (or a case could not complete), 2 when a suite could
-not run (a bad file: the message names the file, the line and the field). `--server URL --key sk_…` and
-`--redteam` are not built yet: they exit 2 saying so.
+not run (a bad file: the message names the file, the line and the field).
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from widget_server.backends.bus import open_bus
 from widget_server.backends.providers import Providers
@@ -27,9 +33,10 @@ from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.sealed import Sealer
 from widget_server.domain.testing import reports
 from widget_server.domain.testing.cassette import Cassette, CassetteInvalid
-from widget_server.domain.testing.results import SuiteResult
+from widget_server.domain.testing.redteam import redteam_suite
+from widget_server.domain.testing.results import SuiteResult, suite_result_of
 from widget_server.domain.testing.runner import run_suite
-from widget_server.domain.testing.suite import Suite, SuiteInvalid, load_suite
+from widget_server.domain.testing.suite import Suite, SuiteInvalid, load_suite, parse_suite
 from widget_server.edges.cli.common import require_tenant
 from widget_server.errors import InvalidRequest, WidgetError
 from widget_server.ids import new_id
@@ -38,14 +45,14 @@ from widget_server.private_files import private_file
 from widget_server.settings import Settings
 
 MAX_REPEAT = 100
-NOT_YET = {"server": "--server/--key (running against a remote server) is not built yet: use --tenant",
-           "redteam": "--redteam is not built yet"}
+REMOTE_REPEAT = 10  # what POST /v1/test-runs accepts
+REMOTE_TIMEOUT_S = 3600.0  # a remote run followed this long at most
 
 
 def add_parser(sub: Any) -> None:
     """The `test` command's arguments, on the command line's subparsers."""
     t = sub.add_parser("test", help="run persona test suites (YAML) through the production pipeline")
-    t.add_argument("suites", nargs="+", type=Path, metavar="SUITE.yaml")
+    t.add_argument("suites", nargs="*", type=Path, metavar="SUITE.yaml")
     t.add_argument("--tenant", help="the tenant whose personas and policy the suites test")
     t.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     t.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
@@ -54,9 +61,11 @@ def add_parser(sub: Any) -> None:
     tape.add_argument("--record", type=Path, metavar="FILE", help="record the model's outputs into a cassette")
     tape.add_argument("--replay", type=Path, metavar="FILE", help="replay a cassette: no model is called")
     t.add_argument("--only", metavar="NAME", help="run only the case of this name")
-    t.add_argument("--server", help="(not yet) a remote server's URL")
-    t.add_argument("--key", help="(not yet) the remote server's secret key")
-    t.add_argument("--redteam", action="store_true", help="(not yet) the red-team pack of the tenant's policy")
+    t.add_argument("--server", help="run on this server (its URL) instead of in this process; needs --key")
+    t.add_argument("--key", help="the server's secret key (sk_…) of the tenant, with --server")
+    t.add_argument("--redteam", action="store_true", help="add the red-team pack of the tenant's own policy")
+    t.add_argument("--persona", metavar="SLUG", help="the persona the red-team pack tests (default: the only one)")
+    t.add_argument("--seed", type=int, default=0, help="the red-team pack's seed (0)")
 
 
 def _read(path: Path) -> bytes:
@@ -68,12 +77,17 @@ def _read(path: Path) -> bytes:
 
 def _check(args: argparse.Namespace) -> tuple[list[Suite], Cassette | None]:
     """Everything that can be wrong before anything runs: arguments, suite files, the cassette."""
+    if not args.suites and not args.redteam:
+        raise InvalidRequest("name a suite file (or --redteam)")
     if args.server or args.key:
-        raise InvalidRequest(NOT_YET["server"])
-    if args.redteam:
-        raise InvalidRequest(NOT_YET["redteam"])
-    if not args.tenant:
-        raise InvalidRequest("--tenant is required")
+        if not (args.server and args.key) or args.tenant:
+            raise InvalidRequest("--server needs --key (and no --tenant: the key names the tenant)")
+        if args.record or args.replay:
+            raise InvalidRequest("--record and --replay run in this process: use --tenant")
+        if not 1 <= args.repeat <= REMOTE_REPEAT:
+            raise InvalidRequest(f"--repeat must be from 1 to {REMOTE_REPEAT} on a server")
+    elif not args.tenant:
+        raise InvalidRequest("--tenant is required (or --server and --key)")
     if not 1 <= args.repeat <= MAX_REPEAT:
         raise InvalidRequest(f"--repeat must be from 1 to {MAX_REPEAT}")
     suites = [load_suite(_read(p), str(p)) for p in args.suites]
@@ -109,11 +123,33 @@ async def local_deps(settings: Settings) -> AsyncIterator[Deps]:
         await storage.close()
 
 
+def _persona_of(personas: list[dict[str, Any]], wanted: str | None) -> dict[str, Any]:
+    if wanted is not None:
+        found = next((p for p in personas if wanted in (p["slug"], p["id"])), None)
+        if found is None:
+            raise InvalidRequest(f"--persona: the tenant has no persona {wanted!r}")
+        return found
+    if len(personas) != 1:
+        raise InvalidRequest(f"--redteam: the tenant has {len(personas)} personas: name one with --persona")
+    return personas[0]
+
+
+def _redteam(policy: dict[str, Any] | None, persona: dict[str, Any], seed: int) -> Suite:
+    if policy is None:
+        raise InvalidRequest("--redteam: the tenant has no safety policy to attack")
+    return parse_suite(redteam_suite(policy, persona, seed=seed), "the red-team pack")
+
+
 async def _run(settings: Settings, args: argparse.Namespace, suites: list[Suite],
                cassette: Cassette | None) -> list[SuiteResult]:
     results = []
     async with local_deps(settings) as deps:
         await require_tenant(deps.storage, args.tenant)
+        if args.redteam:
+            rows = await deps.storage.list_personas(args.tenant)
+            persona = _persona_of([{"slug": r["slug"], "id": r["id"], **r["doc"]} for r in rows], args.persona)
+            policy = await deps.storage.get_policy(args.tenant)
+            suites = [*suites, _redteam(policy["doc"] if policy else None, persona, args.seed)]
         for suite in suites:
             bar = reports.ProgressBar(sys.stderr, len(suite.cases) if args.only is None else 1)
             try:
@@ -121,6 +157,62 @@ async def _run(settings: Settings, args: argparse.Namespace, suites: list[Suite]
                                                record=bool(args.record), only=args.only, on_progress=bar.step))
             finally:
                 bar.close()
+    return results
+
+
+def _remote_error(r: httpx.Response) -> WidgetError:
+    try:
+        message = str(r.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = r.text[:300] or r.reason_phrase
+    error = InvalidRequest(f"{r.request.url.path}: HTTP {r.status_code}: {message}")
+    error.status_code = r.status_code  # type: ignore[misc]
+    return error
+
+
+def _remote(args: argparse.Namespace, suites: list[Suite], texts: list[str]) -> list[SuiteResult]:
+    """Each suite run on the server (`POST /v1/test-runs`), followed to its end, its results read back."""
+    results = []
+    with httpx.Client(base_url=args.server.rstrip("/"), headers={"Authorization": f"Bearer {args.key}"},
+                      timeout=30) as client:
+        bodies: list[Any] = list(texts)
+        if args.redteam:
+            policy = client.get("/v1/safety-policy")
+            if policy.status_code not in (200, 404):
+                raise _remote_error(policy)
+            listed = client.get("/v1/personas", params={"limit": 200})
+            if listed.status_code != 200:
+                raise _remote_error(listed)
+            persona = _persona_of(listed.json()["data"], args.persona)
+            pack = _redteam(policy.json()["policy"] if policy.status_code == 200 else None, persona, args.seed)
+            suites = [*suites, pack]
+            bodies.append(redteam_suite(policy.json()["policy"], persona, seed=args.seed))
+        for suite, body in zip(suites, bodies, strict=True):
+            r = client.post("/v1/test-runs", json={"suite": body, "repeat": args.repeat,
+                                                   **({"only": args.only} if args.only else {})})
+            if r.status_code != 202:
+                raise _remote_error(r)
+            run_id = r.json()["id"]
+            bar = reports.ProgressBar(sys.stderr, len(suite.cases) if args.only is None else 1)
+            try:
+                with client.stream("GET", f"/v1/test-runs/{run_id}/events", timeout=REMOTE_TIMEOUT_S) as events:
+                    if events.status_code != 200:
+                        raise _remote_error(events)
+                    name = ""
+                    for line in events.iter_lines():
+                        if line.startswith("event: "):
+                            name = line[7:]
+                        elif line.startswith("data: ") and name == "progress":
+                            bar.step(json.loads(line[6:]))
+            finally:
+                bar.close()
+            run = client.get(f"/v1/test-runs/{run_id}")
+            if run.status_code != 200:
+                raise _remote_error(run)
+            doc = run.json()
+            if doc["result"] is None:  # it could not run: the server says why
+                raise InvalidRequest(f"{suite.suite}: the run ended as {doc['status']}: {doc['error']}")
+            results.append(suite_result_of(doc["result"]))
     return results
 
 
@@ -133,9 +225,15 @@ def _write(path: Path, text: str) -> None:
 def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     try:
         suites, cassette = _check(args)
-        results = asyncio.run(_run(settings, args, suites, cassette))
+        if args.server:
+            results = _remote(args, suites, [_read(p).decode("utf-8", "replace") for p in args.suites])
+        else:
+            results = asyncio.run(_run(settings, args, suites, cassette))
     except (SuiteInvalid, CassetteInvalid) as exc:
         print(f"widget-server: error: {' '.join(exc.message.split())}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"widget-server: error: {args.server}: {exc}", file=sys.stderr)
         return 2
     except WidgetError as exc:  # the tenant, a persona or a drafted policy the suite names
         print(f"widget-server: error: {' '.join(exc.message.split())}", file=sys.stderr)
