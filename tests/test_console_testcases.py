@@ -4,8 +4,10 @@ one or as a persona's suite file, deleted by those who may converse; on SQLite a
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -27,6 +29,7 @@ from tests.support.console import (
     token_for,
 )
 
+README_SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CASE = {"name": "the rival's name never appears", "turns": [
     {"visitor": "Is RivalCycles cheaper?",
      "expect": {"refused": True, "guardrail": {"reason": "term.rival", "source": "input"}}},
@@ -207,8 +210,8 @@ def browser(console: Console, emails: dict[str, str]) -> Iterator[Browser]:
 
 @needs_chromium
 @pytest.mark.parametrize("width", [1280, 390])
-def test_the_tests_page_has_no_accessibility_violation_fits_390_px_and_deletes_after_asking(
-        console: Console, emails: dict[str, str], browser: Browser, width: int) -> None:
+def test_the_tests_page_has_no_accessibility_violation_fits_390_px_runs_and_deletes_after_asking(
+        console: Console, emails: dict[str, str], browser: Browser, width: int, tmp_path: Path) -> None:
     case_id = emails["case"]
     context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)  # to inject axe
     page = context.new_page()
@@ -219,6 +222,19 @@ def test_the_tests_page_has_no_accessibility_violation_fits_390_px_and_deletes_a
         assert found == [], json.dumps(found, indent=1)
         scroll = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert scroll <= 0, f"{scroll} px of horizontal scroll at {width} px on {path}"
+    # Run the persona's cases: the run's page follows it live, then shows the case with its transcript.
+    page.goto(console.url + "/console/tests")
+    page.get_by_role("button", name="Run 1 case").click()
+    expect(page.locator("#run-status")).to_have_text(re.compile("^(passed|failed)$"), timeout=30_000)
+    expect(page.locator(".case .transcript")).to_contain_text("Is RivalCycles cheaper?")
+    found = axe_violations(page)
+    assert found == [], json.dumps(found, indent=1)
+    scroll = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert scroll <= 0, f"{scroll} px of horizontal scroll at {width} px on the run's page"
+    if width == 1280:
+        shots = README_SHOTS if os.environ.get("WIDGET_SCREENSHOTS") == "1" else tmp_path
+        page.screenshot(path=str(shots / "console-test-run.png"), full_page=True)
+    page.goto(console.url + f"/console/tests/{case_id}")
     page.on("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete this case").click()
     expect(page.get_by_role("status")).to_have_text("The test case was deleted.")

@@ -166,3 +166,15 @@ def test_the_console_runs_saved_cases_and_shows_what_changed(console: Console) -
     assert pasted.status_code == 303
     stranger = console.signed_in("owner", tenant_id=stack.tenant()["tenant_id"])
     assert stranger.get(pasted.headers["location"]).status_code == 404
+
+
+def test_the_server_publishes_the_suite_files_json_schema(shop: tuple[Stack, str]) -> None:
+    import jsonschema
+
+    stack, persona = shop
+    r = httpx.get(f"{stack.url}/v1/test-suites/schema")  # no key: editors fetch it
+    assert r.status_code == 200 and r.json()["title"] == "widget_server test suite"
+    validator = jsonschema.Draft202012Validator(r.json())
+    assert list(validator.iter_errors(suite(persona))) == []
+    typo = {**suite(persona), "cases": [{"name": "a", "turns": [{"visitr": "hi"}]}]}
+    assert list(validator.iter_errors(typo))  # what the command line refuses, the schema flags too

@@ -252,6 +252,9 @@ def _test_runs() -> Operations:
                           "stream ends (at once for a run that has ended)",
            "content": {"text/event-stream": {"schema": STRING}}}
     return {
+        ("/v1/test-suites/schema", "get"): {
+            "summary": "The JSON Schema of a test suite file (no key needed)", "security": PUBLIC,
+            "responses": {"200": _json({"type": "object"}), **_errors(400)}},
         ("/v1/test-runs", "get"): _op("The tenant's test runs, newest first (without their results)",
                                       {"200": _json(ref("TestRunPage"))}, READ),
         ("/v1/test-runs", "post"): _op(

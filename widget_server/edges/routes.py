@@ -44,6 +44,7 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/personas", get=Operation(personas.list_personas, personas.LIST), post=personas.create_persona),
         Resource("/v1/personas/{id}", get=personas.get_persona, put=personas.replace_persona,
                  patch=personas.replace_persona, delete=personas.delete_persona),
+        Resource("/v1/test-suites/schema", get=test_runs.suite_schema),
         Resource("/v1/test-runs", get=Operation(test_runs.list_runs, test_runs.LIST), post=test_runs.create_run),
         Resource("/v1/test-runs/{id}", get=test_runs.get_run),
         Resource("/v1/test-runs/{id}/events", get=test_runs.run_events),

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from widget_server.domain import personas
-from widget_server.domain.testing import engine, runs
+from widget_server.domain.testing import engine, runs, suite
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
 from widget_server.edges.query_params import Limit, declare, string
 from widget_server.edges.state import app_state
@@ -77,6 +77,11 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("only must be a case name of 1 to 200 characters",
                              details={"errors": [{"field": "only", "message": "a case name"}]})
     return {"repeat": repeat, "only": only}
+
+
+async def suite_schema(request: Request) -> Response:
+    """The JSON Schema of a suite file (editors validate and complete suites with it)."""
+    return JSONResponse(suite.suite_schema(), headers={"Cache-Control": "public, max-age=3600"})
 
 
 async def create_run(request: Request) -> Response:
