@@ -32,6 +32,7 @@ from widget_server.edges.openapi_components import (
     request_schemas,
     response_schemas,
 )
+from widget_server.edges.openapi_openai import openai_operations, openai_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
 from widget_server.settings import Settings
@@ -239,13 +240,14 @@ WEBSOCKETS = {"/v1/widget/ws": {
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_conversations(), **_analytics(), **_webhooks(), **_keys(),
-            **_policy_and_widget()}
+            **_policy_and_widget(), **openai_operations()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "pattern": NO_NUL},
-             "description": "id or slug" if path.startswith("/v1/personas/") else f"the {n.replace('_', ' ')}"}
+             "description": "id or slug" if path.startswith(("/v1/personas/", "/v1/openai/models/"))
+             else f"the {n.replace('_', ' ')}"}
             for n in names]
 
 
@@ -273,7 +275,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **policy_schemas(), **event_schemas(), **response_schemas(),
-            **request_schemas(settings), **key_schemas(), "Error": error()}
+            **request_schemas(settings), **key_schemas(), **openai_schemas(), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
