@@ -108,6 +108,23 @@ def test_the_persona_prompt_leads_then_the_callers_system_messages_then_its_cont
         {"role": "user", "content": "second\npart"}]
 
 
+def test_on_both_databases_a_stream_is_stored_and_a_refusal_is_stored_as_refused(
+    stack_factory: Any, db_url: str
+) -> None:
+    stack = stack_factory(database_url=db_url)
+    put_policy(stack)
+    slug = stack.persona("echo")
+    raw = client(stack).chat.completions.with_raw_response.create(model=slug, messages=user("one two"), stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices) == "one two"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client(stack).chat.completions.create(model=slug, messages=user("rivalco?"))
+    refused = caught.value.response.headers["x-persona-conversation-id"]
+    assert [(m["role"], m["finish_reason"]) for m in stored(stack, refused)["messages"]] == [
+        ("visitor", None), ("persona", "guardrail")]
+    assert [m["text"] for m in stored(stack, raw.headers["x-persona-conversation-id"])["messages"]] == [
+        "one two", "one two"]
+
+
 def test_a_server_may_refuse_the_callers_system_messages(stack_factory: Any) -> None:
     stack = stack_factory(openai_system_messages="refuse")
     with pytest.raises(openai.BadRequestError) as caught:
@@ -165,6 +182,19 @@ def test_a_stream_without_include_usage_has_no_usage_chunk(stack: Stack) -> None
     sdk_chunks = list(client(stack).chat.completions.create(model=stack.persona("echo"), messages=user("x y"),
                                                             stream=True))
     assert all(c.usage is None and c.choices for c in sdk_chunks)
+
+
+def test_a_failing_provider_is_a_server_error_before_the_stream_and_an_error_event_within_it(stack: Stack) -> None:
+    sdk = client(stack, max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk.chat.completions.create(model=stack.persona("fail-openai"), messages=user("hi"), stream=True)
+    assert caught.value.status_code == 502 and caught.value.type == "server_error"
+    assert caught.value.response.headers["x-persona-conversation-id"].startswith("conv_")
+    got: list[str] = []
+    with pytest.raises(openai.APIError) as midway:  # three words, then the upstream stalls past provider_stall_s
+        for chunk in sdk.chat.completions.create(model=stack.persona("stall"), messages=user("hi"), stream=True):
+            got.append(chunk.choices[0].delta.content or "")
+    assert "".join(got) == "one two three" and midway.value.body["type"] == "server_error"  # type: ignore[index]
 
 
 # -- guardrails

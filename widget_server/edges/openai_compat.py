@@ -62,13 +62,14 @@ async def _tenant(request: Request) -> str:
     return tenant_id
 
 
-def _raise_for(reply: Reply) -> None:
-    """A refused message, or a provider that failed before any text, as the error the caller gets."""
+def _raise_for(conv: Conversation, reply: Reply) -> None:
+    """A refused message, or a provider that failed before any text, as the error the caller gets (the
+    conversation, where both are stored, in the `X-Persona-Conversation-Id` header)."""
     if completions.refused(reply):
-        raise ContentFiltered(reply.text, details={"persona_guardrail": _guardrail(reply)})
+        raise ContentFiltered(reply.text, details={"persona_guardrail": _guardrail(reply), "conversation_id": conv.id})
     if reply.error:
         err_cls = {e.code: e for e in (ProviderTimeout, UpstreamRefused)}.get(reply.error["code"], ProviderError)
-        raise err_cls(reply.error["message"])
+        raise err_cls(reply.error["message"], details={"conversation_id": conv.id})
 
 
 def _guardrail(reply: Reply) -> dict[str, Any]:
@@ -98,7 +99,7 @@ async def chat_completions(request: Request) -> Response:
     if call.stream:
         return await _stream(request, conv, call)
     reply = await completions.run_call(deps, conv, call, lambda frame: None)
-    _raise_for(reply)
+    _raise_for(conv, reply)
     message = {"role": "assistant", "content": reply.text, "refusal": None}
     body = {"id": f"chatcmpl-{reply.message_id}", "object": "chat.completion", "created": int(time.time()),
             "model": conv.persona["slug"], "system_fingerprint": None,
@@ -143,7 +144,7 @@ async def _stream(request: Request, conv: Conversation, call: ChatCall) -> Respo
         if frame["type"] == "reply.delta":
             break
     if frame is None:
-        _raise_for(task.result())  # a refused message, a failed provider (or the turn's own error) answer alone
+        _raise_for(conv, task.result())  # a refused message, a failed provider (or the turn's own error) answer alone
 
     async def body() -> AsyncIterator[str]:
         try:

@@ -3,7 +3,8 @@
 
 The app's one error handler renders every error; under this path its answer is translated here, so that an error
 from anywhere (authentication, a body too large, a route or method the path does not have, a failure nobody
-expected) keeps its status and headers (`Retry-After`, `Allow`) and only changes shape. A refused message
+expected) keeps its status and headers (`Retry-After`, `Allow`) and only changes shape; an error of a turn that
+ran names its stored conversation in `X-Persona-Conversation-Id`. A refused message
 (`content_filter`) also says `x-should-retry: false`: the SDK's own retries would only be refused again.
 """
 
@@ -66,5 +67,7 @@ def openai_errors(handler: ErrorHandler) -> ErrorHandler:
         headers = {name: response.headers[name] for name in ("retry-after", "allow") if name in response.headers}
         if house.get("code") == "content_filter":
             headers["x-should-retry"] = "false"
+        if isinstance(details.get("conversation_id"), str):  # a turn that ran, and is stored, though it failed
+            headers["x-persona-conversation-id"] = details["conversation_id"]
         return ErrorJSON(body, status_code=response.status_code, headers=headers)
     return handle
