@@ -151,13 +151,15 @@ def test_a_stored_conversation_is_attached_by_header(stack: Stack) -> None:
 def test_the_async_client_streams_chunks_and_the_usage_chunk_last(stack: Stack) -> None:
     slug = stack.persona("words-5")
 
-    async def run() -> list[Any]:
+    async def run() -> tuple[Any, list[Any]]:
         async with aclient(stack) as sdk:
+            whole = await sdk.chat.completions.create(model=slug, messages=user("go"))
             stream = await sdk.chat.completions.create(model=slug, messages=user("go"), stream=True,
                                                        stream_options={"include_usage": True})
-            return [chunk async for chunk in stream]
+            return whole, [chunk async for chunk in stream]
 
-    chunks = asyncio.run(run())
+    whole, chunks = asyncio.run(run())
+    assert whole.choices[0].message.content == "w1 w2 w3 w4 w5 " and whole.usage.completion_tokens == 5
     assert all(c.object == "chat.completion.chunk" and c.model == slug for c in chunks)
     assert len({c.id for c in chunks}) == 1 and chunks[0].id.startswith("chatcmpl-msg_")
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -257,7 +259,14 @@ def test_an_escalation_is_content_filter_with_its_reason(stack: Stack) -> None:
     extension = (completion.model_extra or {})["persona_guardrail"]
     assert (extension["action"], extension["reason"]) == ("escalate", "escalation.requested")
     assert completion.choices[0].message.content == extension["text"] == "Connecting you with a person…"
-    assert stored(stack, raw.headers["x-persona-conversation-id"])["status"] == "escalated"
+    conversation_id = raw.headers["x-persona-conversation-id"]
+    assert stored(stack, conversation_id)["status"] == "escalated"
+    with pytest.raises(openai.ConflictError) as caught:  # a person has it now; the SDK would retry a 409 itself
+        attach = {"X-Persona-Conversation-Id": conversation_id}
+        client(stack, max_retries=2).chat.completions.create(model=completion.model, messages=user("hello?"),
+                                                             extra_headers=attach)
+    assert caught.value.code == "conversation.taken_over" and caught.value.response.headers["x-should-retry"] == "false"
+    assert len(stored(stack, conversation_id)["messages"]) == 2  # the refused follow-up stored nothing
 
 
 # -- what is accepted and refused

@@ -5,7 +5,8 @@ The app's one error handler renders every error; under this path its answer is t
 from anywhere (authentication, a body too large, a route or method the path does not have, a failure nobody
 expected) keeps its status and headers (`Retry-After`, `Allow`) and only changes shape; an error of a turn that
 ran names its stored conversation in `X-Persona-Conversation-Id`. A refused message
-(`content_filter`) also says `x-should-retry: false`: the SDK's own retries would only be refused again.
+(`content_filter`) and a conflict (a conversation that has ended, or that a person has) also say
+`x-should-retry: false`: the SDK's own retries would only be refused again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def openai_errors(handler: ErrorHandler) -> ErrorHandler:
         details = house.get("details") if isinstance(house.get("details"), dict) else {}
         body = openai_error(response.status_code, str(house.get("code")), str(house.get("message")), details)
         headers = {name: response.headers[name] for name in ("retry-after", "allow") if name in response.headers}
-        if house.get("code") == "content_filter":
+        if house.get("code") == "content_filter" or response.status_code == 409:  # the SDK retries a 409 itself
             headers["x-should-retry"] = "false"
         if isinstance(details.get("conversation_id"), str):  # a turn that ran, and is stored, though it failed
             headers["x-persona-conversation-id"] = details["conversation_id"]
