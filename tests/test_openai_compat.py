@@ -186,6 +186,20 @@ def test_a_stream_without_include_usage_has_no_usage_chunk(stack: Stack) -> None
     assert all(c.usage is None and c.choices for c in sdk_chunks)
 
 
+def test_a_stream_the_client_leaves_is_stored_cancelled(stack: Stack) -> None:
+    body = {"model": stack.persona("pace-100-40"), "messages": user("go"), "stream": True}
+    with httpx.stream("POST", f"{stack.url}/v1/openai/chat/completions", json=body, headers=stack.auth,
+                      timeout=30) as r:
+        conversation_id = r.headers["x-persona-conversation-id"]
+        for line in r.iter_lines():
+            if '"content":"w1' in line:
+                break  # the caller goes away mid-reply
+    completed = stack.wait_events(lambda got: len(got) >= 1, type="reply.completed", conversation=conversation_id)
+    assert [e["attributes"]["finish_reason"] for e in completed] == ["cancelled"]
+    reply = stored(stack, conversation_id)["messages"][-1]
+    assert reply["finish_reason"] == "cancelled" and reply["text"].startswith("w1 ") and len(reply["text"]) < 120
+
+
 def test_a_failing_provider_is_a_server_error_before_the_stream_and_an_error_event_within_it(stack: Stack) -> None:
     sdk = client(stack, max_retries=0)
     with pytest.raises(openai.InternalServerError) as caught:
