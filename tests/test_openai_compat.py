@@ -254,12 +254,15 @@ def test_masks_apply_to_what_is_returned_and_to_what_the_model_reads(
 ) -> None:
     put_policy(stack)
     slug = stack.persona("spell:your ticket is TCK-123456")
-    completion = client(stack).chat.completions.create(model=slug, messages=user("mine is ada@example.com"))
+    context = [{"role": "user", "content": "write to bob@example.com"}, {"role": "assistant", "content": "sure"}]
+    messages = [*context, *user("mine is ada@example.com")]
+    completion = client(stack).chat.completions.create(model=slug, messages=messages)  # type: ignore[arg-type]
     assert completion.choices[0].message.content == "your ticket is [redacted]"
     assert completion.choices[0].finish_reason == "stop"
     reasons = [(g["reason"], g["source"]) for g in (completion.model_extra or {})["persona_guardrails"]]
     assert reasons == [("pii.email", "input"), ("pattern.ticket", "output")]
-    assert upstream[0].requests[-1]["messages"][-1]["content"] == "mine is [email]"
+    assert [m["content"] for m in upstream[0].requests[-1]["messages"][1:]] == [
+        "write to [email]", "sure", "mine is [email]"]  # the context's user messages masked too
     chunks = list(client(stack).chat.completions.create(model=slug, messages=user("again"), stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "your ticket is [redacted]"
 

@@ -197,8 +197,11 @@ async def open_call(deps: Deps, tenant_id: str, call: ChatCall, conversation_id:
 
 
 async def run_call(deps: Deps, conv: Conversation, call: ChatCall, emit: Emit) -> Reply:
-    """The turn, as on every channel: input check, provider stream, output check, store, events."""
-    return await run_turn(deps, conv, call.message, None, emit, memory=GivenContext(call.turns, conv.guard))
+    """The turn, as on every channel: input check, provider stream, output check, store, events. The caller's
+    earlier user messages reach the model masked, as a widget visitor's stored messages do."""
+    said = iter(await deps.guard.mask_context(conv.guard_context, [t.text for t in call.turns if t.role == "visitor"]))
+    turns = tuple(Turn(t.role, next(said)) if t.role == "visitor" else t for t in call.turns)
+    return await run_turn(deps, conv, call.message, None, emit, memory=GivenContext(turns, conv.guard))
 
 
 def refused(reply: Reply) -> bool:
