@@ -29,6 +29,7 @@ def _own_resources(stack: Stack) -> dict[str, str]:
 def _path_for(path: str, own: dict[str, str]) -> str:
     by_param = {"/v1/personas/{id}": own["persona"], "/v1/conversations/{id}": own["conversation"],
                 "/v1/webhooks/{id}": own["webhook"], "/v1/keys/{id}": own["key"]}
+    path = path.replace("/v1/openai/models/{model}", f"/v1/openai/models/{own['persona']}")
     for prefix, value in by_param.items():
         if path.startswith(prefix):
             path = path.replace("{id}", value)
@@ -38,6 +39,8 @@ def _path_for(path: str, own: dict[str, str]) -> str:
 def _body(path: str, method: str) -> Any:
     if path.endswith("/prompt") or path.endswith("/prompt/stream"):
         return {"message": "hello", "conversation_id": "{conversation}"}
+    if path == "/v1/openai/chat/completions":  # this tenant's persona as the model
+        return {"model": "{persona}", "messages": [{"role": "user", "content": "hello"}]}
     if method in ("put", "patch") and path.startswith("/v1/personas/"):
         return {"name": "Taken over"}
     return {}
@@ -59,6 +62,8 @@ def test_another_tenants_key_reaches_nothing_of_this_tenant(stack: Stack) -> Non
             body = _body(path, method)
             if isinstance(body, dict) and body.get("conversation_id") == "{conversation}":
                 body["conversation_id"] = own["conversation"]
+            if isinstance(body, dict) and body.get("model") == "{persona}":
+                body["model"] = own["persona"]
             url = f"{stack.url}{_path_for(path, own)}"
             r = httpx.request(method.upper(), url, headers=theirs, json=body if method != "get" else None,
                               timeout=30)
@@ -66,7 +71,7 @@ def test_another_tenants_key_reaches_nothing_of_this_tenant(stack: Stack) -> Non
             if path == "/v1/analytics/visitors/{visitor_id}":  # a visitor id is a name within a tenant
                 assert r.status_code == 200 and not any(r.json()["deleted"].values()), r.text
                 continue
-            if "{" in path:  # it names one of this tenant's resources
+            if "{" in path or body.get("model") == own["persona"]:  # it names one of this tenant's resources
                 assert r.status_code in (400, 404, 422), (method, path, r.status_code, r.text[:200])
             # an error may repeat the id the caller sent; an answer must hold none of this tenant's things
             leaked = [s for s in secrets if s in r.text] if r.status_code < 400 else []

@@ -198,3 +198,10 @@ class UpgradeRequired(InvalidRequest):
 
     status_code = 426
     code = "request.upgrade_required"
+
+
+class ContentFiltered(InvalidRequest):
+    """The OpenAI-compatible endpoint's answer to a visitor's message the guardrails refused: the same request
+    would be refused again, so it is not to be retried."""
+
+    code = "content_filter"

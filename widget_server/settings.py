@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     provider_stall_s: float = Field(15.0, gt=0)  # and each next token within this
     provider_retries: int = Field(1, ge=0)  # retries before the first token
     max_tokens: int = Field(256, gt=0)
+    # /v1/openai/chat/completions: a caller's own system (and developer) messages `follow` the persona's system
+    # prompt, or are refused with a 400 (`refuse`), for servers whose personas' instructions must stand alone
+    openai_system_messages: Literal["follow", "refuse"] = "follow"
     history_turns: int = Field(12, ge=0)
 
     session_ttl_s: int = 900
@@ -55,6 +58,7 @@ class Settings(BaseSettings):
     rate_limit_messages_per_address: int = Field(100, gt=0)  # messages per client address (offices share one)
     rate_limit_sessions: int = Field(30, gt=0)  # widget sessions per client address
     rate_limit_sessions_per_key: int = Field(3000, gt=0)  # widget sessions per publishable key
+    rate_limit_openai: int = Field(600, gt=0)  # requests to /v1/openai/ per tenant (its secret keys share it)
     trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
     takeover_sweep_s: float = Field(5.0, gt=0)  # how often visitors waiting for a person are looked at (wait notice)
@@ -98,7 +102,7 @@ class Settings(BaseSettings):
         return {"message": (self.rate_limit_messages, w), "frame": (self.rate_limit_frames, w),
                 "message_address": (self.rate_limit_messages_per_address, w),
                 "hello": (self.rate_limit_hellos, w), "session_address": (self.rate_limit_sessions, w),
-                "session_key": (self.rate_limit_sessions_per_key, w),
+                "session_key": (self.rate_limit_sessions_per_key, w), "openai": (self.rate_limit_openai, w),
                 "console_login": (self.console_login_attempts, self.console_login_window_s),
                 "console_login_address": (self.console_login_attempts_per_address, self.console_login_window_s)}
 

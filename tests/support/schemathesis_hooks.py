@@ -160,6 +160,31 @@ def ordinary_headers(case: Case) -> None:
         body["headers"] = kept
 
 
+def printable_user(case: Case) -> None:
+    """OpenAI's `user` is the conversation's visitor id: printable, no bidi controls (as printable_visitor)."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if isinstance(body.get("user"), str):
+        body["user"] = "".join(c if c.isprintable() and c not in BIDI and unicodedata.category(c) != "Cs"
+                               else "_" for c in body["user"])
+
+
+def user_message_last(case: Case) -> None:
+    """A chat completion's last message is the visitor's message of the turn (domain.chat.completions): a user
+    message, not blank, within WIDGET_MAX_MESSAGE_CHARS (4,000 in the tests' server). Another last message is
+    replaced by one."""
+    body = case.body if isinstance(case.body, dict) else {}
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return
+    last = messages[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    if isinstance(content, list):
+        content = "\n".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not (isinstance(last, dict) and last.get("role") == "user" and isinstance(content, str)
+            and content.strip() and len(content) <= 4000):
+        messages[-1] = {"role": "user", "content": "hello"}
+
+
 RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/keys"): (real_origins,),
     ("POST", "/v1/personas"): (storable_strings, topics_within_the_total),
@@ -172,6 +197,7 @@ RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/personas/{id}/prompt"): (printable_visitor,),
     ("POST", "/v1/personas/{id}/prompt/stream"): (printable_visitor,),
     ("POST", "/v1/widget/sessions"): (printable_visitor,),
+    ("POST", "/v1/openai/chat/completions"): (printable_user, user_message_last),
     ("PUT", "/v1/safety-policy"): (storable_strings, compilable_patterns, topics_within_the_total),
     ("POST", "/v1/test-personas"): (storable_strings, ordinary_headers),
     ("PUT", "/v1/test-personas/{id}"): (storable_strings, ordinary_headers),

@@ -13,6 +13,7 @@ from widget_server.edges import (
     health,
     keys,
     metrics,
+    openai_compat,
     openapi,
     pages,
     personas,
@@ -76,6 +77,10 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/keys/{id}/rotate", post=keys.rotate_key),
         Resource("/v1/identity", get=keys.get_identity, put=keys.put_identity),
         Resource("/v1/identity/rotate", post=keys.rotate_identity),
+        Resource("/v1/openai/chat/completions", post=openai_compat.chat_completions),
+        Resource("/v1/openai/models", get=openai_compat.list_models),
+        Resource("/v1/openai/models/{model}", get=openai_compat.get_model),
+        Resource("/v1/openai/embeddings", post=openai_compat.create_embeddings),
         Resource("/v1/widget/sessions", post=widget_session.create_session, options=widget_session.preflight),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
         Resource("/v1/widget/ws", get=Operation(upgrade_required, documented=False)),  # plain HTTP: 426, or 405

@@ -38,6 +38,8 @@ class Conversation:
     channel: str
     status: str = "bot"
     guard: CheckContext = field(default_factory=CheckContext)  # as stored when the conversation was opened
+    # A caller's own system messages for this turn (the OpenAI-compatible endpoint), after the persona's prompt
+    instructions: tuple[str, ...] = ()
 
     @property
     def guard_context(self) -> GuardContext:
@@ -150,15 +152,15 @@ async def open_widget(deps: Deps, tenant_id: str, persona: dict[str, Any], visit
 
 
 async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, conversation_id: Any,
-                   visitor: Any) -> Conversation:
+                   visitor: Any, channel: str = "api") -> Conversation:
     """The conversation a REST prompt goes to: the one named (404 unless it is this persona's, and this
-    visitor's when one is named), or a new one on channel `api`. The message is checked first, so a refused
-    message leaves no empty conversation behind."""
+    visitor's when one is named), or a new one on `channel` (`api`, or `openai` for the OpenAI-compatible
+    endpoint). The message is checked first, so a refused message leaves no empty conversation behind."""
     persona = await personas.get(deps.storage, tenant_id, persona_ref)
     check_message(message, deps.settings.max_message_chars)
     named_visitor = visitor_id(visitor) if visitor is not None else None
     if conversation_id is None:
-        return await start(deps, tenant_id, persona, named_visitor or visitor_id(None), "api")
+        return await start(deps, tenant_id, persona, named_visitor or visitor_id(None), channel)
     found = await _own(deps, tenant_id, persona, conversation_id, named_visitor)
     if found is None:
         raise ConversationNotFound(f"no conversation {str(conversation_id)[:40]!r} with this persona")

@@ -31,7 +31,7 @@ from widget_server.ids import new_id
 
 log = logging.getLogger(__name__)
 MIN_WAIT_S = 10  # the shortest `escalation.wait_notice_s` a policy may set
-QUEUED_CHANNELS = frozenset({"widget", "api"})  # a playground or test run's escalation is only reported
+QUEUED_CHANNELS = frozenset({"widget", "api", "openai"})  # a playground or test run's escalation is only reported
 MAX_AGENT_ID = 80
 MAX_AGENT_NAME = 80
 MAX_AVATAR_URL = 500

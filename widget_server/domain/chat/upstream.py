@@ -31,12 +31,18 @@ def provider_request(deps: Deps, conv: Conversation, text: str, turns: tuple[Tur
     conf: dict[str, Any] = doc.get("provider") or {}
     base_url = conf.get("base_url") if s.allow_persona_base_url else None
     request = ProviderRequest(
-        persona_name=doc["name"], system_prompt=doc.get("system_prompt", ""), history=turns, message=text,
+        persona_name=doc["name"], system_prompt=system_prompt(doc.get("system_prompt", ""), conv.instructions),
+        history=turns, message=text,
         model=conf.get("model"), temperature=conf.get("temperature", 0.7),
         max_tokens=min(conf.get("max_tokens") or s.max_tokens, s.max_tokens), base_url=base_url,
         api_key=deps.sealer.open(conf["api_key"]) if base_url and conf.get("api_key") else None,
     )
     return deps.providers.get(conf.get("kind")), request
+
+
+def system_prompt(persona_prompt: str, instructions: tuple[str, ...]) -> str:
+    """The persona's system prompt, always first; a caller's own system messages follow it."""
+    return "\n\n".join(p for p in (persona_prompt, *instructions) if p)
 
 
 async def check(settings: Settings, request: ProviderRequest) -> None:

@@ -48,6 +48,13 @@ def mask(text: str, found: list[Found]) -> str:
     return "".join(out) + text[at:]
 
 
+def masked_input(cp: CompiledPolicy, text: str) -> str:
+    """`text` with what the policy masks in a visitor's message masked, and nothing decided: earlier messages a
+    caller gives as context (the OpenAI-compatible endpoint) reach the model as a widget visitor's stored ones do."""
+    found = [f for f in scan(cp, "input", text) if f.action == "mask"]
+    return mask(text, found) if found else text
+
+
 def topic_decision(cp: CompiledPolicy, text: str, context: CheckContext) -> Decision | None:
     """A denied topic (refused, or escalated when listed in `escalation.topics`) or an off-topic message
     (per `topics.off_topic`); None when the topics let the message through."""

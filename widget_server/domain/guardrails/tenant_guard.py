@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import ValidationError
 
 from widget_server.domain.guardrails import multilingual
-from widget_server.domain.guardrails.check import CheckContext, check_input
+from widget_server.domain.guardrails.check import CheckContext, check_input, masked_input
 from widget_server.domain.guardrails.compile import CompiledPolicy, compile_policy
 from widget_server.domain.guardrails.decision import Decision, OutputFilter, PassThroughFilter
 from widget_server.domain.guardrails.embeddings import embed_cached
@@ -218,6 +218,14 @@ class TenantGuard:
             # next one, so that "and in red?" after it is still read with what it is about.
             after = dataclasses.replace(after, previous=decision.text or text)
         return decision, after
+
+    async def mask_context(self, ctx: GuardContext, texts: list[str]) -> list[str]:
+        """Visitors' messages given as context, masked as the policy masks a visitor's message (see
+        `check.masked_input`); unchanged without a policy."""
+        compiled = await self._effective(ctx)
+        if not isinstance(compiled, CompiledPolicy):
+            return texts
+        return [masked_input(compiled, t) for t in texts]
 
     def output_filter(self, ctx: GuardContext) -> OutputFilter:
         # The turn checked its input first, so the policy is cached (a stale entry beats none here).
