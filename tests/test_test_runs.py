@@ -61,7 +61,7 @@ def _followed(stack: Stack, run_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_a_suite_runs_in_the_background_and_its_results_are_stored(shop: tuple[Stack, str]) -> None:
     stack, persona = shop
-    r = _post(stack, {"suite": yaml.safe_dump(suite(persona))})  # as YAML text, as a file would be sent
+    r = _post(stack, {"suite": suite(persona)})
     assert r.status_code == 202, r.text
     run = r.json()
     assert r.headers["location"] == f"/v1/test-runs/{run['id']}" and run["status"] in ("queued", "running")
@@ -91,10 +91,11 @@ def test_a_suite_runs_in_the_background_and_its_results_are_stored(shop: tuple[S
 
 def test_what_cannot_run_is_a_clear_400_and_another_tenant_sees_nothing(shop: tuple[Stack, str]) -> None:
     stack, persona = shop
-    bad = _post(stack, {"suite": "suite: x\ncases:\n  - name: a\n    turns:\n      - visitr: hi\n"})
-    assert bad.status_code == 400, bad.text
-    assert "visitr" in bad.text and "line 5" in bad.json()["error"]["message"]
+    bad = _post(stack, {"suite": {**suite(persona), "cases": [{"name": "a", "turns": [{"visitr": "hi"}]}]}})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "request.invalid_suite", bad.text
+    assert bad.json()["error"]["details"]["errors"][0]["field"] == "cases.0.turns.0.visitr"
     for body in ({}, {"suite": suite(persona), "persona": persona}, {"suite": suite(persona), "repeat": 0},
+                 {"suite": yaml.safe_dump(suite(persona))},  # (YAML files are the command line's)
                  {"suite": suite(persona), "repeat": True}, {"suite": suite(persona), "what": 1}, [], "x"):
         r = _post(stack, body)
         assert r.status_code == 400 and r.json()["error"]["code"].startswith("request."), (body, r.text)

@@ -251,7 +251,7 @@ def _test_runs() -> Operations:
     run = _json(ref("TestRun"))
     sse = {"description": "Server-Sent Events: `run` (the run as stored), `progress` per case, `done`; then the "
                           "stream ends (at once for a run that has ended)",
-           "content": {"text/event-stream": {"schema": STRING}}}
+           "content": {"text/event-stream": {"schema": ref("TestRunEvent")}}}
     return {
         ("/v1/test-suites/schema", "get"): {
             "summary": "The JSON Schema of a test suite file (no key needed)", "security": PUBLIC,
@@ -260,7 +260,7 @@ def _test_runs() -> Operations:
                                       {"200": _json(ref("TestRunPage"))}, READ),
         ("/v1/test-runs", "post"): _op(
             "Run a persona test suite in the background: the suite document (or its YAML), or a persona whose "
-            "saved test cases make the suite. 202 with the run; 400 names the suite's field (and its line in YAML)",
+            "saved test cases make the suite (404 when it has none). 202 with the run; 400 names the suite's field",
             {"202": {**_json(ref("TestRun"), "Accepted"), "headers": {"Location": {
                 "description": "the run's URL", "required": True, "schema": STRING}}}},
             (*FOUND, *WRITE), ref("TestRunBody")),

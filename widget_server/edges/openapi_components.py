@@ -207,12 +207,18 @@ def test_run_schemas() -> dict[str, Schema]:
     listed = {**run, "properties": {k: v for k, v in run["properties"].items() if k != "result"},
               "required": [k for k in run["required"] if k != "result"]}
     return {
-        "TestRunBody": obj([], suite={"type": ["object", "string"],
-                                      "description": "the suite document (DESIGN: the suite file), or its YAML"},
-                           persona={"type": "string", "description": "run this persona's saved test cases"},
-                           repeat={"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
-                           only={"type": "string", "minLength": 1, "maxLength": 200}),
+        "TestRunBody": {**obj([], suite={"type": "object", "description": "the suite document: it must load as "
+                                                                          "GET /v1/test-suites/schema describes it "
+                                                                          "(a 400 names the field otherwise)"},
+                              persona={"type": "string", "minLength": 1, "maxLength": 80,
+                                       "description": "run this persona's saved test cases (its slug or id)"},
+                              repeat={"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
+                              only={"type": "string", "minLength": 1, "maxLength": 200}),
+                        "oneOf": [{"required": ["suite"]}, {"required": ["persona"]}]},
         "TestRun": run,
+        "TestRunEvent": obj(["event", "data"], event={"enum": ["run", "status", "progress", "done"]}, data={
+            "type": "string", "contentMediaType": "application/json",
+            "description": "run: the run as listed; progress: {case, status, done, total}; done: {status, summary}"}),
         "TestRunPage": obj(data={"type": "array", "items": listed}, next_before=NULLABLE_STRING),
     }
 

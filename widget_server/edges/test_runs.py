@@ -1,7 +1,8 @@
 """`/v1/test-runs`: run a persona test suite on the server (the engine of `widget-server test`), follow it, read
 its results. A run is stored per tenant; `POST` answers 202 at once and the suite runs in the background.
 
-The body names the suite: `{"suite": {…}}` (the suite document, or its YAML as a string) or `{"persona": "slug"}`
+The body names the suite: `{"suite": {…}}` (the suite document, as `GET /v1/test-suites/schema` describes it) or
+`{"persona": "slug"}`
 (the test cases the console saved for that persona, as one suite); `repeat` (1–10) and `only` (a case name) as
 the command line's `--repeat` and `--only`. `GET /v1/test-runs/{id}/events` is Server-Sent Events: `run` (the
 run as stored), then `progress` per case and `done`, and the stream ends; a run that has ended gets `run` and
@@ -21,14 +22,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from widget_server.domain import personas
+from widget_server.domain.analytics.query import TIME_PATTERN, parse_time
 from widget_server.domain.testing import engine, runs, suite
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
-from widget_server.edges.query_params import Limit, declare, string
+from widget_server.edges.query_params import Limit, Param, declare
 from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, NotFound
 
 LIST_LIMIT = Limit(default=20, most=100)
-LIST = declare(LIST_LIMIT.param, string("before", "created_at of the last run of the previous page"))
+LIST = declare(LIST_LIMIT.param, Param("before", {"type": "string", "pattern": TIME_PATTERN},
+                                      "runs made before this time: next_before of the previous page"))
 MAX_REPEAT = 10
 KEEP_ALIVE_S = 15.0
 
@@ -63,17 +66,25 @@ async def _suite_of(request: Request, tenant_id: str, body: dict[str, Any]) -> d
                                  details={"errors": [{"field": "persona", "message": "a slug or id"}]})
         persona = await personas.get(app_state(request).deps.storage, tenant_id, ref[:80])
         cases = await app_state(request).deps.storage.console.list_test_cases(tenant_id, persona["id"])
+        if not cases:
+            raise NotFound(f"no test cases are saved for the persona {persona['slug']!r}",
+                           code="test_run.no_cases")
         return engine.saved_suite(persona, [c["doc"] for c in cases])
+    if not isinstance(body["suite"], dict):
+        raise InvalidRequest("suite must be the suite document, an object (widget-server test reads YAML files)",
+                             details={"errors": [{"field": "suite", "message": "an object"}]})
     return engine.checked(body["suite"])
 
 
 def _options(body: dict[str, Any]) -> dict[str, Any]:
     repeat = body.get("repeat", 1)
+    if isinstance(repeat, float) and repeat.is_integer():
+        repeat = int(repeat)  # (JSON's 2.0 is the integer 2)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT:
         raise InvalidRequest(f"repeat must be a whole number from 1 to {MAX_REPEAT}",
                              details={"errors": [{"field": "repeat", "message": f"1 to {MAX_REPEAT}"}]})
     only = body.get("only")
-    if only is not None and (not isinstance(only, str) or not 0 < len(only) <= 200):
+    if "only" in body and (not isinstance(only, str) or not 0 < len(only) <= 200):
         raise InvalidRequest("only must be a case name of 1 to 200 characters",
                              details={"errors": [{"field": "only", "message": "a case name"}]})
     return {"repeat": repeat, "only": only}
@@ -97,16 +108,7 @@ async def list_runs(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     params = query(request)
     limit = LIST_LIMIT.of(params)
-    before = None
-    if "before" in params:
-        try:
-            before = datetime.fromisoformat(params["before"])
-        except ValueError:
-            raise InvalidRequest("before must be an ISO 8601 time (a run's created_at)",
-                                 details={"errors": [{"field": "before", "message": "a time"}]}) from None
-        if before.tzinfo is None:
-            raise InvalidRequest("before must carry its UTC offset",
-                                 details={"errors": [{"field": "before", "message": "a time with an offset"}]})
+    before = parse_time("before", params["before"]) if "before" in params else None
     rows = await app_state(request).deps.storage.test_runs.list(tenant_id, limit=limit + 1, before=before)
     page = rows[:limit]
     return JSONResponse({"data": [public(r, full=False) for r in page],
@@ -126,11 +128,11 @@ async def get_run(request: Request) -> Response:
 
 
 class _Tap:
-    def __init__(self, queue: asyncio.Queue[str | None]) -> None:
+    def __init__(self, queue: asyncio.Queue[tuple[int, str] | None]) -> None:
         self.queue = queue
 
     def frame(self, seq: int, text: str) -> None:
-        self.queue.put_nowait(text)
+        self.queue.put_nowait((seq, text))
 
     def control(self, message: dict[str, Any]) -> None:
         pass
@@ -151,10 +153,11 @@ async def follow(request: Request, tenant_id: str) -> Response:
     """The SSE of the run of the path (the API's, and the console's with its session)."""
     await _found(request, tenant_id)  # (a 404 before the stream starts)
     state = app_state(request)
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[int, str] | None] = asyncio.Queue()
     line, tap = state.deps.hub.bus.line(runs.run_line(request.path_params["id"])), _Tap(queue)
-    await line.join(tap)  # listening before the row is read: nothing falls between
+    await line.join(tap)  # listening before the log and the row are read: nothing falls between
     try:
+        backlog = (await line.since(0)).frames or []  # what the run told before this stream began
         row = await _found(request, tenant_id)
     except BaseException:
         await line.leave(tap)
@@ -172,6 +175,14 @@ async def follow(request: Request, tenant_id: str) -> Response:
                 done = {"type": "done", "status": row["status"], "summary": row["summary"], "error": row["error"]}
                 yield _sse("done", json.dumps(done, separators=(",", ":")))
                 return
+            last = 0
+            for seq, text in backlog:
+                last = seq
+                frame = json.loads(text)
+                frame.pop("seq", None)
+                yield _sse(str(frame["type"]), json.dumps(frame, separators=(",", ":")))
+                if frame["type"] == "done":
+                    return
             while not left.done():
                 got = asyncio.ensure_future(queue.get())
                 await asyncio.wait({got, left}, timeout=KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
@@ -180,9 +191,13 @@ async def follow(request: Request, tenant_id: str) -> Response:
                     if not left.done():
                         yield ": keep-alive\n\n"
                     continue
-                text = got.result()
-                if text is None:
+                item = got.result()
+                if item is None:
                     return  # the bus lost what it held: the client reads the run again
+                seq, text = item
+                if seq <= last:
+                    continue  # in the log already
+                last = seq
                 frame = json.loads(text)
                 frame.pop("seq", None)
                 yield _sse(str(frame["type"]), json.dumps(frame, separators=(",", ":")))

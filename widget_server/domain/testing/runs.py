@@ -87,6 +87,8 @@ class TestRuns:
             beat.add_done_callback(beats.discard)
 
         try:
+            # The run's line is known from its start, so that a follower joining late reads all it told.
+            await self.deps.hub.bus.line(line).since(None)
             async with self.slots[tenant_id]:
                 await store.update(tenant_id, run_id, {"status": "running", "started_at": now(), "beat_at": now()})
                 self.deps.hub.emit(line, {"type": "status", "status": "running"})

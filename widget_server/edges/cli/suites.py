@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from widget_server.backends.bus import open_bus
 from widget_server.backends.providers import Providers
@@ -170,12 +171,12 @@ def _remote_error(r: httpx.Response) -> WidgetError:
     return error
 
 
-def _remote(args: argparse.Namespace, suites: list[Suite], texts: list[str]) -> list[SuiteResult]:
+def _remote(args: argparse.Namespace, suites: list[Suite], docs: list[Any]) -> list[SuiteResult]:
     """Each suite run on the server (`POST /v1/test-runs`), followed to its end, its results read back."""
     results = []
     with httpx.Client(base_url=args.server.rstrip("/"), headers={"Authorization": f"Bearer {args.key}"},
                       timeout=30) as client:
-        bodies: list[Any] = list(texts)
+        bodies: list[Any] = list(docs)
         if args.redteam:
             policy = client.get("/v1/safety-policy")
             if policy.status_code not in (200, 404):
@@ -226,7 +227,7 @@ def cmd_test(settings: Settings, args: argparse.Namespace) -> int:
     try:
         suites, cassette = _check(args)
         if args.server:
-            results = _remote(args, suites, [_read(p).decode("utf-8", "replace") for p in args.suites])
+            results = _remote(args, suites, [yaml.safe_load(_read(p)) for p in args.suites])  # (they loaded above)
         else:
             results = asyncio.run(_run(settings, args, suites, cassette))
     except (SuiteInvalid, CassetteInvalid) as exc:
