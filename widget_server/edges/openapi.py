@@ -305,8 +305,8 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             if method == "OPTIONS" or not operation.documented:
                 continue
             op = dict(described[(route.path, method.lower())])
-            if operation.query.params:
-                op["parameters"] = operation.query.openapi()
+            if operation.query.params:  # (after the headers the description names, if any)
+                op["parameters"] = [*op.get("parameters", []), *operation.query.openapi()]
             item = out.setdefault(route.path, {})
             if params := _path_parameters(route.path):
                 item["parameters"] = params
