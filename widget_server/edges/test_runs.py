@@ -145,6 +145,13 @@ def _sse(name: str, data: str) -> str:
     return f"event: {name}\ndata: {data}\n\n"
 
 
+def _told(text: str) -> tuple[str, bool]:
+    """A frame the run told on the bus, as an SSE event (without the bus's seq), and whether it is the last."""
+    frame = json.loads(text)
+    frame.pop("seq", None)
+    return _sse(str(frame["type"]), json.dumps(frame, separators=(",", ":"))), frame["type"] == "done"
+
+
 async def run_events(request: Request) -> Response:
     return await follow(request, await tenant_of(request))
 
@@ -178,10 +185,9 @@ async def follow(request: Request, tenant_id: str) -> Response:
             last = 0
             for seq, text in backlog:
                 last = seq
-                frame = json.loads(text)
-                frame.pop("seq", None)
-                yield _sse(str(frame["type"]), json.dumps(frame, separators=(",", ":")))
-                if frame["type"] == "done":
+                out, ended = _told(text)
+                yield out
+                if ended:
                     return
             while not left.done():
                 got = asyncio.ensure_future(queue.get())
@@ -198,10 +204,9 @@ async def follow(request: Request, tenant_id: str) -> Response:
                 if seq <= last:
                     continue  # in the log already
                 last = seq
-                frame = json.loads(text)
-                frame.pop("seq", None)
-                yield _sse(str(frame["type"]), json.dumps(frame, separators=(",", ":")))
-                if frame["type"] == "done":
+                out, ended = _told(text)
+                yield out
+                if ended:
                     return
         finally:
             left.cancel()
