@@ -866,12 +866,18 @@
     },
 
     guardrail: function (self, f, id) {
-      var r = self.reply(id);
-      r.guardrail = f.text;
+      var r = self.reply(id), text = f.text;
+      if (f.action === 'escalate') {
+        // what the escalation frame that follows would say again; the policy's own default words, in the
+        // visitor's language
+        self.asked = true;
+        if (text === STRINGS.en.escalation.requested) text = self.strings.escalation.requested;
+      }
+      r.guardrail = text;
       r.dots = null;
       r.row.className = 'r g';
-      r.body.textContent = f.text;
-      self.announce(f.text);
+      r.body.textContent = text;
+      self.announce(text);
       self.emit('guardrail', {message_id: id, action: f.action, reason: f.reason, text: f.text});
     },
 
@@ -881,7 +887,8 @@
       if (self.status !== 'agent') self.agentTyping();
       // nobody online, or a long wait: what the tenant's policy says, as text
       if ((f.status === 'unavailable' || f.status === 'waiting') && typeof f.text === 'string') self.note(f.text);
-      if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
+      if (f.status === 'requested' && self.asked) self.asked = false;  // the guardrail's reply said it
+      else if (has(said, f.status)) self.note(said[f.status]);  // never the raw status word
       self.emit('escalation', {status: f.status});
     },
 

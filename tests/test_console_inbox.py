@@ -237,7 +237,8 @@ def test_in_chromium_a_visitor_and_an_agent_talk_through_a_takeover(
         visitor = visitor_ctx.new_page()
         visitor.goto(site.page(site.tag(persona)))
         w = open_and_send(visitor, "Is there a person there? I need real help.")
-        expect(w.locator(".m > .r.n")).to_have_text(["Connecting you with a person…"])
+        expect(w.locator(".m > .r.g .bd")).to_have_text(["Connecting you with a person…"])
+        expect(w.locator(".m > .r.n")).to_have_count(0)  # said once, not again as a note
 
         # The agent is alerted where they are: the list refreshes and the Inbox tab counts it.
         waiting = desk.locator(".queue-item")
