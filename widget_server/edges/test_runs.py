@@ -25,6 +25,7 @@ from widget_server.domain import personas
 from widget_server.domain.analytics.query import TIME_PATTERN, parse_time
 from widget_server.domain.testing import engine, runs, suite
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
+from widget_server.edges.live import KEEP_ALIVE, Follower
 from widget_server.edges.query_params import Limit, Param, declare
 from widget_server.edges.state import app_state
 from widget_server.errors import InvalidRequest, NotFound
@@ -33,7 +34,6 @@ LIST_LIMIT = Limit(default=20, most=100)
 LIST = declare(LIST_LIMIT.param, Param("before", {"type": "string", "pattern": TIME_PATTERN},
                                       "runs made before this time: next_before of the previous page"))
 MAX_REPEAT = 10
-KEEP_ALIVE_S = 15.0
 
 
 class RunNotFound(NotFound):
@@ -170,12 +170,8 @@ async def follow(request: Request, tenant_id: str) -> Response:
         await line.leave(tap)
         raise
 
-    async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
     async def events() -> AsyncIterator[str]:
-        left = asyncio.ensure_future(gone())
+        client = Follower(request)
         try:
             yield _sse("run", json.dumps(public(row, full=False), separators=(",", ":")))
             if row["status"] in runs.ENDED:
@@ -189,17 +185,10 @@ async def follow(request: Request, tenant_id: str) -> Response:
                 yield out
                 if ended:
                     return
-            while not left.done():
-                got = asyncio.ensure_future(queue.get())
-                await asyncio.wait({got, left}, timeout=KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
-                if not got.done():
-                    got.cancel()
-                    if not left.done():
-                        yield ": keep-alive\n\n"
-                    continue
-                item = got.result()
+            async for item in client.follow(queue):  # ends when the bus lost what it held: the client reads again
                 if item is None:
-                    return  # the bus lost what it held: the client reads the run again
+                    yield KEEP_ALIVE
+                    continue
                 seq, text = item
                 if seq <= last:
                     continue  # in the log already
@@ -209,7 +198,7 @@ async def follow(request: Request, tenant_id: str) -> Response:
                 if ended:
                     return
         finally:
-            left.cancel()
+            client.close()
             with contextlib.suppress(Exception):
                 await line.leave(tap)
 

@@ -38,6 +38,7 @@ from widget_server.domain.chat.takeover import Agent
 from widget_server.domain.console_users import ConsoleSession
 from widget_server.edges.console.auth import console_page, user_of
 from widget_server.edges.console.render import page
+from widget_server.edges.live import KEEP_ALIVE, Follower
 from widget_server.edges.state import app_state
 from widget_server.errors import Conflict, ConversationNotFound, InvalidRequest, NotFound
 from widget_server.ids import new_id
@@ -45,7 +46,6 @@ from widget_server.ids import new_id
 CONVERSATION_ID = re.compile(r"conv_[0-9a-z]{26}")
 LISTED = 200  # conversations on the inbox page
 PREVIEW = 3  # last messages shown per conversation
-KEEP_ALIVE_S = 15.0
 MOST_QUEUED = 2000  # frames a slow browser may fall behind by before its stream is ended (it reconnects)
 SHORTCUT = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 MAX_CANNED = 200
@@ -209,12 +209,8 @@ async def _stream(request: Request, lines: dict[str, str], after: dict[str, int 
     def event_id() -> str:
         return ".".join(str(seqs[name]) for name in lines)
 
-    async def gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
     async def events() -> AsyncIterator[str]:
-        left = asyncio.ensure_future(gone())  # noticed at once, not at the next keep-alive
+        client = Follower(request)
         try:
             yield "retry: 1000\n\n"
             if reload:
@@ -223,24 +219,17 @@ async def _stream(request: Request, lines: dict[str, str], after: dict[str, int 
                 seqs[name] = seq
                 yield _event(name, text, event_id())
             yield _event("ready", "{}", event_id())
-            while not left.done():
-                got = asyncio.ensure_future(queue.get())
-                await asyncio.wait({got, left}, timeout=KEEP_ALIVE_S, return_when=asyncio.FIRST_COMPLETED)
-                if not got.done():
-                    got.cancel()
-                    if not left.done():
-                        yield ": keep-alive\n\n"
-                    continue
-                item = got.result()
+            async for item in client.follow(queue):  # ends when the bus lost what it held: the browser reconnects
                 if item is None:
-                    return  # the bus lost what it held: the browser reconnects
+                    yield KEEP_ALIVE
+                    continue
                 name, seq, text = item
                 if seq <= seqs[name]:
                     continue  # in the backlog already
                 seqs[name] = seq
                 yield _event(name, text, event_id())
         finally:
-            left.cancel()
+            client.close()
             for line, tap in joined:
                 with contextlib.suppress(Exception):
                     await line.leave(tap)
