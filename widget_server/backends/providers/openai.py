@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import httpx2
 import openai
 
 from widget_server.backends.providers.base import Finish, ProviderRequest, Usage
@@ -22,6 +23,19 @@ def chat_messages(request: ProviderRequest) -> list[dict[str, str]]:
     out += [{"role": ROLES.get(t.role, "user"), "content": t.text} for t in request.history]
     out.append({"role": "user", "content": request.message})
     return out
+
+
+# How long an idle pooled connection to the upstream is reused. httpx's default, 5 s, is exactly uvicorn's idle
+# timeout (so llama.cpp's server's, vLLM's, LiteLLM's): a request sent on a connection idle for just under 5 s
+# crossed the server's close and failed with a read error, 63 of 2,000 streamed replies in bursts 2.8-5.2 s apart
+# (bench/keepalive.py), 0 with 3 s. Shorter than any common server's timeout; it costs a new connection after 3 s
+# of silence.
+KEEPALIVE_S = 3.0
+
+
+def _pool() -> openai.DefaultAsyncHttpxClient:
+    return openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100,
+                                                               keepalive_expiry=KEEPALIVE_S))
 
 
 def _retryable(exc: Exception) -> bool:
@@ -51,7 +65,7 @@ class OpenAIProvider:
         if (url, key) not in self._clients:
             # Our own retry loop decides what is retried (only before the first token), so the SDK's is off.
             self._clients[(url, key)] = openai.AsyncOpenAI(base_url=url, api_key=key, timeout=self._timeout,
-                                                           max_retries=0)
+                                                           max_retries=0, http_client=_pool())
         return self._clients[(url, key)]
 
     async def _open(self, request: ProviderRequest) -> openai.AsyncStream[Any]:
