@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -235,3 +236,60 @@ def test_a_personas_own_key_goes_to_its_endpoint_sealed_at_rest_and_never_shown(
                           headers=patch).json()
     assert removed["provider"]["api_key_set"] is False
     assert _prompt(stack, persona).status_code == 200 and fake.keys[-1] == "not-needed"
+
+
+class _Dropper:
+    """A raw HTTP upstream that reads the first `drops` requests and closes without a word, as a server does with
+    an idle keep-alive connection it times out while the request is on its way; then it answers one word."""
+
+    CHUNK = ('{"id":"c","object":"chat.completion.chunk","created":0,"model":"m",'
+             '"choices":[{"index":0,"delta":{"content":"fine"},"finish_reason":"stop"}]}')
+
+    def __init__(self, drops: int) -> None:
+        self.drops, self.requests = drops, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next((ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")),
+                          b"0"))
+        await reader.readexactly(length)
+        self.requests += 1
+        if self.requests <= self.drops:
+            writer.close()
+            return
+        body = f"data: {self.CHUNK}\n\ndata: [DONE]\n\n".encode()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize(("drops", "answered"), [(1, True), (2, False)])
+def test_a_connection_closed_before_any_answer_is_retried_once_even_with_retries_off(drops: int,
+                                                                                       answered: bool) -> None:
+    from widget_server.backends.providers.base import ProviderRequest
+    from widget_server.backends.providers.openai import OpenAIProvider
+    from widget_server.errors import ProviderError
+
+    async def run() -> tuple[list[object], int]:
+        upstream = _Dropper(drops)
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        provider = OpenAIProvider(base_url=f"http://127.0.0.1:{port}/v1", api_key="k", model="m", retries=0)
+        out: list[object] = []
+        try:
+            async for piece in provider.stream(ProviderRequest("p", "s", (), "hi")):
+                out.append(piece)
+        except ProviderError as exc:
+            out.append(exc)
+        finally:
+            await provider.aclose()
+            server.close()
+        return out, upstream.requests
+
+    out, requests = asyncio.run(run())
+    assert requests == 2  # one retry, never a loop
+    if answered:
+        assert out[0] == "fine"
+    else:
+        assert len(out) == 1 and isinstance(out[0], ProviderError) and out[0].code == "provider.error"

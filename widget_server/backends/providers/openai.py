@@ -27,15 +27,23 @@ def chat_messages(request: ProviderRequest) -> list[dict[str, str]]:
 
 # How long an idle pooled connection to the upstream is reused. httpx's default, 5 s, is exactly uvicorn's idle
 # timeout (so llama.cpp's server's, vLLM's, LiteLLM's): a request sent on a connection idle for just under 5 s
-# crossed the server's close and failed with a read error, 63 of 2,000 streamed replies in bursts 2.8-5.2 s apart
-# (bench/keepalive.py), 0 with 3 s. Shorter than any common server's timeout; it costs a new connection after 3 s
-# of silence.
+# crossed the server's close and failed with a read error: 63 and 3 of 2,000 streamed replies in two runs of
+# bench/keepalive.py (bursts 2.8-5.2 s apart, a loaded machine), against 0 and 1 with 3 s. It costs a new
+# connection after 3 s of silence. What a loaded server still drops that way is retried once (`_stale`).
 KEEPALIVE_S = 3.0
 
 
 def _pool() -> openai.DefaultAsyncHttpxClient:
     return openai.DefaultAsyncHttpxClient(limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100,
                                                                keepalive_expiry=KEEPALIVE_S))
+
+
+def _stale(exc: Exception) -> bool:
+    """The server closed the connection before answering anything: a pooled connection it dropped as the request
+    went out (the expiry above makes it rare, a loaded server can still do it), so the request was not processed."""
+    cause = exc.__cause__
+    return isinstance(exc, openai.APIConnectionError) and not isinstance(exc, openai.APITimeoutError) and (
+        isinstance(cause, httpx2.RemoteProtocolError) or (isinstance(cause, httpx2.ReadError) and not str(cause)))
 
 
 def _retryable(exc: Exception) -> bool:
@@ -78,16 +86,21 @@ class OpenAIProvider:
             "temperature": request.temperature, "max_tokens": request.max_tokens,
             "stream": True, "stream_options": {"include_usage": True},
         }
-        for attempt in range(self._retries + 1):
+        attempt, stale_retried = 0, False
+        while True:
             try:
                 return await client.post("/chat/completions", body=body, cast_to=object, stream=True,
                                          stream_cls=openai.AsyncStream[Any])
             except Exception as exc:
+                if _stale(exc) and not stale_retried:
+                    stale_retried = True  # once, at once, whatever the retry setting: the upstream saw nothing
+                    log.info("provider stale connection", extra={"error": _describe(exc)})
+                    continue
                 if attempt >= self._retries or not _retryable(exc):
                     raise _error(exc, "upstream refused the request") from exc
                 log.warning("provider retry", extra={"attempt": attempt + 1, "error": _describe(exc)})
                 await asyncio.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable")
+                attempt += 1
 
     async def stream(self, request: ProviderRequest) -> AsyncGenerator[str | Finish, None]:
         upstream = await self._open(request)
