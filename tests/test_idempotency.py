@@ -204,3 +204,17 @@ def test_any_key_value_is_a_400_or_honoured(settings_factory: Callable[..., Sett
 
 
 settings_ = settings  # (hypothesis's settings, beside the fixtures' Settings)
+
+
+def test_the_openai_path_replays_and_refuses_in_openais_shape(stack: Stack) -> None:
+    persona, key, path = stack.persona("echo"), secrets.token_hex(8), "/v1/openai/chat/completions"
+    body = {"model": persona, "messages": [{"role": "user", "content": "once"}]}
+    first, again = post(stack, path, body, key), post(stack, path, body, key)
+    assert first.status_code == again.status_code == 200 and again.json() == first.json()
+    assert again.headers["x-persona-conversation-id"] == first.headers["x-persona-conversation-id"]
+    refused = post(stack, path, {**body, "messages": [{"role": "user", "content": "twice"}]}, key)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "idempotency.key_reused"
+    assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+    streamed = [post(stack, path, {**body, "stream": True}, "stream-key") for _ in range(2)]
+    assert [r.status_code for r in streamed] == [200, 200] and all("[DONE]" in r.text for r in streamed)
+    assert len({r.headers["x-persona-conversation-id"] for r in streamed}) == 2  # streams run each time

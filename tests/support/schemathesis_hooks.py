@@ -203,6 +203,7 @@ def loadable_suite(case: Case) -> None:
 RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/keys"): (real_origins,),
     ("POST", "/v1/personas"): (storable_strings, topics_within_the_total),
+    ("POST", "/v1/personas/import"): (storable_strings, topics_within_the_total),
     ("PUT", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
     ("PATCH", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
     ("GET", "/v1/analytics/events"): (ordered_range,),
