@@ -47,12 +47,14 @@ class IdempotencyKeys:
             except AuthError:  # the endpoint answers the 401 in its own words
                 return await self.app(scope, receive, send)
             body, complete = await _body(receive)
+            if body is None:  # the client went away mid-body: nothing to run, nothing to keep
+                return None
             replay = _replaying(body, receive)
             if not complete:  # too large to keep: the endpoint answers its 413
                 return await self.app(scope, replay, send)
             keys = app_state(request).idempotency
-            print_ = fingerprint("POST", scope["path"], scope.get("query_string", b"").decode("latin-1"), body)
-            stored = await keys.begin(tenant_id, key, print_)
+            query = scope.get("query_string", b"").decode("latin-1")
+            stored = await keys.begin(tenant_id, key, fingerprint("POST", scope["path"], query, body))
         except WidgetError as exc:
             response: Response = await self.render(request, exc)
             return await response(scope, receive, send)
@@ -61,11 +63,13 @@ class IdempotencyKeys:
         await _run(self.app, keys, tenant_id, key, scope, replay, send)
 
 
-async def _body(receive: Receive) -> tuple[bytes, bool]:
-    """The request's body, and whether it is all of it (no more than MAX_BODY)."""
+async def _body(receive: Receive) -> tuple[bytes | None, bool]:
+    """The request's body (None: the client disconnected first), and whether it is all of it (within MAX_BODY)."""
     chunks, size = [], 0
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None, False
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
         if size > MAX_BODY or not message.get("more_body"):
