@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from widget_server.backends.providers import Providers
 from widget_server.backends.ratelimit import Limits
 from widget_server.backends.slots import open_slots
 from widget_server.backends.storage import open_storage
+from widget_server.clock import now
 from widget_server.domain import console_users
 from widget_server.domain.analytics.retention import sweep_forever
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
@@ -29,6 +31,7 @@ from widget_server.domain.chat.deps import Deps
 from widget_server.domain.chat.lapsed import sweep_lapsed_forever
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
+from widget_server.domain.idempotency import Idempotency
 from widget_server.domain.sealed import Sealer
 from widget_server.domain.tenants import SessionSigner
 from widget_server.domain.testing import engine
@@ -36,7 +39,9 @@ from widget_server.domain.testing.runs import TestRuns
 from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
+from widget_server.edges.idempotency import IdempotencyKeys
 from widget_server.edges.openai_errors import openai_errors
+from widget_server.edges.ratelimit_headers import RateLimitHeaders
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
@@ -45,10 +50,13 @@ from widget_server.metrics import Metrics
 from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
+IDEMPOTENCY_SWEEP_S = 3600.0  # expired keys are read as absent anyway: the sweep only keeps the table small
 
 
-def create_app(settings: Settings | None = None, *, events: EventSink | None = None) -> Starlette:
-    """The app; `events` replaces the database event writer as the sink of analytics events (tests)."""
+def create_app(settings: Settings | None = None, *, events: EventSink | None = None,
+               clock: Callable[[], datetime] | None = None) -> Starlette:
+    """The app; `events` replaces the database event writer as the sink of analytics events, `clock` the wall
+    clock that idempotency keys expire by (tests)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -85,15 +93,19 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         test_runs = TestRuns(deps, engine.run)
         signer = SessionSigner(secret, settings.session_ttl_s)
+        idempotency = Idempotency(storage, deps.sealer, settings.idempotency_ttl_s, clock or now)
+        idempotency_sweeper = asyncio.create_task(idempotency.sweep_forever(IDEMPOTENCY_SWEEP_S))
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs)}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs,
+                                   idempotency=idempotency)}
         finally:
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             sweeper.cancel()
             session_sweeper.cancel()
             lapsed_sweeper.cancel()
             wait_sweeper.cancel()
+            idempotency_sweeper.cancel()
             if bus.shared and (running := deps.hub.running()) and settings.drain_s:
                 await asyncio.wait(running, timeout=settings.drain_s)  # their visitors resume on other nodes
             tasks = deps.hub.cancel_all()
@@ -113,7 +125,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
     return Starlette(
         routes=routes(),
         middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts),
-                    Middleware(ConsoleHeaders)],
+                    Middleware(ConsoleHeaders), Middleware(RateLimitHeaders), Middleware(IdempotencyKeys)],
         exception_handlers={WidgetError: console_errors(openai_errors(on_error)),
                             HTTPException: console_errors(openai_errors(on_http_exception)),
                             Exception: console_errors(openai_errors(on_unexpected))},

@@ -205,3 +205,22 @@ class ContentFiltered(InvalidRequest):
     would be refused again, so it is not to be retried."""
 
     code = "content_filter"
+
+
+class IdempotencyKeyInvalid(InvalidRequest):
+    code = "idempotency.invalid_key"
+
+
+class IdempotencyKeyReused(InvalidRequest):
+    status_code = 422
+    code = "idempotency.key_reused"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency.in_flight"
+    retryable = True
+
+
+class NotAcceptable(InvalidRequest):
+    status_code = 406
+    code = "request.not_acceptable"

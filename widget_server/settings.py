@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     rate_limit_sessions: int = Field(30, gt=0)  # widget sessions per client address
     rate_limit_sessions_per_key: int = Field(3000, gt=0)  # widget sessions per publishable key
     rate_limit_openai: int = Field(600, gt=0)  # requests to /v1/openai/ per tenant (its secret keys share it)
+    rate_limit_api: int = Field(6000, gt=0)  # requests with a secret key per tenant, any /v1 operation
+    idempotency_ttl_s: float = Field(86400.0, gt=0)  # an Idempotency-Key's stored answer is replayed this long
     trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
     takeover_sweep_s: float = Field(5.0, gt=0)  # how often visitors waiting for a person are looked at (wait notice)
@@ -103,6 +105,7 @@ class Settings(BaseSettings):
                 "message_address": (self.rate_limit_messages_per_address, w),
                 "hello": (self.rate_limit_hellos, w), "session_address": (self.rate_limit_sessions, w),
                 "session_key": (self.rate_limit_sessions_per_key, w), "openai": (self.rate_limit_openai, w),
+                "api": (self.rate_limit_api, w),
                 "console_login": (self.console_login_attempts, self.console_login_window_s),
                 "console_login_address": (self.console_login_attempts_per_address, self.console_login_window_s)}
 

@@ -18,6 +18,7 @@ root (schemathesis.toml).
 from __future__ import annotations
 
 import os
+import secrets
 import unicodedata
 from collections.abc import Callable
 from typing import Any
@@ -202,6 +203,7 @@ def loadable_suite(case: Case) -> None:
 RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/keys"): (real_origins,),
     ("POST", "/v1/personas"): (storable_strings, topics_within_the_total),
+    ("POST", "/v1/personas/import"): (storable_strings, topics_within_the_total),
     ("PUT", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
     ("PATCH", "/v1/personas/{id}"): (storable_strings, topics_within_the_total),
     ("GET", "/v1/analytics/events"): (ordered_range,),
@@ -227,11 +229,22 @@ def spare_own_key(case: Case) -> None:
         case.path_parameters["id"] = "key_not_the_one_this_run_uses"
 
 
+def one_request_per_key(case: Case) -> None:
+    """An Idempotency-Key names one request (edges/idempotency.py): the same key with another body is a 422 by
+    design, and the generator repeats short values ("0") across requests. Each valid request's key is made its
+    own by a suffix, within the 255 characters allowed."""
+    headers = case.headers or {}
+    for name, value in list(headers.items()):
+        if name.lower() == "idempotency-key" and isinstance(value, str) and value.strip():
+            headers[name] = f"{value.strip()[:200]}-{secrets.token_hex(8)}"
+
+
 @schemathesis.hook
 def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
     if case.operation.path in ("/v1/keys/{id}", "/v1/keys/{id}/rotate"):
         spare_own_key(case)  # positive or not: a request generated as invalid may still name the key
     if case.meta is None or not case.meta.generation.mode.is_positive:
         return
+    one_request_per_key(case)
     for rule in RULES.get((case.operation.method.upper(), case.operation.path), ()):
         rule(case)

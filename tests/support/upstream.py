@@ -11,12 +11,14 @@ chunks the way OpenAI does. The `model` name picks the behaviour, so one upstrea
 - `spell:TEXT`     TEXT one character per chunk
 - `say-NAME`       the scripted answer `SAY[NAME]` (reads like a real reply: markdown, several lines), word by word
 - `leak-MS`        the system prompt back (a persona that gives its prompt away), word by word, after MS ms
+- `hold-NAME`      the default reply once the test sets `holds[NAME]` (a request kept in flight until then)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -84,6 +86,10 @@ class Upstream:
         self.keys: list[str] = []  # the bearer key of each request, in order
         self.hits: dict[str, int] = {}
         self.closed_early = 0  # streams the client closed before the end (cancellation reached us)
+        self.holds: dict[str, threading.Event] = {}  # `hold-NAME` waits for holds[NAME] to be set
+
+    def hold(self, name: str) -> threading.Event:
+        return self.holds.setdefault(name, threading.Event())
 
     async def completions(self, request: Request) -> Response:
         body = await request.json()
@@ -101,6 +107,8 @@ class Upstream:
             pieces, pause = ["one", " two", " three"], 0.0
         finished = False
         try:
+            if model.startswith("hold-"):
+                await asyncio.to_thread(self.hold(model[5:]).wait, 60)
             if model.startswith(("late-", "leak-")):
                 await asyncio.sleep(int(model.split("-")[1]) / 1000)
             for piece in pieces:

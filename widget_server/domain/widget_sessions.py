@@ -15,7 +15,7 @@ from widget_server.backends.storage import Storage
 from widget_server.domain import identity, keys, origins, personas
 from widget_server.domain.chat.conversations import visitor_id
 from widget_server.domain.tenants import SessionClaims, SessionSigner
-from widget_server.errors import OriginNotAllowed, RateLimited
+from widget_server.errors import OriginNotAllowed
 
 
 async def start_session(storage: Storage, signer: SessionSigner, limits: Limits, server_secret: str, address: str,
@@ -38,7 +38,4 @@ async def start_session(storage: Storage, signer: SessionSigner, limits: Limits,
 
 
 async def _limit(limits: Limits, rule: str, key: str, where: str) -> None:
-    wait = await limits.hit(rule, key)
-    if wait is not None:
-        raise RateLimited(f"too many chat sessions {where}: try again in {wait:.0f} s",
-                          details={"retry_after_s": wait})
+    await limits.enforce(rule, key, f"too many chat sessions {where}")

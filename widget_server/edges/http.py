@@ -114,7 +114,7 @@ class ErrorJSON(JSONResponse):
 def error_response(request: Request, exc: WidgetError) -> JSONResponse:
     headers = {}
     if isinstance(exc, RateLimited) and isinstance(exc.details.get("retry_after_s"), int | float):
-        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_s"])))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.details["retry_after_s"])))  # whole seconds (RFC 9110)
     return ErrorJSON(exc.body(request_id(request)), status_code=exc.status_code, headers=headers)
 
 
@@ -139,10 +139,23 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     return ErrorJSON(err.body(request_id(request)), status_code=500)
 
 
-async def tenant_of(request: Request) -> str:
+def secret_key(request: Request) -> str | None:
+    """The secret key the request presents: a bearer token, else `X-API-Key`."""
     header = request.headers.get("authorization", "")
-    key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-    return await keys.authenticate_secret(app_state(request).deps.storage, key)
+    return header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+
+
+async def tenant_of(request: Request) -> str:
+    """The tenant whose secret key the request presents (else a 401), counted against its `api` rate limit (else
+    a 429). Known once per request: the idempotency layer asks before the endpoint does."""
+    known = getattr(request.state, "tenant_id", None)
+    if isinstance(known, str):
+        return known
+    deps = app_state(request).deps
+    tenant_id = await keys.authenticate_secret(deps.storage, secret_key(request))
+    await deps.limits.enforce("api", tenant_id, "too many requests for this tenant")
+    request.state.tenant_id = tenant_id
+    return tenant_id
 
 
 MAX_BODY = 1024 * 1024

@@ -40,7 +40,6 @@ from widget_server.errors import (
     ContentFiltered,
     ProviderError,
     ProviderTimeout,
-    RateLimited,
     UpstreamRefused,
     WidgetError,
 )
@@ -55,10 +54,7 @@ def _json(data: dict[str, Any]) -> str:
 
 async def _tenant(request: Request) -> str:
     tenant_id = await tenant_of(request)
-    wait = await app_state(request).deps.limits.hit("openai", tenant_id)
-    if wait is not None:
-        raise RateLimited(f"too many requests to /v1/openai/: try again in {wait:.0f} s",
-                          details={"retry_after_s": wait})
+    await app_state(request).deps.limits.enforce("openai", tenant_id, "too many requests to /v1/openai/")
     return tenant_id
 
 

@@ -34,6 +34,7 @@ from widget_server.edges.openapi_components import (
     test_persona_schemas,
     test_run_schemas,
 )
+from widget_server.edges.openapi_headers import error_response, shared
 from widget_server.edges.openapi_openai import openai_operations, openai_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
@@ -41,6 +42,7 @@ from widget_server.settings import Settings
 
 PUBLIC: list[Any] = []  # the operations that need no secret key
 HTML = {"text/html": {"schema": STRING}}
+TRANSFER = ("application/json", "application/yaml", "text/yaml")  # a persona document's media types
 
 
 def _json(schema: Schema, description: str = "OK", **extra: Any) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def _pages() -> Operations:
 
 
 def _personas() -> Operations:
-    persona, body = _json(ref("Persona")), ref("PersonaBody")
+    persona, body, persona_ref = _json(ref("Persona")), ref("PersonaBody"), ref("Persona")
     writes = (*FOUND, 409, *WRITE, 422, 503)  # 409 slug taken; 422 persona.invalid; 503 topics need a model
     patch = {"required": True, "content": {"application/merge-patch+json": {"schema": ref("PersonaPatch")},
                                            "application/json": {"schema": ref("PersonaPatch")}}}
@@ -109,6 +111,18 @@ def _personas() -> Operations:
         ("/v1/personas", "post"): _op("Create a persona", {"201": _created(ref("Persona"), "persona")},
                                       [e for e in writes if e != 404], body),
         ("/v1/personas/{id}", "get"): _op("Get a persona", {"200": persona}, FOUND),
+        ("/v1/personas/{id}/export", "get"): _op(
+            "A persona as the document `widget-server persona export` prints: YAML when Accept prefers "
+            "application/yaml or text/yaml, else JSON (406 for an Accept that allows neither); no api_key",
+            {"200": {"description": "OK", "content": {t: {"schema": ref("PersonaFile")} for t in TRANSFER}}},
+            (*FOUND, 406)),
+        ("/v1/personas/import", "post"): {**_op(
+            "Create a persona from an exported document (YAML with Content-Type application/yaml or text/yaml, "
+            "else JSON), as `widget-server persona import` does. 409 when its slug (or its name's) exists, unless "
+            "replace=true, which replaces that persona (200)",
+            {"201": _created(persona_ref, "persona"), "200": _json(persona_ref, "Replaced")},
+            [e for e in writes if e != 404]), "requestBody": {"required": True, "content": {
+                t: {"schema": body} for t in TRANSFER}}},
         ("/v1/personas/{id}", "put"): _op("Replace a persona", {"200": persona}, writes, body),
         ("/v1/personas/{id}", "patch"): {**_op("Change some fields of a persona", {"200": persona}, writes),
                                          "requestBody": patch},
@@ -310,7 +324,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
             item = out.setdefault(route.path, {})
             if params := _path_parameters(route.path):
                 item["parameters"] = params
-            item[method.lower()] = op
+            item[method.lower()] = shared(route.path, method.lower(), op)
     return out
 
 
@@ -327,7 +341,7 @@ def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
         "paths": paths(routes),
         "components": {
             "schemas": schemas(settings),
-            "responses": {"Error": _json(ref("Error"), "An error in the shape of DESIGN.md")},
+            "responses": {"Error": error_response(ref("Error"))},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "sk_… secret key"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
         },

@@ -77,7 +77,16 @@ def persona_schemas() -> dict[str, Schema]:
     patch = _merge_patch(body, defs, keep=frozenset(body["required"]))
     patch["description"] = ("A JSON Merge Patch of a persona: the fields given replace the persona's, objects "
                             "merge field by field, and null puts a field back to its default (name cannot be).")
-    return {**defs, "PersonaBody": body, "Persona": _persona(copy.deepcopy(body)), "PersonaPatch": patch}
+    return {**defs, "PersonaBody": body, "Persona": _persona(copy.deepcopy(body)), "PersonaPatch": patch,
+            "PersonaFile": _persona_file(copy.deepcopy(body))}
+
+
+def _persona_file(body: Schema) -> Schema:
+    """An exported persona (domain.persona_files): its slug and every field, no id; imported as a PersonaBody."""
+    props = {"slug": {"type": "string"}, **{k: v for k, v in body["properties"].items() if k != "slug"}}
+    return {"type": "object", "additionalProperties": False, "properties": props, "required": list(props),
+            "description": "A persona as `widget-server persona export` prints it (a provider api_key never: null, "
+                           "api_key_set says whether one is stored); POST /v1/personas/import reads it back."}
 
 
 def test_persona_schemas() -> dict[str, Schema]:

@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.deps import Deps
+from widget_server.domain.idempotency import Idempotency
 from widget_server.domain.tenants import SessionSigner
 from widget_server.domain.testing.runs import TestRuns
 from widget_server.metrics import Metrics
@@ -25,6 +26,7 @@ class AppState:
     webhooks: WebhookDispatcher
     secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
     test_runs: TestRuns  # the test suites this node runs in the background (POST /v1/test-runs)
+    idempotency: Idempotency  # the Idempotency-Key of the API's POSTs, stored for every node
 
     @property
     def settings(self) -> Settings:

@@ -17,6 +17,7 @@ from widget_server.backends.storage.console import ConsoleStore
 from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
+from widget_server.backends.storage.idempotency import IdempotencyStore
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.search import TranscriptSearch
@@ -81,6 +82,7 @@ class Storage:
         self.test_runs = TestRunStore(engine)
         self.transcripts = TranscriptSearch(engine)
         self.test_personas = TestPersonaStore(engine)
+        self.idempotency = IdempotencyStore(engine)
 
     async def close(self) -> None:
         await self._conversations.aclose()

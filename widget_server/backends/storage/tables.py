@@ -295,3 +295,19 @@ test_runs = sa.Table(
     sa.Column("beat_at", TS),
     sa.Index("ix_test_runs_tenant", "tenant_id", "created_at"),
 )
+
+# `Idempotency-Key` of a POST (issue 16), per tenant: the key hashed (any 1–255 characters fit), the request's
+# fingerprint (method, path, query and body hashed), and once it ran, its answer (sealed: a new key's secret is
+# in one). A row `running` is a request in flight on some node; a row past `expires_at` counts as absent.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(8), nullable=False),  # running | done
+    sa.Column("response", sa.Text),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Index("ix_idempotency_keys_expires", "expires_at"),
+)

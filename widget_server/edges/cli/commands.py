@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from widget_server.backends.storage import Storage
-from widget_server.domain import identity, keys, personas, tenants
+from widget_server.domain import identity, keys, persona_files, personas, tenants
 from widget_server.domain.sealed import Sealer
 from widget_server.edges.cli.common import require_tenant, tenant_arg, with_storage, yaml_problem
-from widget_server.errors import SlugTaken, WidgetError
+from widget_server.errors import WidgetError
 from widget_server.settings import Settings
 
 
@@ -106,14 +106,10 @@ async def cmd_persona_import(settings: Settings, args: argparse.Namespace) -> in
 
     async def run(storage: Storage) -> int:
         await require_tenant(storage, tenant_id)
-        try:
-            persona = await personas.create(storage, tenant_id, doc, Sealer(settings.signing_secret()))
-            verb = "created"
-        except SlugTaken as exc:  # the file names a persona that exists (its slug, or the slug of its name)
-            persona = await personas.replace(storage, tenant_id, exc.details["slug"], doc, partial=False,
-                                             sealer=Sealer(settings.signing_secret()))
-            verb = "updated"
-        print(f"{verb} persona {persona['slug']} ({persona['id']})")
+        # a file that names a persona that exists (its slug, or the slug of its name) updates it
+        persona, created = await persona_files.import_doc(storage, tenant_id, doc, Sealer(settings.signing_secret()),
+                                                          replace=True)
+        print(f"{'created' if created else 'updated'} persona {persona['slug']} ({persona['id']})")
         return 0
     return await with_storage(settings, run)
 
@@ -124,7 +120,6 @@ async def cmd_persona_export(settings: Settings, args: argparse.Namespace) -> in
     async def run(storage: Storage) -> int:
         await require_tenant(storage, tenant_id)
         row = await personas.get(storage, tenant_id, args.slug)
-        shown = {"slug": row["slug"], **personas.public_doc(row["doc"])}  # a sealed api_key is never printed
-        print(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True), end="")
+        print(persona_files.to_yaml(persona_files.export_doc(row)), end="")  # a sealed api_key is never printed
         return 0
     return await with_storage(settings, run)

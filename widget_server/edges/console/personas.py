@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from widget_server.domain import personas
+from widget_server.domain import persona_files, personas
 from widget_server.edges.console import yaml_text
 from widget_server.edges.console.auth import console_page, user_of
 from widget_server.edges.console.personas_form import SIDES, PersonaForm, control_id
 from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
-from widget_server.errors import Conflict, InvalidRequest, PolicyError, SlugTaken, TopicsUnavailable, WidgetError
+from widget_server.errors import Conflict, InvalidRequest, PolicyError, TopicsUnavailable, WidgetError
 
 REFUSED = (InvalidRequest, Conflict, PolicyError, TopicsUnavailable)  # what a form shows; anything else is a page
 NOTICES = {"created": "The persona was created.", "saved": "Your changes were saved.",
@@ -113,8 +113,8 @@ async def delete(request: Request) -> Response:
 @console_page("read")
 async def export(request: Request) -> Response:
     row = await personas.get(app_state(request).deps.storage, user_of(request).tenant_id, request.path_params["id"])
-    shown = {"slug": row["slug"], **personas.public_doc(row["doc"])}  # as the CLI prints it: no sealed api_key
-    return Response(yaml_text.dump(shown), media_type="application/yaml; charset=utf-8",
+    shown = persona_files.export_doc(row)  # as the CLI prints it: no sealed api_key
+    return Response(persona_files.to_yaml(shown), media_type="application/yaml; charset=utf-8",
                     headers={"content-disposition": f'attachment; filename="{row["slug"]}.yaml"'})
 
 
@@ -134,11 +134,8 @@ async def _uploaded(form: Any) -> str:
 async def _import(request: Request, doc: Any) -> tuple[dict[str, Any], str]:
     """Create the persona, or replace the one its slug (or its name's) names, as `persona import` does."""
     deps, tenant_id = app_state(request).deps, user_of(request).tenant_id
-    try:
-        return await personas.create(deps.storage, tenant_id, doc, deps.sealer), "imported"
-    except SlugTaken as exc:
-        return await personas.replace(deps.storage, tenant_id, exc.details["slug"], doc, partial=False,
-                                      sealer=deps.sealer), "replaced"
+    made, created = await persona_files.import_doc(deps.storage, tenant_id, doc, deps.sealer, replace=True)
+    return made, "imported" if created else "replaced"
 
 
 @console_page("configure")
