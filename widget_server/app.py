@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 
 from widget_server.backends.bus import BusUnavailable, open_bus
 from widget_server.backends.providers import Providers
+from widget_server.backends.providers.images import open_images
 from widget_server.backends.ratelimit import Limits
 from widget_server.backends.slots import open_slots
 from widget_server.backends.storage import open_storage
@@ -85,10 +86,13 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         test_runs = TestRuns(deps, engine.run)
         signer = SessionSigner(secret, settings.session_ttl_s)
+        images = open_images(settings)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs)}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs, images)}
         finally:
+            if images is not None:
+                await images.aclose()
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             sweeper.cancel()
             session_sweeper.cancel()
