@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import struct
 import subprocess
@@ -22,14 +23,17 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.sync_api import expect
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from tests.conftest import Stack
+from tests.support.browser import Site, chromium, host_pages, needs_chromium, open_and_send, widget
 from tests.support.errors import assert_error
 from tests.support.servers import serve_in_thread
+from tests.test_widget_browser import BAKERY, README_SHOTS, finished
 from widget_server.domain.avatars import palette
 from widget_server.domain.avatars.attributes import VOCABULARIES, AvatarAttributes, derived, resolve
 from widget_server.domain.avatars.svg import render
@@ -326,3 +330,47 @@ def test_a_bad_answer_of_the_images_endpoint_is_a_502_and_stores_nothing(
     pid = persona_id(stack)
     assert_error(generate(stack, f"/v1/personas/{pid}", {"source": "openai"}), 502, "avatar.upstream_failed")
     assert httpx.get(f"{stack.url}/v1/personas/{pid}", headers=stack.auth).json()["avatar_url"] is None
+
+
+# the widget on another origin, under a strict CSP that allows images from the server only
+
+
+MILA = {"gender": "female", "age": 31, "skin_tone": "light_medium", "hair_color": "dark_brown",
+        "hair_texture": "curly", "eye_color": "hazel", "face_shape": "heart"}
+
+
+@needs_chromium
+def test_the_widget_shows_the_generated_avatar_under_a_strict_csp(stack: Stack, tmp_path: Path) -> None:
+    shots = README_SHOTS if os.environ.get("WIDGET_SCREENSHOTS") else tmp_path  # the README's on request
+    with host_pages() as (pages, origin):
+        keys = stack.tenant([origin])
+        site = Site(stack, pages, origin, keys["sk"], keys["pk"])
+        slug = site.persona("say-hours", name="Mila", greeting="Hi, I'm Mila from Crumb & Co. Ask me about bread, "
+                            "cakes or opening hours.", starters=["Opening hours?", "Anything vegan?"])
+        r = generate(stack, f"/v1/personas/{slug}", MILA, sk=site.sk)
+        assert r.status_code == 201, r.text
+        url = r.json()["avatar"]["url"]
+        ws = stack.url.replace("http://", "ws://")
+        css = BAKERY.split("<style>", 1)[1].split("</style>", 1)[0]  # the host page's own style, by its hash
+        own_style = "'sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode() + "'"
+        csp = (f"default-src 'none'; script-src {stack.url}; connect-src {stack.url} {ws}; style-src {own_style}; "
+               f"img-src {stack.url}; base-uri 'none'; form-action 'none'")  # what the README tells site owners
+        assert "unsafe" not in csp
+        with chromium() as browser:
+            context = browser.new_context(viewport={"width": 1280, "height": 800}, device_scale_factor=2)
+            page = context.new_page()
+            page.add_init_script("""window.__violations = [];
+              document.addEventListener('securitypolicyviolation',
+                e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));""")
+            page.goto(site.document(BAKERY.replace("BODY", site.tag(slug, accent="#9a3412", lang="en")),
+                                    headers={"Content-Security-Policy": csp}))
+            w = open_and_send(page, "When are you open?")
+            img = widget(page).locator(".h .av img")
+            expect(img).to_have_attribute("src", url)
+            assert img.evaluate("i => i.complete && i.naturalWidth") > 0, "the avatar loaded"
+            expect(finished(w).locator("li")).to_have_count(3)
+            assert page.evaluate("window.__violations") == []
+            panel = {"x": 860, "y": 96, "width": 420, "height": 300}  # the panel's header and first messages
+            page.screenshot(path=str(shots / "widget-avatar.png"), clip=panel)
+            context.close()
+    assert (shots / "widget-avatar.png").stat().st_size > 10_000
