@@ -16,7 +16,7 @@ import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from xml.etree import ElementTree
 
 import httpx
@@ -35,7 +35,7 @@ from tests.support.errors import assert_error
 from tests.support.servers import serve_in_thread
 from tests.test_widget_browser import BAKERY, README_SHOTS, finished
 from widget_server.domain.avatars import palette
-from widget_server.domain.avatars.attributes import VOCABULARIES, AvatarAttributes, derived, resolve
+from widget_server.domain.avatars.attributes import VOCABULARIES, AvatarAttributes, HairStyle, derived, resolve
 from widget_server.domain.avatars.svg import render
 from widget_server.errors import InvalidRequest
 
@@ -43,15 +43,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SVG_NS = "{http://www.w3.org/2000/svg}"
 TAGS = {"svg", "defs", "clipPath", "g", "rect", "circle", "ellipse", "path"}
 ADA = {"gender": "female", "age": 34, "skin_tone": "light_medium", "hair_color": "auburn", "hair_texture": "curly",
-       "eye_color": "green", "face_shape": "heart"}
+       "eye_color": "green", "face_shape": "heart", "vision_correction": "none"}
 # Pinned: a change to a shape, a colour or the order of elements changes these, and must be deliberate (it changes
 # every stored avatar's look on regeneration).
 GOLDEN = {
-    "ada": "26a359f67a4ba73bf48637937d22bf3c6e6f679a16e9299c2d3949cad92b3991",
-    "derived:per_golden": "38fe0245ca15b0864c0d028fd20c7b046c8c469598060d41bda2289bdf952692",
+    "ada": "4bfb150af9f6139e115acf007b7f2f0b1692bfd15674af8d8d515b72e6ea9e69",
+    "derived:per_golden": "6b5e77ec08e46ee2c6149827b1cadbc5bddbc414385a98eef6aaa44cc5580e6f",
 }
+HAIR_STYLES = get_args(HairStyle)
 ATTRS = st.builds(AvatarAttributes, **{name: st.sampled_from(values) for name, values in VOCABULARIES.items()},
-                  age=st.integers(18, 100))
+                  age=st.integers(18, 100), hair_style=st.none() | st.sampled_from(HAIR_STYLES))
 
 
 def attrs(**fields: Any) -> AvatarAttributes:
@@ -90,6 +91,28 @@ def test_age_shows_in_lines_and_grey_hair() -> None:
     assert len(set(svgs)) == len(ages)
     grey, white = palette.HAIR["gray"][0].encode(), palette.HAIR["white"][0].encode()
     assert grey not in svgs[0] and grey in svgs[2] and grey in svgs[4] and white in svgs[5]
+
+
+def test_hair_style_and_glasses_show() -> None:
+    styles = {render(attrs(hair_style=style, age=30)) for style in HAIR_STYLES}
+    assert len(styles) >= 8, "bald, buzz cut, updo, afro and the short, medium and long cuts all differ"
+    auburn = palette.HAIR["auburn"][0].encode()
+    assert auburn not in render(attrs(hair_style="bald")) and auburn in render(attrs(hair_style="bob"))
+    assert palette.FRAME.encode() in render(attrs(vision_correction="glasses"))
+    assert palette.FRAME.encode() not in render(attrs(vision_correction="contacts"))
+
+
+def test_a_generated_persons_data_is_drawn_as_it_is() -> None:
+    """PersonaGen's `data` (what GET /v1/persona answers) under `person`; fields not drawn are ignored."""
+    person = {"name": {"first_name": "Ada"}, "demographics": {"gender": "female", "age": 34, "income": "50k_to_75k"},
+              "physical": {**{k: ADA[k] for k in ("skin_tone", "hair_color", "hair_texture", "eye_color",
+                                                  "face_shape", "vision_correction")},
+                           "height": {"cm": 168}, "physical_description": "<script>"}}
+    assert resolve({"person": person}, "x") == attrs()
+    assert resolve({"person": person, "age": 70}, "x") == attrs(age=70), "a flat attribute wins"
+    for bad in ({"person": []}, {"person": {"physical": "tall"}}, {"person": {"physical": {"skin_tone": "blue"}}}):
+        with pytest.raises(InvalidRequest):
+            resolve(bad, "x")
 
 
 def test_missing_attributes_are_derived_from_the_seed_the_same_way_every_time() -> None:
@@ -336,7 +359,7 @@ def test_a_bad_answer_of_the_images_endpoint_is_a_502_and_stores_nothing(
 
 
 MILA = {"gender": "female", "age": 31, "skin_tone": "light_medium", "hair_color": "dark_brown",
-        "hair_texture": "curly", "eye_color": "hazel", "face_shape": "heart"}
+        "hair_texture": "curly", "eye_color": "hazel", "face_shape": "heart", "vision_correction": "none"}
 
 
 @needs_chromium

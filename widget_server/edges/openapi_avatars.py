@@ -22,6 +22,9 @@ def avatar_schemas() -> dict[str, Schema]:
     body["properties"]["source"] = {"enum": list(SOURCES), "default": "svg", "description": (
         "svg: drawn here, offline (the default); openai: the server's images endpoint, when it names one "
         "(WIDGET_IMAGES_BASE_URL; else 400 avatar.source_unavailable)")}
+    body["properties"]["person"] = {"type": "object", "description": (
+        "a generated person (PersonaGen's `data`, as GET /v1/persona answers it): its `demographics` and `physical` "
+        "attributes are drawn, its other fields ignored; a flat attribute given beside it wins")}
     body["required"] = []
     body["description"] = ("The attributes to draw (each optional: a missing one is derived from the persona's id, "
                            "the same every time); a value outside its vocabulary is a 400 avatar.invalid_attribute.")

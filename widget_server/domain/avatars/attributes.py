@@ -22,6 +22,9 @@ HairTexture = Literal["straight", "wavy", "curly", "coily", "bald"]
 EyeColor = Literal["brown", "dark_brown", "hazel", "amber", "green", "blue", "gray"]
 FaceShape = Literal["oval", "round", "square", "heart", "oblong", "diamond"]
 Gender = Literal["male", "female", "non_binary", "transgender_male", "transgender_female", "genderfluid", "agender"]
+HairStyle = Literal["short", "buzz_cut", "medium", "long", "slicked_back", "curly_top", "pixie", "bob",
+                    "shoulder_length", "updo", "braids", "afro", "locs", "twists", "bald"]
+VisionCorrection = Literal["none", "glasses", "contacts"]
 Age = Annotated[int, Field(ge=18, le=100), INTEGRAL]
 
 MIN_AGE, MAX_AGE = 18, 100
@@ -40,12 +43,19 @@ class AvatarAttributes(BaseModel):
     hair_texture: HairTexture
     eye_color: EyeColor
     face_shape: FaceShape
+    vision_correction: VisionCorrection
+    hair_style: HairStyle | None = None  # None: the length gender presentation suggests
+
+
+PHYSICAL = ("skin_tone", "hair_color", "hair_texture", "hair_style", "eye_color", "face_shape", "vision_correction")
 
 
 VOCABULARIES: dict[str, tuple[str, ...]] = {
     name: get_args(AvatarAttributes.model_fields[name].annotation)
-    for name in ("gender", "skin_tone", "hair_color", "hair_texture", "eye_color", "face_shape")
+    for name in ("gender", "skin_tone", "hair_color", "hair_texture", "eye_color", "face_shape", "vision_correction")
 }
+# What a seed draws from: natural hair colours only (grey and white come with age, see svg.shown_hair_color).
+DERIVED = {**VOCABULARIES, "hair_color": tuple(c for c in VOCABULARIES["hair_color"] if c not in ("gray", "white"))}
 # The palette tables and the vocabularies name the same values (checked at import: a value without a colour
 # would be a KeyError at the first request that names it).
 assert set(VOCABULARIES["skin_tone"]) == set(SKIN) and set(VOCABULARIES["hair_color"]) == set(HAIR)
@@ -53,10 +63,10 @@ assert set(VOCABULARIES["eye_color"]) == set(EYES)
 
 
 def derived(seed: str) -> dict[str, Any]:
-    """Every attribute drawn from `seed`: byte i of SHA-256("avatar-v1:" + seed) picks the i-th attribute."""
+    """Every attribute but `hair_style` drawn from `seed`: byte i of SHA-256("avatar-v1:" + seed) picks the i-th."""
     digest = hashlib.sha256(("avatar-v1:" + seed).encode()).digest()
     out: dict[str, Any] = {name: values[digest[i] % len(values)] for i, (name, values) in
-                           enumerate(VOCABULARIES.items())}
+                           enumerate(DERIVED.items())}
     low, high = DERIVED_AGES
     out["age"] = low + int.from_bytes(digest[8:10], "big") % (high - low + 1)
     return out
@@ -67,11 +77,24 @@ def _errors(exc: ValidationError) -> dict[str, Any]:
                         "type": e["type"]} for e in exc.errors(include_url=False)]}
 
 
+def from_person(person: Any) -> dict[str, Any]:
+    """The attributes of a generated person (PersonaGen's `data`: `demographics` and `physical`); its other fields
+    (height, clothing sizes, the description…) are not drawn and are ignored."""
+    if not isinstance(person, dict) or not all(isinstance(person.get(k, {}), dict)
+                                               for k in ("demographics", "physical")):
+        raise InvalidRequest("person must be PersonaGen's data object", code="avatar.invalid_attribute")
+    demographics, physical = person.get("demographics", {}), person.get("physical", {})
+    return {**{k: demographics[k] for k in ("gender", "age") if k in demographics},
+            **{k: physical[k] for k in PHYSICAL if k in physical}}
+
+
 def resolve(given: Any, seed: str) -> AvatarAttributes:
-    """The attributes a request gave, the missing ones derived from `seed`: 400 `avatar.invalid_attribute` for an
-    unknown field or a value outside its vocabulary."""
+    """The attributes a request gave (flat, or a generated person's data under `person`), the missing ones derived
+    from `seed`: 400 `avatar.invalid_attribute` for an unknown field or a value outside its vocabulary."""
     if not isinstance(given, dict):
         raise InvalidRequest("attributes must be a JSON object", code="avatar.invalid_attribute")
+    if "person" in given:
+        given = {**from_person(given["person"]), **{k: v for k, v in given.items() if k != "person"}}
     try:
         return AvatarAttributes.model_validate({**derived(seed), **given})
     except ValidationError as exc:

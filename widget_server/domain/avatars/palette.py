@@ -46,7 +46,8 @@ SHIRTS = ("#2563eb", "#0f766e", "#9333ea", "#e11d48", "#ea580c", "#334155", "#16
 PUPIL = "#1b1b1f"
 GLINT = "#ffffff"
 BLUSH = "#f28c8c"
+FRAME = "#2b2b33"  # glasses
 
 ALL: frozenset[str] = frozenset(
     [c for row in SKIN.values() for c in row] + [c for row in HAIR.values() for c in row] + list(EYES.values())
-    + list(BACKGROUNDS) + list(SHIRTS) + [PUPIL, GLINT, BLUSH])
+    + list(BACKGROUNDS) + list(SHIRTS) + [PUPIL, GLINT, BLUSH, FRAME])

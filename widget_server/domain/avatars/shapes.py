@@ -53,6 +53,9 @@ FRONT_CURLS: dict[str, tuple[tuple[int, int, int], ...]] = {
 }
 # Short coily hair: a rounded top.
 COILY_SHORT = "M37 52Q34 14 64 14Q94 14 91 52Q87 36 64 35Q41 36 37 52Z"
+BUZZ = "M39 48Q37 24 64 23Q91 24 89 48Q86 33 64 31Q42 33 39 48Z"  # a buzz cut: a thin cap
+BUN = (64, 15, 11)  # an updo's bun, on top
+GLASSES = "M47 60a7 6 0 1 0 14 0a7 6 0 1 0 -14 0M67 60a7 6 0 1 0 14 0a7 6 0 1 0 -14 0M61 59Q64 57 67 59"
 
 EYES_AT = ((54, 60), (74, 60))
 BROWS = ("M49 53Q54 50 59 52", "M69 52Q74 50 79 53")

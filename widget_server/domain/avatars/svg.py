@@ -19,9 +19,24 @@ BEARD_FROM = 25
 OPEN = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 128 128" width="128" height="128">'
 
 
-def hair_length(gender: str) -> str:
-    """Gender presentation shown as hair length: short, long, or a chin-length cut for everyone else."""
-    return "short" if gender in MASCULINE else "long" if gender in FEMININE else "medium"
+LENGTHS = {"short": "short", "buzz_cut": "short", "slicked_back": "short", "curly_top": "short", "pixie": "short",
+           "updo": "short", "medium": "medium", "bob": "medium", "afro": "medium", "long": "long",
+           "shoulder_length": "long", "braids": "long", "locs": "long", "twists": "long"}
+
+
+def hair_length(attrs: AvatarAttributes) -> str:
+    """The hair style's length; without one, gender presentation shown as hair length: short, long, or a
+    chin-length cut for everyone else."""
+    if attrs.hair_style in LENGTHS:
+        return LENGTHS[attrs.hair_style]
+    return "short" if attrs.gender in MASCULINE else "long" if attrs.gender in FEMININE else "medium"
+
+
+def hair_texture(attrs: AvatarAttributes) -> str:
+    """The texture drawn: a bald style has none, an afro is coily whatever the texture says."""
+    if attrs.hair_style == "bald":
+        return "bald"
+    return "coily" if attrs.hair_style == "afro" else attrs.hair_texture
 
 
 def shown_hair_color(attrs: AvatarAttributes) -> str:
@@ -49,9 +64,13 @@ def _back_hair(texture: str, length: str, fill: str) -> str:
     return ""
 
 
-def _front_hair(texture: str, length: str, fill: str) -> str:
+def _front_hair(texture: str, length: str, fill: str, style: str | None) -> str:
     if texture == "bald":
         return ""
+    if style == "buzz_cut":
+        return f'<path fill="{fill}" d="{shapes.BUZZ}"/>'
+    if style == "updo":
+        return _circles(fill, (shapes.BUN,)) + _front_hair(texture, length, fill, None)
     if texture == "coily" and length == "short":
         return f'<path fill="{fill}" d="{shapes.COILY_SHORT}"/>' + _circles(fill, shapes.FRONT_CURLS["coily"][2:-2])
     if texture in shapes.FRONT_CURLS:
@@ -61,7 +80,7 @@ def _front_hair(texture: str, length: str, fill: str) -> str:
 
 def _temples(attrs: AvatarAttributes, shown: str) -> str:
     """Grey at the temples from 50, before the whole head greys."""
-    if attrs.hair_texture == "bald" or attrs.age < TEMPLES_AT or shown in ("gray", "white"):
+    if hair_texture(attrs) == "bald" or attrs.age < TEMPLES_AT or shown in ("gray", "white"):
         return ""
     return f'<path fill="{palette.HAIR["gray"][0]}" d="M36 44Q36 52 38 56L42 46ZM92 44Q92 52 90 56L86 46Z"/>'
 
@@ -91,7 +110,13 @@ def _features(attrs: AvatarAttributes, brow: str, line: str, lips: str) -> str:
             + _eyes(palette.EYES[attrs.eye_color])
             + f'<path fill="none" stroke="{line}" stroke-width="1.6" stroke-linecap="round" d="{shapes.NOSE}"/>'
             + f'<path fill="none" stroke="{lips}" stroke-width="2.2" stroke-linecap="round" d="{shapes.SMILE}"/>'
-            + wrinkles)
+            + wrinkles + _glasses(attrs))
+
+
+def _glasses(attrs: AvatarAttributes) -> str:
+    if attrs.vision_correction != "glasses":
+        return ""
+    return f'<path fill="none" stroke="{palette.FRAME}" stroke-width="1.8" d="{shapes.GLASSES}"/>'
 
 
 def render(attrs: AvatarAttributes) -> bytes:
@@ -100,14 +125,14 @@ def render(attrs: AvatarAttributes) -> bytes:
     skin, shadow, line, lips = palette.SKIN[attrs.skin_tone]
     shown = shown_hair_color(attrs)
     hair, hair_dark = palette.HAIR[shown]
-    length = hair_length(attrs.gender)
+    length, texture = hair_length(attrs), hair_texture(attrs)
     face, half = shapes.FACES[attrs.face_shape]
     bg = palette.BACKGROUNDS[digest[0] % len(palette.BACKGROUNDS)]
     shirt = palette.SHIRTS[digest[1] % len(palette.SHIRTS)]
     body = [
         f'<rect width="128" height="128" fill="{bg}"/>',
         f'<path fill="{shirt}" d="{shapes.SHOULDERS}"/>',
-        _back_hair(attrs.hair_texture, length, hair),
+        _back_hair(texture, length, hair),
         f'{shapes.NECK} fill="{shadow}"/>',
         f'<path fill="none" stroke="{shadow}" stroke-width="3" d="{shapes.COLLAR}"/>',
         f'<circle cx="{64 - half}" cy="61" r="6" fill="{shadow}"/><circle cx="{64 + half}" cy="61" r="6" '
@@ -115,7 +140,7 @@ def render(attrs: AvatarAttributes) -> bytes:
         f'{face} fill="{skin}"/>',
         f'<g fill="{palette.BLUSH}" opacity="0.25"><circle cx="50" cy="70" r="5"/><circle cx="78" cy="70" r="5"/></g>',
         _beard(attrs, half, hair_dark if shown == attrs.hair_color else hair, digest),
-        _front_hair(attrs.hair_texture, length, hair),
+        _front_hair(texture, length, hair, attrs.hair_style),
         _temples(attrs, shown),
         _features(attrs, hair_dark, line, lips),
     ]
