@@ -27,6 +27,8 @@ async def delete_owned(conn: AsyncConnection, tenant_id: str, kind: str, owner_i
 
 
 class AvatarStore:
+    """The avatars table; writes also set the owner's `avatar_url`, in the same transaction."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 

@@ -75,6 +75,7 @@ EXTENSIONS = {SVG: "svg", "image/png": "png"}
 
 
 def url_of(base_url: str, row: dict[str, Any]) -> str:
+    """The avatar's public URL, its extension the stored media type's."""
     return f"{base_url.rstrip('/')}/avatars/{row['id']}.{EXTENSIONS[row['media_type']]}"
 
 
