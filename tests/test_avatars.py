@@ -263,6 +263,11 @@ def test_another_tenants_persona_is_a_404_and_changes_nothing(stack: Stack) -> N
     assert_error(httpx.post(f"{stack.url}/v1/personas/{pid}/generate-image"), 401)
 
 
+def source_enum(stack: Stack) -> list[str]:
+    doc = httpx.get(f"{stack.url}/openapi.json").json()
+    return doc["components"]["schemas"]["GenerateImageBody"]["properties"]["source"]["enum"]  # type: ignore[no-any-return]
+
+
 def test_a_bad_attribute_is_a_400_and_keeps_the_current_avatar(stack: Stack) -> None:
     pid = persona_id(stack)
     url = generate(stack, f"/v1/personas/{pid}").json()["avatar"]["url"]
@@ -270,6 +275,7 @@ def test_a_bad_attribute_is_a_400_and_keeps_the_current_avatar(stack: Stack) -> 
         err = assert_error(generate(stack, f"/v1/personas/{pid}", body), 400, "avatar.invalid_attribute")
         assert err["type"] == "invalid_request"
     assert_error(generate(stack, f"/v1/personas/{pid}", {"source": "openai"}), 400, "avatar.source_unavailable")
+    assert source_enum(stack) == ["svg"], "the document offers openai only where the server has it"
     r = httpx.post(f"{stack.url}/v1/personas/{pid}/generate-image", content=b"{", headers=stack.auth)
     assert_error(r, 400, "request.invalid_json")
     assert httpx.get(f"{stack.url}/v1/personas/{pid}", headers=stack.auth).json()["avatar_url"] == url
@@ -344,6 +350,7 @@ def test_the_images_endpoint_is_used_when_configured_and_asked_for(stack_factory
     served = httpx.get(avatar["url"])
     assert served.headers["content-type"] == "image/png" and served.content == tiny_png()
     assert "olive skin" in fake.prompts[-1] and "wavy hair" in fake.prompts[-1]
+    assert source_enum(stack) == ["svg", "openai"]
 
 
 @pytest.mark.parametrize("model", ["html", "down"])

@@ -319,7 +319,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
             **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
-            **openai_schemas(), **avatar_schemas(), "Error": error()}
+            **openai_schemas(), **avatar_schemas(settings), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

@@ -9,17 +9,20 @@ from typing import Any
 from widget_server.domain.avatars.attributes import AvatarAttributes
 from widget_server.domain.avatars.service import SOURCES
 from widget_server.edges.openapi_components import REF, STRING, TIME, Schema, obj, ref
+from widget_server.settings import Settings
 
 Operations = dict[tuple[str, str], Any]
 ERROR = {"$ref": "#/components/responses/Error"}
 
 
-def avatar_schemas() -> dict[str, Schema]:
+def avatar_schemas(settings: Settings) -> dict[str, Schema]:
+    """The bodies and answers; `source` lists openai only where the server names an images endpoint."""
     attrs = AvatarAttributes.model_json_schema(ref_template=REF)
     attrs["description"] = ("A portrait's attributes, in PersonaGen's field names (`physical`, with `gender` and "
                             "`age` of `demographics`) and value vocabularies.")
     body = copy.deepcopy(attrs)
-    body["properties"]["source"] = {"enum": list(SOURCES), "default": "svg", "description": (
+    sources = list(SOURCES) if settings.images_base_url else ["svg"]
+    body["properties"]["source"] = {"enum": sources, "default": "svg", "description": (
         "svg: drawn here, offline (the default); openai: the server's images endpoint, when it names one "
         "(WIDGET_IMAGES_BASE_URL; else 400 avatar.source_unavailable)")}
     body["properties"]["person"] = {"type": "object", "description": (
