@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tests.conftest import Stack
 from tests.support.errors import assert_error
 
-FIELDS = {"id", "name", "description", "system_prompt", "headers", "goal", "max_turns", "created_at", "updated_at"}
+FIELDS = {"id", "name", "description", "system_prompt", "headers", "goal", "max_turns", "avatar_url", "imageUrl",
+          "created_at", "updated_at"}
 
 
 @pytest.fixture

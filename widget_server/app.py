@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 
 from widget_server.backends.bus import BusUnavailable, open_bus
 from widget_server.backends.providers import Providers
+from widget_server.backends.providers.images import open_images
 from widget_server.backends.ratelimit import Limits
 from widget_server.backends.slots import open_slots
 from widget_server.backends.storage import open_storage
@@ -95,11 +96,14 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         signer = SessionSigner(secret, settings.session_ttl_s)
         idempotency = Idempotency(storage, deps.sealer, settings.idempotency_ttl_s, clock or now)
         idempotency_sweeper = asyncio.create_task(idempotency.sweep_forever(IDEMPOTENCY_SWEEP_S))
+        images = open_images(settings)
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
             yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs,
-                                   idempotency=idempotency)}
+                                   idempotency=idempotency, images=images)}
         finally:
+            if images is not None:
+                await images.aclose()
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             sweeper.cancel()
             session_sweeper.cancel()

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr = SecretStr("not-needed")
     openai_model: str = "gpt-4o-mini"
+    # generate-image's opt-in `"source": "openai"`: an OpenAI-compatible images endpoint (off unless named)
+    images_base_url: str | None = None
+    images_api_key: SecretStr = SecretStr("not-needed")
+    images_model: str = "gpt-image-1"
+    images_timeout_s: float = Field(60.0, gt=0)
     allow_persona_base_url: bool = False  # a persona's own provider.base_url (never sent the operator's key)
     allow_private_upstreams: bool = False  # a persona's base_url may be a loopback or private address
     allowed_models: str | None = None  # comma-separated patterns (gpt-4o-mini, llama-*) personas may name

@@ -9,6 +9,7 @@ address, a pattern that RE2 compiles) are said in the descriptions, and answered
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from widget_server import __version__
 from widget_server.domain.analytics.retention import MAX_DAYS
 from widget_server.edges.http import Resource
+from widget_server.edges.openapi_avatars import avatar_operations, avatar_schemas
 from widget_server.edges.openapi_components import (
     STRING,
     Schema,
@@ -295,11 +297,11 @@ WEBSOCKETS = {"/v1/widget/ws": {
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
-            **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations()}
+            **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations(), **avatar_operations()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
-    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    names = re.findall(r"\{(\w+)\}", path)  # /avatars/{id}.svg too
     return [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "pattern": NO_NUL},
              "description": "id or slug" if path.startswith(("/v1/personas/", "/v1/openai/models/"))
              else f"the {n.replace('_', ' ')}"}
@@ -331,7 +333,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
             **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
-            **openai_schemas(), "Error": error()}
+            **openai_schemas(), **avatar_schemas(settings), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

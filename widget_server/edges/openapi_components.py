@@ -105,7 +105,9 @@ def test_persona_schemas() -> dict[str, Schema]:
     body["description"] = ("A simulated visitor that drives a test conversation (issue 15); names are unique per "
                            "tenant, compared case-insensitively. Surrounding whitespace is trimmed from the text "
                            "fields.")
-    fields = {"id": STRING, **copy.deepcopy(props), "created_at": TIME, "updated_at": TIME}
+    image = {**NULLABLE_STRING, "description": "the generated avatar's URL (generate-image), else null"}
+    fields = {"id": STRING, **copy.deepcopy(props), "avatar_url": image, "imageUrl": image, "created_at": TIME,
+              "updated_at": TIME}
     answer = {"type": "object", "additionalProperties": False, "properties": fields, "required": list(fields)}
     return {"TestPersonaBody": body, "TestPersona": answer,
             "TestPersonaList": obj(data={"type": "array", "items": ref("TestPersona")}, next_cursor=NULLABLE_STRING)}

@@ -7,6 +7,7 @@ from starlette.staticfiles import StaticFiles
 
 from widget_server.edges import (
     analytics,
+    avatars,
     console,
     conversations,
     export,
@@ -48,6 +49,9 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/personas/{id}/export", get=persona_transfer.export_persona),
         Resource("/v1/personas/{id}", get=personas.get_persona, put=personas.replace_persona,
                  patch=personas.replace_persona, delete=personas.delete_persona),
+        Resource("/v1/personas/{id}/generate-image", post=avatars.generate_persona_image),
+        Resource("/avatars/{id}.svg", get=Operation(avatars.avatar_svg, IGNORED)),
+        Resource("/avatars/{id}.png", get=Operation(avatars.avatar_png, IGNORED)),
         Resource("/v1/test-suites/schema", get=test_runs.suite_schema),
         Resource("/v1/test-runs", get=Operation(test_runs.list_runs, test_runs.LIST), post=test_runs.create_run),
         Resource("/v1/test-runs/{id}", get=test_runs.get_run),
@@ -58,6 +62,7 @@ def routes() -> list[BaseRoute]:
                  post=test_personas.create_test_persona),
         Resource("/v1/test-personas/{id}", get=test_personas.get_test_persona, put=test_personas.replace_test_persona,
                  delete=test_personas.delete_test_persona),
+        Resource("/v1/test-personas/{id}/generate-image", post=avatars.generate_test_persona_image),
         Resource("/v1/conversations", get=Operation(conversations.list_conversations, conversations.LIST)),
         Resource("/v1/conversations/{id}", get=conversations.get_conversation),
         Resource("/v1/conversations/{id}/claim", post=conversations.claim),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
+from widget_server.backends.providers.images import ImagesClient
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.deps import Deps
@@ -27,6 +28,7 @@ class AppState:
     secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
     test_runs: TestRuns  # the test suites this node runs in the background (POST /v1/test-runs)
     idempotency: Idempotency  # the Idempotency-Key of the API's POSTs, stored for every node
+    images: ImagesClient | None = None  # the opt-in images endpoint of generate-image (WIDGET_IMAGES_BASE_URL)
 
     @property
     def settings(self) -> Settings:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from widget_server.backends.storage.aggregates import Aggregates
 from widget_server.backends.storage.analytics import EventStore
+from widget_server.backends.storage.avatars import AvatarStore, delete_owned
 from widget_server.backends.storage.console import ConsoleStore
 from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
@@ -83,6 +84,7 @@ class Storage:
         self.transcripts = TranscriptSearch(engine)
         self.test_personas = TestPersonaStore(engine)
         self.idempotency = IdempotencyStore(engine)
+        self.avatars = AvatarStore(engine)
 
     async def close(self) -> None:
         await self._conversations.aclose()
@@ -204,7 +206,9 @@ class Storage:
         await self._write(query)
 
     async def delete_persona(self, tenant_id: str, persona_id: str) -> bool:
+        """The persona and its avatar, in one transaction."""
         async with self.engine.begin() as conn:
+            await delete_owned(conn, tenant_id, "persona", persona_id)
             result = await conn.execute(
                 sa.delete(personas).where(personas.c.tenant_id == tenant_id, personas.c.id == persona_id)
             )

@@ -270,7 +270,25 @@ test_personas = sa.Table(
     sa.Column("doc", sa.JSON, nullable=False),  # every field but the id and the timestamps, validated by the domain
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    sa.Column("avatar_url", sa.String(500)),  # set by generate-image, not by the tenant's PUT (issue 17)
     sa.UniqueConstraint("tenant_id", "name_key", name="uq_test_personas_name"),
+)
+
+# Generated avatars (issue 17): one SVG per owner (a persona or a test persona), replaced when regenerated. The id is
+# unguessable and is the public URL's (`/avatars/{id}.svg`, read without a key, as an <img> cannot send one); the
+# owner pair is unique, so of two concurrent regenerations one row survives.
+avatars = sa.Table(
+    "avatars",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("tenant_id", sa.String(40), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("owner_kind", sa.String(20), nullable=False),  # persona | test_persona
+    sa.Column("owner_id", sa.String(40), nullable=False),
+    sa.Column("media_type", sa.String(40), nullable=False),  # image/svg+xml (drawn here) or image/png (opt-in upstream)
+    sa.Column("data", sa.LargeBinary, nullable=False),  # the image's bytes, as served
+    sa.Column("sha256", sa.String(64), nullable=False),  # of `data`: the ETag
+    sa.Column("created_at", TS, nullable=False),
+    sa.UniqueConstraint("tenant_id", "owner_kind", "owner_id", name="uq_avatars_owner"),
 )
 
 # A test suite run for a tenant (POST /v1/test-runs, the console's Tests page): the suite as run, its state and,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from widget_server.backends.storage.avatars import delete_owned
 from widget_server.backends.storage.rows import Row, as_row, now
 from widget_server.backends.storage.tables import test_personas
 
@@ -62,4 +63,8 @@ class TestPersonaStore:
         return await self._write(query) > 0
 
     async def delete(self, tenant_id: str, persona_id: str) -> bool:
-        return await self._write(sa.delete(test_personas).where(T.tenant_id == tenant_id, T.id == persona_id)) > 0
+        """The test persona and its avatar, in one transaction."""
+        async with self.engine.begin() as conn:
+            await delete_owned(conn, tenant_id, "test_persona", persona_id)
+            query = sa.delete(test_personas).where(T.tenant_id == tenant_id, T.id == persona_id)
+            return int((await conn.execute(query)).rowcount or 0) > 0

@@ -122,8 +122,10 @@ def parse(body: Any) -> TestPersonaBody:
 
 
 def to_public(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], **row["doc"], "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat()}
+    """`avatar_url` (and `imageUrl`, the name the test-persona contract uses) once generate-image made one."""
+    avatar = row.get("avatar_url")
+    return {"id": row["id"], **row["doc"], "avatar_url": avatar, "imageUrl": avatar,
+            "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat()}
 
 
 def _taken(name: str) -> TestPersonaNameTaken:
