@@ -10,6 +10,7 @@ from starlette.requests import HTTPConnection
 from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.deps import Deps
+from widget_server.domain.prompt_jobs.worker import JobWorker
 from widget_server.domain.tenants import SessionSigner
 from widget_server.domain.testing.runs import TestRuns
 from widget_server.metrics import Metrics
@@ -25,6 +26,7 @@ class AppState:
     webhooks: WebhookDispatcher
     secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
     test_runs: TestRuns  # the test suites this node runs in the background (POST /v1/test-runs)
+    prompt_jobs: JobWorker  # this node's share of the async prompt jobs (POST /v1/personas/{id}/prompt/jobs)
 
     @property
     def settings(self) -> Settings:
