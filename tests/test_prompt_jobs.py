@@ -12,6 +12,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from tests.conftest import Stack
 from tests.support.receiver import Receiver, readme_verify
@@ -233,3 +234,18 @@ def test_hostile_bodies_get_a_clear_error_never_a_5xx(stack_factory: Callable[..
             assert set(r.json()["error"]) == {"code", "message", "type", "request_id", "details"}
 
     check()
+
+
+def test_jobs_and_sessions_as_answered_match_the_documented_schemas(stack: Stack, receiver: Receiver) -> None:
+    spec = httpx.get(f"{stack.url}/openapi.json").json()
+
+    def check(value: Any, name: str) -> None:
+        Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": spec["components"]}).validate(value)
+
+    ok, failing = stack.persona(), stack.persona("fail-doc")
+    created = submit(stack, ok)
+    check(created.json(), "PromptJobCreated")
+    check(wait_job(stack, created.json()["id"]), "PromptJob")
+    check(wait_job(stack, submit(stack, failing).json()["id"]), "PromptJob")
+    check(httpx.get(f"{stack.url}/v1/prompt/jobs", headers=stack.auth).json(), "PromptJobPage")
+    check(httpx.get(f"{stack.url}/v1/prompt/sessions", headers=stack.auth).json(), "PromptSessionPage")

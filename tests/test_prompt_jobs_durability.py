@@ -15,9 +15,10 @@ import httpx
 import pytest
 
 from tests.conftest import ORIGIN, Stack, _tenant, fresh_pg_database
+from tests.support.receiver import Receiver, readme_verify
 from tests.support.servers import serve_in_thread, serve_process
 from tests.support.upstream import Upstream
-from tests.test_prompt_jobs import submit, wait_job
+from tests.test_prompt_jobs import cancel, submit, wait_job
 from widget_server.app import create_app
 from widget_server.backends.storage import open_storage
 from widget_server.clock import now
@@ -109,11 +110,14 @@ def test_a_kill_9_mid_job_is_retried_by_another_process(settings_factory: Callab
     assert done["result"]["finish_reason"] == "stop"
 
 
-def test_a_job_whose_node_died_on_its_last_attempt_fails_with_a_reason(settings_factory: Callable[..., Settings],
-                                                                       db_url: str) -> None:
+def test_a_job_whose_node_died_on_its_last_attempt_fails_with_a_reason_and_calls_back(
+    settings_factory: Callable[..., Settings], db_url: str, receiver: Receiver
+) -> None:
     keys = asyncio.run(_tenant(db_url, [ORIGIN]))
-    with serving(settings_factory(database_url=db_url, prompt_jobs_concurrency=0), keys) as stack:
-        created = submit(stack, stack.persona()).json()
+    name, url = receiver.new()
+    front = settings_factory(database_url=db_url, prompt_jobs_concurrency=0, webhook_allow_private=True)
+    with serving(front, keys) as stack:
+        created = submit(stack, stack.persona(), callback_url=url).json()
 
     async def died_twice() -> None:
         storage = await open_storage(db_url)
@@ -123,11 +127,33 @@ def test_a_job_whose_node_died_on_its_last_attempt_fails_with_a_reason(settings_
         finally:
             await storage.close()
     asyncio.run(died_twice())
-    with serving(settings_factory(database_url=db_url, prompt_jobs_poll_s=0.05), keys) as stack:
-        done = wait_job(stack, created["id"])
+    node = settings_factory(database_url=db_url, prompt_jobs_poll_s=0.05, webhook_allow_private=True)
+    with serving(node, keys) as stack:
+        done = wait_job(stack, created["id"], lambda j: j["callback"]["state"] == "delivered")
     assert done["status"] == "failed" and done["attempts"] == 2 and done["result"] is None
     assert done["error"]["error"]["code"] == "job.interrupted"
     assert done["error"]["error"]["request_id"].startswith("req_")  # the request that made the job
+    [got] = receiver.of(name)
+    assert got.json["type"] == "prompt_job.failed" and got.json["data"]["error"] == done["error"]
+    assert readme_verify()(created["callback_secret"], got.headers["widget-signature"], got.body)
+
+
+def test_a_job_running_on_another_node_is_cancelled_at_its_next_renewal(
+    settings_factory: Callable[..., Settings], db_url: str, upstream: tuple[Upstream, str]
+) -> None:
+    keys = asyncio.run(_tenant(db_url, [ORIGIN]))
+    fake = upstream[0]
+    runner = settings_factory(database_url=db_url, prompt_jobs_lease_s=0.6, prompt_jobs_poll_s=0.05,
+                              provider_stall_s=60)
+    with serving(settings_factory(database_url=db_url, prompt_jobs_concurrency=0), keys) as front, \
+            serving(runner, keys):
+        before = fake.hits.get("stall", 0)
+        created = submit(front, front.persona("stall")).json()
+        called(fake, "stall", before)
+        r = cancel(front, created["id"])
+        assert r.status_code == 202 and r.json()["status"] == "running" and r.json()["cancel_requested"], r.text
+        done = wait_job(front, created["id"])
+    assert done["status"] == "cancelled" and done["result"]["finish_reason"] == "cancelled"
 
 
 @pytest.fixture

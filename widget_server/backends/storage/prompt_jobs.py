@@ -48,7 +48,7 @@ class PromptJobStore:
         callback is still to be delivered by nobody. Only candidates: `claim` decides."""
         j = prompt_jobs.c
         lapsed = sa.or_(j.lease_until.is_(None), j.lease_until < at)
-        query = (sa.select(j.id, j.status, j.attempts, j.lease_until, j.callback_state, j.request_id)
+        query = (sa.select(j.id, j.status, j.attempts, j.lease_until, j.callback_state, j.callback_url, j.request_id)
                  .where(sa.or_(j.status == "queued", sa.and_(j.status == "running", j.lease_until < at),
                                sa.and_(j.status.in_(ENDED), j.callback_state == "pending", lapsed)))
                  .order_by(j.id).limit(limit))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from widget_server.backends.storage.rows import Row
@@ -70,7 +70,7 @@ class JobWorker:
         """A job was queued (or ended with a callback to send) on this node: look now."""
         self._wake.set()
 
-    def lease(self) -> Any:
+    def lease(self) -> datetime:
         return now() + timedelta(seconds=self.lease_s)
 
     async def _work(self) -> None:
@@ -122,10 +122,10 @@ class JobWorker:
             return "run" if taken else None
         error = Interrupted(f"the node running it stopped, {seen['attempts']} times").body(seen["request_id"])
         failed = {**claim, "status": "failed", "error": error, "finished_at": at,
-                  "callback_state": "pending" if seen["callback_state"] else None}
+                  "callback_state": "pending" if seen["callback_url"] else None}
         if not await self.store.update(job_id, failed, status=("running",), lapsed_at=at, attempts=seen["attempts"]):
             return None
-        return "callback" if seen["callback_state"] else None
+        return "callback" if seen["callback_url"] else None
 
     def _spawn(self, job_id: str, kind: str) -> None:
         if kind == "callback":
@@ -201,14 +201,14 @@ class JobWorker:
                 raise
             return conv.id, None  # stopped before its reply began: nothing was said
 
-    def cancel_here(self, job_id: str) -> asyncio.Task[None] | None:
-        """Stop the job's reply if this node runs it (stored as `cancelled`, as the hub cancels a reply); the task
-        that ends the job, to wait for."""
+    def cancel_here(self, job_id: str, why: str | None = None) -> asyncio.Task[None] | None:
+        """Stop the job's reply if this node runs it (stored as `cancelled`, as the hub cancels a reply, or as
+        `interrupted` when `why` says so); the task that ends the job, to wait for."""
         if job_id not in self.tasks:
             return None
         self.cancels.add(job_id)
         if (turn := self.turns.get(job_id)) is not None:
-            turn.cancel()
+            turn.cancel(why)
         return self.tasks[job_id]
 
     async def _renew(self, job_id: str) -> None:
@@ -221,7 +221,10 @@ class JobWorker:
             except Exception as exc:
                 log.warning("prompt job lease not renewed", extra={"job_id": job_id, "error": type(exc).__name__})
                 continue
-            if row is None or row["cancel_requested"]:  # lost to another node (the loop stalled), or cancelled
+            if row is None:  # lost to another node (this one stalled past the lease): it runs the job now
+                self.cancel_here(job_id, INTERRUPTED)
+                return
+            if row["cancel_requested"]:  # asked for on another node
                 self.cancel_here(job_id)
                 return
 
