@@ -3,12 +3,12 @@ are valid.
 
 A JSON Schema describes each value on its own. A few rules of this API relate two values, or the world: `to` must
 be later than `from`; `level=conversation` takes no `type`; a webhook's host (and a prompt job's callback_url's)
-must resolve to public addresses (and a test machine resolves no name); a policy's `regex` must compile in RE2 and,
-on output, match at most 256
-characters; rule ids are unique; a visitor id is printable (Unicode's own definition, which no portable regex
-spells); no text holds a NUL or a lone surrogate (no database here stores them). The document states each rule,
-and the server answers a request that breaks one with the documented 400 or 422, which tests/test_analytics.py,
-test_export.py, test_webhooks.py and test_safety_policy.py check.
+must resolve to public addresses (and a test machine resolves no name); a policy's `regex` must compile in RE2
+and, on output, match at most 256 characters; rule ids are unique; a visitor id is printable (Unicode's own
+definition, which no portable regex spells); no text holds a NUL or a lone surrogate (no database here stores
+them). The document states each rule, and the server answers a request that breaks one with the documented 400 or
+422, which tests/test_analytics.py, test_export.py, test_webhooks.py, test_safety_policy.py and
+test_prompt_jobs.py check.
 
 For a request schemathesis generates as valid, the hook below repairs only what such a rule is about and keeps
 the request valid against the document, so every check still judges it. Requests generated to violate the

@@ -158,7 +158,7 @@ class JobWorker:
         with_callback = bool(row["callback_url"])
         ended = await self.store.update(job_id, {
             **values, "finished_at": now(), "callback_state": "pending" if with_callback else None,
-            "lease_until": self.lease() if with_callback else None,
+            "lease_until": self.lease() if with_callback and not self.closing else None,  # (stopping: the next sends)
         }, status=("running",), claimed_by=self.node)
         if ended and with_callback and not self.closing:
             await self._deliver(job_id)
