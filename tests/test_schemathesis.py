@@ -54,7 +54,9 @@ async def _key_id(stack: Stack) -> str:
 def test_schemathesis_finds_no_failure_in_any_operation(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
     # A generated persona may have a 20,000-character system prompt for the bundled model, which then reads a full
     # 2,048-token window before its first token: seconds on a busy machine, not the fake upstream's 5 s budget.
-    stack = stack_factory(provider_timeout_s=60, provider_stall_s=30)
+    # Prompt jobs stay queued here: run, a generated persona's job would hold the bundled model's one thread while
+    # the run times the synchronous prompts (test_prompt_jobs.py checks run jobs against the document).
+    stack = stack_factory(provider_timeout_s=60, provider_stall_s=30, prompt_jobs_concurrency=0)
     _seed(stack)
     report = tmp_path / "report.json"
     command = [sys.executable, "-m", "schemathesis.cli", "--no-color", "run", f"{stack.url}/openapi.json",

@@ -33,6 +33,7 @@ from widget_server.domain.chat.lapsed import sweep_lapsed_forever
 from widget_server.domain.events import EventSink
 from widget_server.domain.guardrails.tenant_guard import TenantGuard
 from widget_server.domain.idempotency import Idempotency
+from widget_server.domain.prompt_jobs.worker import JobWorker
 from widget_server.domain.sealed import Sealer
 from widget_server.domain.tenants import SessionSigner
 from widget_server.domain.testing import engine
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         lapsed_sweeper = asyncio.create_task(sweep_lapsed_forever(deps))
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         test_runs = TestRuns(deps, engine.run)
+        prompt_jobs = JobWorker(deps, secret)
+        prompt_jobs.start()  # jobs queued before a restart, or on other nodes, run now
         signer = SessionSigner(secret, settings.session_ttl_s)
         idempotency = Idempotency(storage, deps.sealer, settings.idempotency_ttl_s, clock or now)
         idempotency_sweeper = asyncio.create_task(idempotency.sweep_forever(IDEMPOTENCY_SWEEP_S))
@@ -100,11 +103,12 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
             yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs,
-                                   idempotency=idempotency, images=images)}
+                                   idempotency=idempotency, prompt_jobs=prompt_jobs, images=images)}
         finally:
             if images is not None:
                 await images.aclose()
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
+            await prompt_jobs.aclose()  # running ones queued again, for the next process or another node
             sweeper.cancel()
             session_sweeper.cancel()
             lapsed_sweeper.cancel()

@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # deliveries to loopback/private addresses (tests, on-premise receivers)
     webhook_poll_s: float = Field(2.0, gt=0)  # how often a node looks for deliveries left by a restart or another node
 
+    # async prompt jobs (POST /v1/personas/{id}/prompt/jobs): at most this many run at once on a node (0: it runs
+    # none, it stores them and sends callbacks); a node looks for jobs queued elsewhere or left by a restart every
+    # poll, and renews a running job's lease every third of the lease: a job whose node died is retried once it lapses
+    prompt_jobs_concurrency: int = Field(4, ge=0)
+    prompt_jobs_poll_s: float = Field(2.0, gt=0)
+    prompt_jobs_lease_s: float = Field(30.0, gt=0)
+    prompt_jobs_callback_attempts: int = Field(4, gt=0)  # tries of a job's callback (backoff: webhook_backoff_s)
+
     @property
     def rate_limits(self) -> dict[str, tuple[int, float]]:
         w = self.rate_limit_window_s

@@ -2,12 +2,13 @@
 are valid.
 
 A JSON Schema describes each value on its own. A few rules of this API relate two values, or the world: `to` must
-be later than `from`; `level=conversation` takes no `type`; a webhook's host must resolve to public addresses
-(and a test machine resolves no name); a policy's `regex` must compile in RE2 and, on output, match at most 256
-characters; rule ids are unique; a visitor id is printable (Unicode's own definition, which no portable regex
-spells); no text holds a NUL or a lone surrogate (no database here stores them). The document states each rule,
-and the server answers a request that breaks one with the documented 400 or 422, which tests/test_analytics.py,
-test_export.py, test_webhooks.py and test_safety_policy.py check.
+be later than `from`; `level=conversation` takes no `type`; a webhook's host (and a prompt job's callback_url's)
+must resolve to public addresses (and a test machine resolves no name); a policy's `regex` must compile in RE2
+and, on output, match at most 256 characters; rule ids are unique; a visitor id is printable (Unicode's own
+definition, which no portable regex spells); no text holds a NUL or a lone surrogate (no database here stores
+them). The document states each rule, and the server answers a request that breaks one with the documented 400 or
+422, which tests/test_analytics.py, test_export.py, test_webhooks.py, test_safety_policy.py and
+test_prompt_jobs.py check.
 
 For a request schemathesis generates as valid, the hook below repairs only what such a rule is about and keeps
 the request valid against the document, so every check still judges it. Requests generated to violate the
@@ -58,14 +59,19 @@ def no_type_per_conversation(case: Case) -> None:
         query.pop("type", None)
 
 
-def public_webhook_host(case: Case) -> None:
+def public_webhook_host(case: Case, field: str = "url") -> None:
     """A webhook's host must resolve to public addresses (analytics.destinations.resolve): use one."""
     body = case.body if isinstance(case.body, dict) else {}
-    if isinstance(body.get("url"), str):
+    if isinstance(body.get(field), str):
         try:
-            body["url"] = str(httpx.URL(body["url"]).copy_with(host=PUBLIC_ADDRESS))
+            body[field] = str(httpx.URL(body[field]).copy_with(host=PUBLIC_ADDRESS))
         except (httpx.InvalidURL, ValueError, TypeError):
             pass
+
+
+def public_callback_host(case: Case) -> None:
+    """A prompt job's callback_url is checked as a webhook's URL is (prompt_jobs.jobs.callback_url)."""
+    public_webhook_host(case, "callback_url")
 
 
 def printable_visitor(case: Case) -> None:
@@ -212,6 +218,7 @@ RULES: dict[tuple[str, str], tuple[Callable[[Case], None], ...]] = {
     ("POST", "/v1/webhooks"): (public_webhook_host,),
     ("POST", "/v1/personas/{id}/prompt"): (printable_visitor,),
     ("POST", "/v1/personas/{id}/prompt/stream"): (printable_visitor,),
+    ("POST", "/v1/personas/{id}/prompt/jobs"): (printable_visitor, public_callback_host),
     ("POST", "/v1/widget/sessions"): (printable_visitor,),
     ("POST", "/v1/openai/chat/completions"): (printable_user, user_message_last),
     ("PUT", "/v1/safety-policy"): (storable_strings, compilable_patterns, topics_within_the_total),

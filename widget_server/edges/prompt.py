@@ -11,12 +11,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from widget_server.domain.chat import conversations
+from widget_server.domain.chat import conversations, prompt_answer
 from widget_server.domain.chat.conversations import Conversation
 from widget_server.domain.chat.turn import run_turn
 from widget_server.edges.http import json_body, only_fields, tenant_of
 from widget_server.edges.state import app_state
-from widget_server.errors import ProviderError, ProviderTimeout, UpstreamRefused, WidgetError
+from widget_server.errors import WidgetError
 
 FIELDS = {"message", "conversation_id", "visitor_id"}
 
@@ -32,17 +32,9 @@ async def _conversation(request: Request) -> tuple[Conversation, dict[str, Any]]
 async def prompt(request: Request) -> Response:
     conv, body = await _conversation(request)
     reply = await run_turn(app_state(request).deps, conv, body["message"], None, lambda frame: None)
-    if reply.error:
-        err_cls = {e.code: e for e in (ProviderTimeout, UpstreamRefused)}.get(reply.error["code"], ProviderError)
-        raise err_cls(reply.error["message"], details={"conversation_id": conv.id, "message_id": reply.message_id})
-    answer: dict[str, Any] = {
-        "conversation_id": conv.id, "message_id": reply.message_id, "text": reply.text,
-        "finish_reason": reply.finish_reason, "usage": reply.usage, "timing": reply.timing,
-        "guardrails": reply.guardrails,
-    }
-    if reply.guardrail:
-        answer["guardrail"] = reply.guardrail
-    return JSONResponse(answer)
+    if (error := prompt_answer.failure(conv.id, reply)) is not None:
+        raise error
+    return JSONResponse(prompt_answer.answer(conv.id, reply))
 
 
 def sse(frame: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from widget_server.domain.analytics.webhooks import WebhookDispatcher
 from widget_server.domain.analytics.writer import EventWriter
 from widget_server.domain.chat.deps import Deps
 from widget_server.domain.idempotency import Idempotency
+from widget_server.domain.prompt_jobs.worker import JobWorker
 from widget_server.domain.tenants import SessionSigner
 from widget_server.domain.testing.runs import TestRuns
 from widget_server.metrics import Metrics
@@ -28,6 +29,7 @@ class AppState:
     secret: SecretStr  # the server's signing secret, from which webhook and identity secrets are derived
     test_runs: TestRuns  # the test suites this node runs in the background (POST /v1/test-runs)
     idempotency: Idempotency  # the Idempotency-Key of the API's POSTs, stored for every node
+    prompt_jobs: JobWorker  # this node's share of the async prompt jobs (POST /v1/personas/{id}/prompt/jobs)
     images: ImagesClient | None = None  # the opt-in images endpoint of generate-image (WIDGET_IMAGES_BASE_URL)
 
     @property

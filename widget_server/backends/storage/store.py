@@ -19,9 +19,11 @@ from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.idempotency import IdempotencyStore
+from widget_server.backends.storage.prompt_jobs import PromptJobStore
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.search import TranscriptSearch
+from widget_server.backends.storage.sessions import SessionStore
 from widget_server.backends.storage.tables import (
     api_keys,
     conversations,
@@ -81,6 +83,8 @@ class Storage:
         self.export_rows = ExportReader(engine)
         self.console = ConsoleStore(engine)
         self.test_runs = TestRunStore(engine)
+        self.prompt_jobs = PromptJobStore(engine)
+        self.sessions = SessionStore(engine)
         self.transcripts = TranscriptSearch(engine)
         self.test_personas = TestPersonaStore(engine)
         self.idempotency = IdempotencyStore(engine)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-down_revision = "0017"  # the lead re-chains it onto 0018 when both are merged
+down_revision = "0018"
 TS = sa.DateTime(timezone=True)
 
 
