@@ -36,6 +36,7 @@ from widget_server.domain.testing.runs import TestRuns
 from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
+from widget_server.edges.mcp_http import McpHttp
 from widget_server.edges.openai_errors import openai_errors
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
@@ -85,10 +86,13 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         test_runs = TestRuns(deps, engine.run)
         signer = SessionSigner(secret, settings.session_ttl_s)
+        mcp = McpHttp(deps)
+        await mcp.start()
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
-            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs)}
+            yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs), "mcp": mcp}
         finally:
+            await mcp.aclose()  # first: its calls in flight store their replies while storage is open
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             sweeper.cancel()
             session_sweeper.cancel()
