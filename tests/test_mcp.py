@@ -36,7 +36,9 @@ TOOLS = {"list_personas", "chat", "get_conversation", "search_transcripts"}
 
 @contextlib.asynccontextmanager
 async def over_http(stack: Stack, sk: str | None = None, mode: str = "auto") -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {sk or stack.sk}"}) as http:
+    # MCP's timeouts (a read may wait for a reply's first token), not httpx2's default 5 s
+    timeout = httpx2.Timeout(30, read=300)
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {sk or stack.sk}"}, timeout=timeout) as http:
         async with Client(streamable_http_client(f"{stack.url}/mcp", http_client=http), mode=mode) as client:
             yield client
 

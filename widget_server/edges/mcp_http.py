@@ -7,7 +7,8 @@ with that very request.
 The transport is stateless: each POST stands alone (no `Mcp-Session-Id` to remember), so behind a balancer any node
 answers any call, and a restart loses no session. A reply's progress still streams, on that POST's own answer
 (Server-Sent Events). The SDK's check of the Host header against localhost is off: the app's trusted hosts
-(`WIDGET_HOSTS`) rule the Host header here as everywhere, and a rebinding page cannot hold the secret key anyway.
+(`WIDGET_ALLOWED_HOSTS`) rule the Host header here as everywhere, and a rebinding page cannot hold the secret key
+anyway.
 """
 
 from __future__ import annotations
