@@ -42,6 +42,7 @@ from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.idempotency import IdempotencyKeys
+from widget_server.edges.mcp_http import McpHttp
 from widget_server.edges.openai_errors import openai_errors
 from widget_server.edges.ratelimit_headers import RateLimitHeaders
 from widget_server.edges.routes import routes
@@ -100,11 +101,14 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         idempotency = Idempotency(storage, deps.sealer, settings.idempotency_ttl_s, clock or now)
         idempotency_sweeper = asyncio.create_task(idempotency.sweep_forever(IDEMPOTENCY_SWEEP_S))
         images = open_images(settings)
+        mcp = McpHttp(deps)
+        await mcp.start()
         log.info("widget_server ready", extra={"provider": settings.provider, "storage": storage.dialect})
         try:
             yield {"app": AppState(deps, signer, metrics, writer, webhooks, SecretStr(secret), test_runs,
-                                   idempotency=idempotency, prompt_jobs=prompt_jobs, images=images)}
+                                   idempotency=idempotency, prompt_jobs=prompt_jobs, images=images), "mcp": mcp}
         finally:
+            await mcp.aclose()  # first: its calls in flight store their replies while storage is open
             if images is not None:
                 await images.aclose()
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes

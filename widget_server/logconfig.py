@@ -35,6 +35,7 @@ def setup_logging(level: str = "INFO") -> None:
         "root": {"handlers": ["console"], "level": level},
         # HTTP clients log every request's full URL at INFO: webhook URLs carry user:password and query tokens,
         # and upstream URLs their credentials. Their warnings still come through.
+        # The MCP SDK logs each stateless request's end, and each tool error, at INFO: one line per call.
         "loggers": {"uvicorn.access": {"level": "WARNING"}, **{name: {"level": "WARNING"} for name in (
-            "httpx", "httpx2", "httpcore", "openai")}},
+            "httpx", "httpx2", "httpcore", "openai", "mcp")}},
     })

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from widget_server.backends.storage import Storage
 from widget_server.domain.chat import takeover
 from widget_server.domain.chat.conversations import TAKEN
 from widget_server.edges.http import json_body, only_fields, query, tenant_of
@@ -63,15 +64,20 @@ async def list_conversations(request: Request) -> Response:
     return JSONResponse({"data": [_conversation(r) for r in page], "next_cursor": next_cursor})
 
 
-async def get_conversation(request: Request) -> Response:
-    tenant_id = await tenant_of(request)
-    storage = app_state(request).deps.storage
-    row = await storage.get_conversation(tenant_id, request.path_params["id"])
+async def transcript(storage: Storage, tenant_id: str, conversation_id: str) -> dict[str, Any]:
+    """One of the tenant's conversations with every message (and its feedback), as this API and the MCP server's
+    `get_conversation` tool answer it; another tenant's is not found."""
+    row = await storage.get_conversation(tenant_id, conversation_id)
     if row is None:
-        raise ConversationNotFound(f"no conversation {request.path_params['id']!r}")
+        raise ConversationNotFound(f"no conversation {conversation_id!r}")
     messages = await storage.list_messages(tenant_id, row["id"])
     ratings = {f["message_id"]: f for f in await storage.get_feedback(tenant_id, [m["id"] for m in messages])}
-    return JSONResponse({**_conversation(row), "messages": [_message(m, ratings.get(m["id"])) for m in messages]})
+    return {**_conversation(row), "messages": [_message(m, ratings.get(m["id"])) for m in messages]}
+
+
+async def get_conversation(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    return JSONResponse(await transcript(app_state(request).deps.storage, tenant_id, request.path_params["id"]))
 
 
 async def _takeover_body(request: Request, allowed: set[str], required: set[str]) -> tuple[str, dict[str, Any]]:

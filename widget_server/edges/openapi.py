@@ -15,11 +15,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from widget_server import __version__
 from widget_server.domain.analytics.retention import MAX_DAYS
 from widget_server.edges.http import Resource
+from widget_server.edges.mcp_http import PATH_ITEM as MCP_PATH_ITEM
+from widget_server.edges.mcp_http import McpEndpoint
 from widget_server.edges.openapi_avatars import avatar_operations, avatar_schemas
 from widget_server.edges.openapi_components import (
     STRING,
@@ -317,6 +319,8 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     for route in routes:
         if isinstance(route, WebSocketRoute):
             out.setdefault(route.path, {}).update(WEBSOCKETS[route.path])
+        if isinstance(route, Route) and isinstance(route.endpoint, McpEndpoint):
+            out[route.path] = dict(MCP_PATH_ITEM)  # described, no operation
         if not isinstance(route, Resource):
             continue
         for method, operation in route.operations.items():

@@ -236,7 +236,7 @@ def test_run_schemas() -> dict[str, Schema]:
 
 def response_schemas() -> dict[str, Schema]:
     conversation = obj(id=STRING, persona_id=STRING, visitor_id=STRING,
-                       channel={"enum": ["widget", "api", "openai", "console", "test"]},
+                       channel={"enum": ["widget", "api", "openai", "mcp", "console", "test"]},
                        status={"enum": ["bot", "escalated", "agent", "closed"]}, created_at=TIME, updated_at=TIME,
                        escalated_at=_nullable(TIME), escalation_reason=NULLABLE_STRING,
                        agent=_nullable(obj(id=STRING, name=STRING)), claimed_at=_nullable(TIME),

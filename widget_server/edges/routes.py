@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute, Mount, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from widget_server.edges import (
@@ -13,6 +13,7 @@ from widget_server.edges import (
     export,
     health,
     keys,
+    mcp_http,
     metrics,
     openai_compat,
     openapi,
@@ -97,6 +98,7 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/openai/embeddings", post=openai_compat.create_embeddings),
         Resource("/v1/widget/sessions", post=widget_session.create_session, options=widget_session.preflight),
         WebSocketRoute("/v1/widget/ws", widget_ws.widget_socket),
+        Route("/mcp", mcp_http.McpEndpoint()),  # the MCP server (streamable HTTP): JSON-RPC, not operations of the API
         Resource("/v1/widget/ws", get=Operation(upgrade_required, documented=False)),  # plain HTTP: 426, or 405
         *console.routes(),  # the support console's pages (not operations of the API)
         Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),

@@ -31,7 +31,8 @@ from widget_server.ids import new_id
 
 log = logging.getLogger(__name__)
 MIN_WAIT_S = 10  # the shortest `escalation.wait_notice_s` a policy may set
-QUEUED_CHANNELS = frozenset({"widget", "api", "openai"})  # a playground or test run's escalation is only reported
+# A playground or test run's escalation is only reported; the others join the queue.
+QUEUED_CHANNELS = frozenset({"widget", "api", "openai", "mcp"})
 MAX_AGENT_ID = 80
 MAX_AGENT_NAME = 80
 MAX_AVATAR_URL = 500

@@ -1,5 +1,5 @@
 """`widget-server`: serve, the demo, tenants, keys, console users, persona files, guardrail checks, exports,
-test suites.
+test suites, the MCP server over stdio.
 
 One-line errors on stderr and non-zero exit codes: 2 for bad arguments or input, 1 for other failures.
 """
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from widget_server.edges.cli import commands, demo, export, guard, serve, suites, users
+from widget_server.edges.cli import commands, demo, export, guard, mcp, serve, suites, users
 from widget_server.edges.cli.export import EXPORT_FILTERS
 from widget_server.errors import WidgetError
 from widget_server.settings import Settings
@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     for name in EXPORT_FILTERS:
         ex.add_argument(f"--{name}", dest=f"filter_{name}")
     suites.add_parser(sub)
+    mcp.add_parser(sub)
     return p
 
 
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                    **{("identity", a): commands.cmd_identity for a in ("show", "rotate", "require")}}
         if args.command == "export":
             return asyncio.run(export.cmd_export(settings, args))
+        if args.command == "mcp":
+            return asyncio.run(mcp.cmd_mcp(settings, args))
         return asyncio.run(handler[(args.command, args.action)](settings, args))
     except WidgetError as exc:
         detail = exc.details.get("errors", [{}])[0] if exc.details.get("errors") else {}

@@ -26,7 +26,7 @@ from widget_server.edges.console.render import page
 from widget_server.edges.state import app_state
 from widget_server.errors import ConversationNotFound
 
-CHANNELS = ("widget", "api", "openai", "console", "test")
+CHANNELS = ("widget", "api", "openai", "mcp", "console", "test")
 STATUSES = ("bot", "escalated", "agent", "closed")
 FLAGS = {"guardrail": "Guardrail triggered", "feedback": "Feedback down", "escalated": "Escalated"}
 PAGE_SIZE = 50
