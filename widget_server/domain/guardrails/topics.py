@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from widget_server.domain.guardrails import background as bg
 from widget_server.domain.guardrails.embeddings import Matrix
 from widget_server.domain.guardrails.language import is_english
 from widget_server.domain.guardrails.policy import Topics
@@ -113,6 +114,8 @@ class CompiledTopics:
     multilingual: CompiledTopics | None = None  # the same topics for messages in the other languages
     deny_weak: float = 0.0  # DENY_WEAK on this encoder's scale
     allowed_ids: tuple[str, ...] = ()  # the allowed topic of each allowed row (for the console's trace only)
+    background: Matrix | None = None  # the background requests that are not this policy's business (`background`)
+    relax: float = 0.0  # how far under the threshold a message clearly closer to the policy than to them may be
 
     @cached_property
     def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]:
@@ -151,7 +154,10 @@ class TopicMatch:
         out["thresholds"] = {
             "off_topic": None if ct.threshold is None else round(ct.threshold + self.strict, 3),
             "deny_pair": DENY_PAIR, "deny_close": DENY_CLOSE, "deny_single": DENY_SINGLE, "deny_margin": DENY_MARGIN,
-            "deny_weak": round(ct.deny_weak, 3)}
+            "deny_weak": round(ct.deny_weak, 3), "relax": ct.relax, "background_above": bg.ABOVE,
+            "background_below": bg.BELOW}
+        if ct.background is not None and self.denied_vector is not None:
+            out["background"] = round(bg.score(ct.background, self.denied_vector), 3)
         out["allowed_topics"] = _allowed_scores(ct, self.allowed_vector, self.penalty)
         out["denied_topics"] = _denied_scores(ct, self.denied_vector)
         return out
@@ -215,7 +221,7 @@ def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = No
     denied_rows = [(t.id, e) for t in topics.denied
                    for e in dict.fromkeys([*t.examples, *([t.description] if t.description else [])])]
     allowed_texts = examples + descriptions
-    texts = allowed_texts + [e for _, e in denied_rows]
+    texts = allowed_texts + [e for _, e in denied_rows] + list(bg.REQUESTS)
     ids = tuple(i for i, _ in denied_rows)
     owner: dict[str, str] = {}
     for t in topics.allowed:
@@ -223,15 +229,16 @@ def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = No
             owner.setdefault(text, t.id)
     allowed_ids = tuple(owner[text] for text in allowed_texts)
 
-    def compiled(vectors: Matrix, bounds: tuple[float, float], weak: float,
+    def compiled(vectors: Matrix, bounds: tuple[float, float], weak: float, relax: float,
                  other: CompiledTopics | None) -> CompiledTopics:
-        allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):]
+        allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):len(allowed_texts) + len(ids)]
+        requests = bg.kept(vectors[len(allowed_texts) + len(ids):], allowed)
         return CompiledTopics(topics, allowed, denied, ids, threshold(allowed[:len(examples)], bounds), other, weak,
-                              allowed_ids)
+                              allowed_ids, requests, relax)
 
-    other = (compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, DENY_WEAK_MULTILINGUAL, None)
-             if multilingual else None)
-    return compiled(embed(texts), THRESHOLD_RANGE, DENY_WEAK, other)
+    other = (compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, DENY_WEAK_MULTILINGUAL,
+                      bg.RELAX_MULTILINGUAL, None) if multilingual else None)
+    return compiled(embed(texts), THRESHOLD_RANGE, DENY_WEAK, bg.RELAX, other)
 
 
 def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
@@ -259,12 +266,20 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
     topic, denied = denied_topic(ct, vector)
     if topic is not None and denied >= allowed + DENY_MARGIN:
         return found("denied", topic, denied)
-    if ct.threshold is not None and allowed < ct.threshold + strict:
+    if ct.threshold is not None and _off_topic(ct, allowed, vector, strict):
         nearest, score = nearest_denied(ct, vector)
         if nearest is not None and score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
             return found("denied", nearest, score)  # refused either way: for the right reason
         return found("off_topic", None, denied)
     return found("on_topic", None, denied)
+
+
+def _off_topic(ct: CompiledTopics, allowed: float, vector: Matrix, strict: float) -> bool:
+    """Under the threshold, or (with background requests) off it as `background.off_topic` judges."""
+    assert ct.threshold is not None
+    if ct.background is None:
+        return allowed < ct.threshold + strict
+    return bg.off_topic(allowed, ct.threshold + strict, ct.relax, bg.score(ct.background, vector))
 
 
 def nearest_denied(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
