@@ -26,6 +26,11 @@ ABOVE = 0.10  # a background request this much closer than the allowed topics ma
 BELOW = 0.15  # a message within RELAX under the threshold is on-topic when this much closer than any background
 RELAX = 0.03  # MiniLM
 RELAX_MULTILINGUAL = 0.05  # the multilingual encoder, whose similarities run lower and closer together
+# A message refused as off-topic is refused as the denied topic it is nearest when that topic's example is closer to
+# it than the allowed topics and this much closer than any background request ("puis-je attaquer mon voisin en
+# justice" is a legal question, not small talk); it changes the refusal's text and reason, never whether to refuse.
+# On the development tenants: +4 denied asks with their own reason, no off-topic message moved (0.03 moved one).
+DENIED_OVER = 0.05
 OWN = 0.60  # a background request this close to one of the policy's allowed texts is the tenant's business
 
 REQUESTS = (

@@ -249,10 +249,11 @@ def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
 
 
 def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = None,
-           penalty: float = CONTEXT_PENALTY, strict: float = 0.0) -> TopicMatch:
+           penalty: float = CONTEXT_PENALTY, strict: float = 0.0, whole: bool = True) -> TopicMatch:
     """The verdict for one message's unit vector, and optionally its reading with the previous turn (which
     counts for the allowed topics, less `penalty`; a denied topic is judged on the message alone). `strict`
-    raises the off-topic threshold (a second reading)."""
+    raises the off-topic threshold (a second reading). A clause (`whole=False`) is not held against the background
+    requests for its denied topic: a clause of an on-topic message is often off-topic on its own."""
     allowed = float(_allowed_score(ct, vector[None, :])[0])
     read_on, taken, reading = vector, 0.0, "message"
     if context_vector is not None:
@@ -268,7 +269,7 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
         return found("denied", topic, denied)
     if ct.threshold is not None and _off_topic(ct, allowed, vector, strict):
         nearest, score = nearest_denied(ct, vector)
-        if nearest is not None and score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
+        if nearest is not None and _weakly_denied(ct, vector, allowed, score, whole):
             return found("denied", nearest, score)  # refused either way: for the right reason
         return found("off_topic", None, denied)
     return found("on_topic", None, denied)
@@ -280,6 +281,15 @@ def _off_topic(ct: CompiledTopics, allowed: float, vector: Matrix, strict: float
     if ct.background is None:
         return allowed < ct.threshold + strict
     return bg.off_topic(allowed, ct.threshold + strict, ct.relax, bg.score(ct.background, vector))
+
+
+def _weakly_denied(ct: CompiledTopics, vector: Matrix, allowed: float, score: float, whole: bool) -> bool:
+    """Whether a message refused as off-topic is refused as the denied topic whose example is `score` close: close in
+    itself (`deny_weak`), or closer to it than to the allowed topics and to every background request."""
+    if score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
+        return True
+    return (whole and ct.background is not None and score >= allowed
+            and score >= bg.score(ct.background, vector) + bg.DENIED_OVER)
 
 
 def nearest_denied(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
@@ -344,7 +354,7 @@ def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, 
     """A denied topic that one clause asks about, the clause judged on its own ("which painkiller should I take"
     after a sentence about the helmet the visitor bought), and that clause's vector."""
     for vector in vectors:
-        found = decide(ct, vector)
+        found = decide(ct, vector, whole=False)
         if found.verdict == "denied":
             return found.topic, found.denied, vector
     return None, 0.0, None
