@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from widget_server.domain.guardrails import agreement
 from widget_server.domain.guardrails import background as bg
 from widget_server.domain.guardrails.embeddings import Matrix
 from widget_server.domain.guardrails.language import is_english
@@ -380,7 +381,15 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
                        strict, denied_clauses=first)  # a second reading only looks for the allowed topics
         return replace(found, encoder="MiniLM" if english_model else "multilingual")
 
-    return _read_twice(ct, is_english(text), read)
+    english = is_english(text)
+    found = _read_twice(ct, english, read)
+    if found.verdict != "on_topic" or ct.threshold is None or not len(ct.denied):
+        return found
+    readings = [(ct, embed), (ct.multilingual, multilingual)]
+    both = agreement.agreed(readings if english else readings[::-1], text)
+    if both is None:
+        return found
+    return replace(found, verdict="denied", topic=both[0], denied=both[1], reading="both encoders")
 
 
 def either(ct: CompiledTopics, english_vector: Matrix, multilingual_vector: Matrix, english: bool) -> TopicMatch:
