@@ -15,21 +15,32 @@ The second encoder runs only when the first finds a topic this close.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from widget_server.domain.guardrails.embeddings import Matrix
-
-if TYPE_CHECKING:
-    from widget_server.domain.guardrails.topics import CompiledTopics
 
 CLOSE = 0.50
 PAIR = 0.42
 MARGIN = 0.0
 
 Embed = Callable[[list[str]], Matrix]
+
+
+class CompiledTopics(Protocol):
+    """What this module reads of `topics.CompiledTopics` (which imports this module)."""
+
+    @property
+    def allowed(self) -> Matrix: ...
+
+    @property
+    def denied(self) -> Matrix: ...
+
+    @property
+    def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]: ...
 
 
 def close_topics(ct: CompiledTopics, vector: Matrix) -> dict[str, float]:
@@ -48,7 +59,7 @@ def close_topics(ct: CompiledTopics, vector: Matrix) -> dict[str, float]:
     return out
 
 
-def agreed(readings: list[tuple[CompiledTopics, Embed]], text: str) -> tuple[str, float] | None:
+def agreed(readings: Sequence[tuple[CompiledTopics, Embed]], text: str) -> tuple[str, float] | None:
     """The denied topic every reading (topics compiled for an encoder, that encoder) puts `text` near, the one with the
     best closest example over them when several; None when they do not agree. Stops at the first that finds none."""
     common: dict[str, float] | None = None
