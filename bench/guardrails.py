@@ -231,6 +231,9 @@ def report_output() -> None:
                   "(target <= 2 ms)")
 
 
+TENANT_P95: dict[str, tuple[float, float]] = {}  # ms of wall-clock and of CPU, per tenant, of the last `tenant_table`
+
+
 def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]:
     """The issue's table for one development tenant of `bench/tenants/`: each message through `check_input`
     (what the REST prompt endpoint, SSE and the widget all call), one at a time and without context."""
@@ -240,8 +243,13 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
     cp = compile_policy(parse_policy(tenant.policy))
     rows: dict[str, list[bool]] = {k: [] for k in ("on_topic", "off_topic", "denied", "escalate", "pii_served",
                                                    "pii_reported", "role_override")}
+    check_input(cp, "warm up")  # the models load once per process: not measured
+    times, cpu = [], []
     for m in tenant.messages:
+        started, cpu_started = time.perf_counter(), time.process_time()
         d = check_input(cp, m.text)
+        times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
         every = d.every()
         kind = m.expect.split(":")[0]
         if kind in ("on_topic", "mixed_on"):
@@ -267,7 +275,9 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
         rows["denied" if kind == "denied" else kind].append(ok)
         if verbose and not ok:
             print(f"  miss {m.expect:<22} {m.lang} -> {d.action} {d.reason}: {m.text}")
-    return {k: (sum(v), len(v)) for k, v in rows.items()}
+    out = {k: (sum(v), len(v)) for k, v in rows.items()}
+    TENANT_P95[name] = float(np.percentile(times, 95)), float(np.percentile(cpu, 95))
+    return out
 
 
 TENANT_ROWS = (("on_topic", "on-topic messages allowed", ">= 97 %"), ("off_topic", "off-topic messages refused",
@@ -287,6 +297,9 @@ def report_tenants(verbose: bool) -> None:
         cells = "".join(f"{f'{ok / n:.0%} ({ok}/{n})' if n else '–':>16}" for ok, n in
                         (tables[name][key] for name in NAMES))
         print(f"{label:<58}{cells}   {target}")
+    for i, label in enumerate(("input check p95, wall clock (each message once)", "input check p95, CPU time")):
+        cells = "".join(f"{TENANT_P95[name][i]:13.1f} ms" for name in NAMES)
+        print(f"{label:<58}{cells}   <= 15 ms")
     print("blocked terms and PII streamed: 0 bytes (the hypothesis tests of tests/test_safety_policy.py)")
 
 

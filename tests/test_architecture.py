@@ -12,7 +12,8 @@ PACKAGE = Path(widget_server.__file__).parent
 FLOORS = {"edges": 3, "domain": 2, "backends": 1}  # the shared modules (settings, errors, ids…) are floor 0
 # domain/guardrails: pure functions over a compiled policy
 ENGINE = {"policy", "compile", "check", "scan", "stream", "topics", "normalize", "pii", "regex_info", "decision",
-          "embeddings", "onnx_minilm", "multilingual", "language", "intents"}
+          "embeddings", "onnx_minilm", "multilingual", "language", "intents",
+          "background", "agreement"}
 
 
 def modules() -> dict[str, Path]:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from widget_server.domain.guardrails import agreement
+from widget_server.domain.guardrails import background as bg
 from widget_server.domain.guardrails.embeddings import Matrix
 from widget_server.domain.guardrails.language import is_english
 from widget_server.domain.guardrails.policy import Topics
@@ -113,6 +115,8 @@ class CompiledTopics:
     multilingual: CompiledTopics | None = None  # the same topics for messages in the other languages
     deny_weak: float = 0.0  # DENY_WEAK on this encoder's scale
     allowed_ids: tuple[str, ...] = ()  # the allowed topic of each allowed row (for the console's trace only)
+    background: Matrix | None = None  # the background requests that are not this policy's business (`background`)
+    relax: float = 0.0  # how far under the threshold a message clearly closer to the policy than to them may be
 
     @cached_property
     def denied_rows(self) -> tuple[tuple[str, npt.NDArray[np.intp]], ...]:
@@ -151,7 +155,10 @@ class TopicMatch:
         out["thresholds"] = {
             "off_topic": None if ct.threshold is None else round(ct.threshold + self.strict, 3),
             "deny_pair": DENY_PAIR, "deny_close": DENY_CLOSE, "deny_single": DENY_SINGLE, "deny_margin": DENY_MARGIN,
-            "deny_weak": round(ct.deny_weak, 3)}
+            "deny_weak": round(ct.deny_weak, 3), "relax": ct.relax, "background_above": bg.ABOVE,
+            "background_below": bg.BELOW}
+        if ct.background is not None and self.denied_vector is not None:
+            out["background"] = round(bg.score(ct.background, self.denied_vector), 3)
         out["allowed_topics"] = _allowed_scores(ct, self.allowed_vector, self.penalty)
         out["denied_topics"] = _denied_scores(ct, self.denied_vector)
         return out
@@ -215,7 +222,7 @@ def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = No
     denied_rows = [(t.id, e) for t in topics.denied
                    for e in dict.fromkeys([*t.examples, *([t.description] if t.description else [])])]
     allowed_texts = examples + descriptions
-    texts = allowed_texts + [e for _, e in denied_rows]
+    texts = allowed_texts + [e for _, e in denied_rows] + list(bg.REQUESTS)
     ids = tuple(i for i, _ in denied_rows)
     owner: dict[str, str] = {}
     for t in topics.allowed:
@@ -223,15 +230,16 @@ def compile_topics(topics: Topics, embed: Embed, multilingual: Embed | None = No
             owner.setdefault(text, t.id)
     allowed_ids = tuple(owner[text] for text in allowed_texts)
 
-    def compiled(vectors: Matrix, bounds: tuple[float, float], weak: float,
+    def compiled(vectors: Matrix, bounds: tuple[float, float], weak: float, relax: float,
                  other: CompiledTopics | None) -> CompiledTopics:
-        allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):]
+        allowed, denied = vectors[:len(allowed_texts)], vectors[len(allowed_texts):len(allowed_texts) + len(ids)]
+        requests = bg.kept(vectors[len(allowed_texts) + len(ids):], allowed)
         return CompiledTopics(topics, allowed, denied, ids, threshold(allowed[:len(examples)], bounds), other, weak,
-                              allowed_ids)
+                              allowed_ids, requests, relax)
 
-    other = (compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, DENY_WEAK_MULTILINGUAL, None)
-             if multilingual else None)
-    return compiled(embed(texts), THRESHOLD_RANGE, DENY_WEAK, other)
+    other = (compiled(multilingual(texts), THRESHOLD_RANGE_MULTILINGUAL, DENY_WEAK_MULTILINGUAL,
+                      bg.RELAX_MULTILINGUAL, None) if multilingual else None)
+    return compiled(embed(texts), THRESHOLD_RANGE, DENY_WEAK, bg.RELAX, other)
 
 
 def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
@@ -242,10 +250,11 @@ def _allowed_score(ct: CompiledTopics, vectors: Matrix) -> Matrix:
 
 
 def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = None,
-           penalty: float = CONTEXT_PENALTY, strict: float = 0.0) -> TopicMatch:
+           penalty: float = CONTEXT_PENALTY, strict: float = 0.0, whole: bool = True) -> TopicMatch:
     """The verdict for one message's unit vector, and optionally its reading with the previous turn (which
     counts for the allowed topics, less `penalty`; a denied topic is judged on the message alone). `strict`
-    raises the off-topic threshold (a second reading)."""
+    raises the off-topic threshold (a second reading). A clause (`whole=False`) is not held against the background
+    requests for its denied topic: a clause of an on-topic message is often off-topic on its own."""
     allowed = float(_allowed_score(ct, vector[None, :])[0])
     read_on, taken, reading = vector, 0.0, "message"
     if context_vector is not None:
@@ -259,12 +268,29 @@ def decide(ct: CompiledTopics, vector: Matrix, context_vector: Matrix | None = N
     topic, denied = denied_topic(ct, vector)
     if topic is not None and denied >= allowed + DENY_MARGIN:
         return found("denied", topic, denied)
-    if ct.threshold is not None and allowed < ct.threshold + strict:
+    if ct.threshold is not None and _off_topic(ct, allowed, vector, strict):
         nearest, score = nearest_denied(ct, vector)
-        if nearest is not None and score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
+        if nearest is not None and _weakly_denied(ct, vector, allowed, score, whole):
             return found("denied", nearest, score)  # refused either way: for the right reason
         return found("off_topic", None, denied)
     return found("on_topic", None, denied)
+
+
+def _off_topic(ct: CompiledTopics, allowed: float, vector: Matrix, strict: float) -> bool:
+    """Under the threshold, or (with background requests) off it as `background.off_topic` judges."""
+    assert ct.threshold is not None
+    if ct.background is None:
+        return allowed < ct.threshold + strict
+    return bg.off_topic(allowed, ct.threshold + strict, ct.relax, bg.score(ct.background, vector))
+
+
+def _weakly_denied(ct: CompiledTopics, vector: Matrix, allowed: float, score: float, whole: bool) -> bool:
+    """Whether a message refused as off-topic is refused as the denied topic whose example is `score` close: close in
+    itself (`deny_weak`), or closer to it than to the allowed topics and to every background request."""
+    if score >= ct.deny_weak and score >= allowed + DENY_MARGIN:
+        return True
+    return (whole and ct.background is not None and score >= allowed
+            and score >= bg.score(ct.background, vector) + bg.DENIED_OVER)
 
 
 def nearest_denied(ct: CompiledTopics, vector: Matrix) -> tuple[str | None, float]:
@@ -329,7 +355,7 @@ def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, 
     """A denied topic that one clause asks about, the clause judged on its own ("which painkiller should I take"
     after a sentence about the helmet the visitor bought), and that clause's vector."""
     for vector in vectors:
-        found = decide(ct, vector)
+        found = decide(ct, vector, whole=False)
         if found.verdict == "denied":
             return found.topic, found.denied, vector
     return None, 0.0, None
@@ -355,7 +381,15 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
                        strict, denied_clauses=first)  # a second reading only looks for the allowed topics
         return replace(found, encoder="MiniLM" if english_model else "multilingual")
 
-    return _read_twice(ct, is_english(text), read)
+    english = is_english(text)
+    found = _read_twice(ct, english, read)
+    if found.verdict != "on_topic" or ct.threshold is None or not len(ct.denied):
+        return found
+    readings = [(ct, embed), (ct.multilingual, multilingual)]
+    both = agreement.agreed(readings if english else readings[::-1], text)
+    if both is None:
+        return found
+    return replace(found, verdict="denied", topic=both[0], denied=both[1], reading="both encoders")
 
 
 def either(ct: CompiledTopics, english_vector: Matrix, multilingual_vector: Matrix, english: bool) -> TopicMatch:
