@@ -100,7 +100,7 @@ def settings_factory(tmp_path: Path, upstream: tuple[Upstream, str]) -> Callable
         values: dict[str, Any] = {
             "data_dir": tmp_path, "database_url": f"sqlite:///{tmp_path / 'widget.db'}", "provider": "openai",
             "openai_base_url": upstream[1], "openai_model": "echo", "provider_timeout_s": 5,
-            "provider_stall_s": 2, "hello_timeout_s": 1, "secret_key": "test-secret", "coalesce_ms": 20,
+            "provider_stall_s": 2, "hello_timeout_s": 10, "secret_key": "test-secret", "coalesce_ms": 20,
             "events_flush_ms": 20,
         }
         return Settings(**{**values, **overrides})

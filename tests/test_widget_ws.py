@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -94,9 +95,10 @@ def test_socket_from_another_origin_closes_4403(stack: Stack) -> None:
         assert ws.close_code() == 4403
 
 
-def test_no_hello_closes_4408(stack: Stack) -> None:
+def test_no_hello_closes_4408(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory(hello_timeout_s=1)
     ws = stack.connect(stack.origin)
-    assert ws.recv(timeout=5)["code"] == "hello.timeout"
+    assert ws.recv(timeout=30)["code"] == "hello.timeout"
     assert ws.close_code() == 4408
 
 
