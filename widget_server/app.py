@@ -37,6 +37,7 @@ from widget_server.edges.console.render import ConsoleHeaders, console_errors
 from widget_server.edges.hosts import TrustedHosts
 from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exception, on_unexpected
 from widget_server.edges.openai_errors import openai_errors
+from widget_server.edges.people_errors import people_errors
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
@@ -114,8 +115,8 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         routes=routes(),
         middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts),
                     Middleware(ConsoleHeaders)],
-        exception_handlers={WidgetError: console_errors(openai_errors(on_error)),
-                            HTTPException: console_errors(openai_errors(on_http_exception)),
-                            Exception: console_errors(openai_errors(on_unexpected))},
+        exception_handlers={WidgetError: console_errors(people_errors(openai_errors(on_error))),
+                            HTTPException: console_errors(people_errors(openai_errors(on_http_exception))),
+                            Exception: console_errors(people_errors(openai_errors(on_unexpected)))},
         lifespan=lifespan,
     )
