@@ -35,6 +35,7 @@ from widget_server.edges.openapi_components import (
     test_run_schemas,
 )
 from widget_server.edges.openapi_openai import openai_operations, openai_schemas
+from widget_server.edges.openapi_people import people_operations, people_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
 from widget_server.settings import Settings
@@ -281,7 +282,8 @@ WEBSOCKETS = {"/v1/widget/ws": {
 def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
-            **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations()}
+            **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations(),
+            **people_operations()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -317,7 +319,7 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
             **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
-            **openai_schemas(), "Error": error()}
+            **openai_schemas(), **people_schemas(), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:
