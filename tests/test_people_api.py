@@ -23,7 +23,8 @@ DEMO = {"X-Demo": "true"}
 
 
 def persona(stack: Stack, headers: dict[str, str] | None = None, **params: str) -> httpx.Response:
-    return httpx.get(f"{stack.url}/v1/persona", params=params, headers={"X-API-Key": stack.sk} if headers is None else headers, timeout=10)
+    sent = {"X-API-Key": stack.sk} if headers is None else headers
+    return httpx.get(f"{stack.url}/v1/persona", params=params, headers=sent, timeout=10)
 
 
 def assert_personagen_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
