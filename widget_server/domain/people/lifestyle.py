@@ -23,6 +23,10 @@ MEDIA = C({"streaming_tv": 35, "social_video": 20, "news": 15, "podcasts": 12, "
 PETS = C({"none": 38, "dog": 30, "cat": 17, "dog_and_cat": 10, "other_pet": 5})
 SHOPPING = {True: C({"online_first": 55, "mixed": 35, "in_store": 10}),
             False: C({"online_first": 20, "mixed": 45, "in_store": 35})}
+VEHICLES = {(rural, rich): C({"sedan": 35, "suv": 30, "pickup_truck": 30 if rural else 8, "hatchback": 8,
+                              "electric_vehicle": 10 if rich else 3, "minivan": 5})
+            for rural in (True, False) for rich in (True, False)}
+TRAVEL = C({"rarely": 30, "yearly": 45, "few_times_a_year": 20, "frequent": 5})
 POLITICS = C({"very_liberal": 9, "liberal": 18, "moderate": 36, "conservative": 25, "very_conservative": 12})
 HOBBIES = ("reading", "hiking", "cooking", "gardening", "gaming", "photography", "running", "yoga", "fishing",
            "painting", "music", "travel", "woodworking", "knitting", "cycling", "board_games", "volunteering",
@@ -102,7 +106,7 @@ def hobbies(d: Draws, scores: dict[str, float]) -> list[str]:
                + 0.6 * max(0.0, scores["extraversion"]) * (h in SOCIAL_HOBBIES) for h in HOBBIES]
     chosen: list[str] = []
     while len(chosen) < 3:
-        pick = d.pick(Choice(HOBBIES, [0.0 if h in chosen else w for h, w in zip(HOBBIES, weights, strict=True)]))
+        pick = d.pick_weighted(HOBBIES, [0.0 if h in chosen else w for h, w in zip(HOBBIES, weights, strict=True)])
         chosen.append(pick)
     return chosen
 
@@ -116,8 +120,7 @@ def means(d: Draws, age: int, context: str, employment: str, occupation: str, in
     tenure = "live_with_family" if living == "with_parents" else tenure
     city = context == "metropolitan_urban"
     vehicle = "none" if d.chance(0.3 if city else 0.06) else d.pick(
-        C({"sedan": 35, "suv": 30, "pickup_truck": 30 if context in ("rural", "small_town") else 8,
-           "hatchback": 8, "electric_vehicle": 10 if rich else 3, "minivan": 5}))
+        VEHICLES[(context in ("rural", "small_town"), rich)])
     tech_z = openness - 0.03 * (age - 40) + (0.8 if occupation == "technology_computing" else 0.0) + 0.7 * d.normal()
     tech = next((n for e, n in ((-1.3, "laggard"), (-0.4, "late_majority"), (0.5, "early_majority"),
                                 (1.3, "early_adopter")) if tech_z < e), "innovator")
@@ -128,8 +131,7 @@ def means(d: Draws, age: int, context: str, employment: str, occupation: str, in
         else "none" if vehicle == "none" else "car")
     if working and commute == "none":
         commute = "public_transit" if city else "carpool"
-    travel = "frequent" if rich and d.chance(0.5) else "rarely" if poor and d.chance(0.6) else d.pick(
-        C({"rarely": 30, "yearly": 45, "few_times_a_year": 20, "frequent": 5}))
+    travel = "frequent" if rich and d.chance(0.5) else "rarely" if poor and d.chance(0.6) else d.pick(TRAVEL)
     return {"housing_tenure": tenure, "vehicle": vehicle, "tech_adoption": tech, "commute_mode": commute,
             "travel_frequency": travel}
 

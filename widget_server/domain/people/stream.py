@@ -8,10 +8,13 @@ everywhere; `exp` is computed by repeated squaring rather than libm's, whose las
 from __future__ import annotations
 
 import hashlib
+import struct
 from bisect import bisect_right
 from collections.abc import Sequence
 
 TWO_53 = float(1 << 53)
+WORDS = struct.Struct(">4Q")
+SQRT_3 = 1.7320508075688772  # the variance of a sum of four uniforms is 1/3
 
 
 class Draws:
@@ -26,12 +29,15 @@ class Draws:
         if not self._words:
             block = hashlib.sha256(self._key + self._counter.to_bytes(8, "big")).digest()
             self._counter += 1
-            self._words = [int.from_bytes(block[i:i + 8], "big") for i in (24, 16, 8, 0)]
+            self._words = list(WORDS.unpack(block))
+            self._words.reverse()  # popped from the end: the block's first word first
         return self._words.pop()
 
     def unit(self) -> float:
         """Uniform in [0, 1), 53 bits."""
-        return (self.u64() >> 11) / TWO_53
+        if not self._words:
+            return (self.u64() >> 11) / TWO_53
+        return (self._words.pop() >> 11) / TWO_53
 
     def below(self, n: int) -> int:
         """Uniform integer in [0, n) (the modulo bias of a 64-bit word is below 2^-40 for any n used here)."""
@@ -41,15 +47,29 @@ class Draws:
         return self.unit() < p
 
     def normal(self) -> float:
-        """Approximately standard normal: the Irwin-Hall sum of twelve uniforms, less six (tails end at ±6)."""
-        total = 0
-        for _ in range(3):
-            word = self.u64()
-            total += (word & 0xFFFF) + (word >> 16 & 0xFFFF) + (word >> 32 & 0xFFFF) + (word >> 48)
-        return total / 65536.0 - 6.0
+        """Approximately standard normal: the Irwin-Hall sum of four 16-bit uniforms, centred and scaled to unit
+        variance (tails end at ±3.46 SD, which bodies and incomes are clamped to anyway)."""
+        word = self.u64()
+        total = (word & 0xFFFF) + (word >> 16 & 0xFFFF) + (word >> 32 & 0xFFFF) + (word >> 48)
+        return (total / 65536.0 - 2.0) * SQRT_3
 
     def pick(self, table: Choice) -> str:
         return table.values[bisect_right(table.cumulative, self.unit() * table.total)]
+
+    def pick_weighted(self, values: Sequence[str], weights: Sequence[float]) -> str:
+        """`pick(Choice(values, weights))` without building the table (for weights that change per draw)."""
+        total = 0.0
+        for weight in weights:
+            if weight > 0:
+                total += float(weight)
+        threshold, running, last = self.unit() * total, 0.0, ""
+        for value, weight in zip(values, weights, strict=True):
+            if weight > 0:
+                running += float(weight)
+                last = value
+                if threshold < running:
+                    return value
+        return last
 
 
 class Choice:
