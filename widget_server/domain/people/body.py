@@ -24,7 +24,7 @@ def measurements(d: Draws, t: Tables, sex: str, age: int) -> dict[str, Any]:
     shrink = 0.1 * max(0, age - 50)  # people lose about a centimetre a decade after 50
     cm = int(round(min(max(spec["height_mean"] - shrink + spec["height_sd"] * d.normal(), 137.0), 210.0)))
     z = d.normal()
-    center = spec["bmi_mean"] - 3.0 + 0.1 * min(age - 18, 37) - 0.08 * max(0, age - 70)
+    center = spec["bmi_mean"] - 2.4 + 0.1 * min(age - 18, 37) - 0.08 * max(0, age - 70)
     bmi_drawn = min(max(center + spec["bmi_sd"] * (0.85 * z + 0.15 * (z * z - 1.0)), 16.0), 60.0)
     metres = cm / 100
     kg = round(bmi_drawn * metres * metres, 1)

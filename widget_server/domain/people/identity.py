@@ -79,7 +79,7 @@ def _languages(d: Draws, t: Tables, ethnicity: str, country: str, status: str, l
     heritage = HERITAGE.get(country) if country != "united_states" else None
     if heritage is None and ethnicity == "hispanic_latino":
         heritage = "spanish"
-    keep = {"us_born_third_generation_plus": 0.2, "us_born_second_generation": 0.6}.get(status, 0.92)
+    keep = {"us_born_third_generation_plus": 0.4, "us_born_second_generation": 0.75}.get(status, 0.95)
     langs = [] if status in ("permanent_resident", "temporary_visa", "other_status") and d.chance(0.12) else ["english"]
     if heritage and d.chance(keep):
         langs.append(heritage)
