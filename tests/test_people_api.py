@@ -65,6 +65,10 @@ def test_a_version_pin_and_an_unknown_version(stack: Stack) -> None:
     assert body["error"]["param"] == "version"
     assert_personagen_error(persona(stack, seed="x" * 201), 400, "INVALID_REQUEST")
     assert_personagen_error(persona(stack, colour="red"), 400, "INVALID_REQUEST")
+    bad_demo = assert_personagen_error(persona(stack, headers={"X-API-Key": stack.sk, "X-Demo": "{}"}), 400,
+                                       "INVALID_REQUEST")
+    assert bad_demo["error"]["param"] == "X-Demo"
+    assert persona(stack, headers={"X-API-Key": stack.sk, "X-Demo": "false"}).status_code == 200
 
 
 def test_bad_keys_have_personagens_codes(stack: Stack) -> None:
@@ -152,6 +156,8 @@ def test_the_quota_holds_under_concurrent_requests(stack_factory: Callable[..., 
 
 
 def test_a_bad_quota_is_refused(stack: Stack) -> None:
+    made = httpx.post(f"{stack.url}/v1/keys", json={"kind": "secret", "persona_quota": 7.0}, headers=stack.auth)
+    assert made.status_code == 201 and made.json()["persona_quota"] == 7  # JSON's 7.0 is 7
     for bad in (-1, 1.5, "10", True, 10**10):
         r = httpx.post(f"{stack.url}/v1/keys", json={"kind": "secret", "persona_quota": bad}, headers=stack.auth)
         assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "persona_quota", (bad, r.text)

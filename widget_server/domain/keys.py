@@ -40,6 +40,8 @@ def check_quota(quota: Any) -> int | None:
     """A key's monthly GET /v1/persona quota: None (the server's default) or a whole number from 0."""
     if quota is None:
         return None
+    if isinstance(quota, float) and quota.is_integer():
+        quota = int(quota)  # JSON has one number type: 100.0 is 100 requests
     if not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= MAX_PERSONA_QUOTA:
         raise InvalidRequest(f"persona_quota must be a whole number from 0 to {MAX_PERSONA_QUOTA}",
                              details={"field": "persona_quota"})

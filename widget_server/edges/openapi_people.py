@@ -9,7 +9,7 @@ from typing import Any
 from widget_server.domain import people
 from widget_server.edges.openapi_components import NULLABLE_STRING, STRING, Schema, obj, ref
 
-CODES = {400: "INVALID_REQUEST: a bad seed or version, or an unknown query parameter (param names it)",
+CODES = {400: "INVALID_REQUEST: a bad seed, version or X-Demo, or an unknown query parameter (param names it)",
          401: "INVALID_API_KEY (no key and no X-Demo: true, or a malformed key) or API_KEY_NOT_FOUND (no active "
               "secret key has it)",
          429: "RATE_LIMIT_EXCEEDED (demo mode: 10 an hour per client address) or API_KEY_LIMIT_EXCEEDED (the key's "
@@ -49,8 +49,8 @@ def people_schemas() -> dict[str, Schema]:
 
 
 def people_operations() -> dict[tuple[str, str], Any]:
-    demo = {"name": "X-Demo", "in": "header", "required": False, "schema": {"enum": ["true"]},
-            "description": "without a key: demo mode, 10 requests an hour per client address"}
+    demo = {"name": "X-Demo", "in": "header", "required": False, "schema": {"enum": ["true", "false"]},
+            "description": "true, without a key: demo mode, 10 requests an hour per client address"}
     errors = {str(code): {"description": text, "content": {"application/json": {"schema": ref("PersonaGenError")}},
                           **({"headers": {"Retry-After": {"description": "seconds until a request would be allowed",
                                                           "schema": STRING}}} if code == 429 else {})}

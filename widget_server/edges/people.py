@@ -29,11 +29,19 @@ QUERY = declare(
 )
 
 
+def _demo(request: Request) -> bool:
+    value = request.headers.get("x-demo")
+    if value is None or value.strip().lower() in ("true", "false"):
+        return value is not None and value.strip().lower() == "true"
+    raise InvalidRequest("X-Demo must be true or false", details={"param": "X-Demo"})
+
+
 async def _admit(request: Request, state: AppState) -> quota.Usage:
+    demo = _demo(request)
     header = request.headers.get("authorization", "")
     key = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
     if not key:
-        if request.headers.get("x-demo", "").strip().lower() != "true":
+        if not demo:
             raise AuthError("send a secret key in X-API-Key (or Authorization: Bearer), or X-Demo: true to try")
         address = client_address(request, state.settings.trusted_proxies)
         wait = await state.deps.limits.hit("persona_demo", address)
