@@ -45,6 +45,7 @@ from widget_server.edges.idempotency import IdempotencyKeys
 from widget_server.edges.mcp_http import McpHttp
 from widget_server.edges.openai_errors import openai_errors
 from widget_server.edges.ratelimit_headers import RateLimitHeaders
+from widget_server.edges.people_errors import people_errors
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError
@@ -138,8 +139,8 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         routes=routes(),
         middleware=[Middleware(RequestIdMiddleware), Middleware(TrustedHosts, allowed=settings.hosts),
                     Middleware(ConsoleHeaders), Middleware(RateLimitHeaders), Middleware(IdempotencyKeys)],
-        exception_handlers={WidgetError: console_errors(openai_errors(on_error)),
-                            HTTPException: console_errors(openai_errors(on_http_exception)),
-                            Exception: console_errors(openai_errors(on_unexpected))},
+        exception_handlers={WidgetError: console_errors(people_errors(openai_errors(on_error))),
+                            HTTPException: console_errors(people_errors(openai_errors(on_http_exception))),
+                            Exception: console_errors(people_errors(openai_errors(on_unexpected)))},
         lifespan=lifespan,
     )

@@ -55,6 +55,10 @@ class AuthError(WidgetError):
     type = "auth"
 
 
+class UnknownKey(AuthError):
+    code = "auth.unknown_key"  # well-formed, but no active key has it
+
+
 class TokenInvalid(AuthError):
     code = "auth.invalid_token"
 
@@ -130,6 +134,16 @@ class RateLimited(WidgetError):
     code = "rate_limited"
     type = "rate_limit"
     retryable = True
+
+
+class QuotaExceeded(RateLimited):
+    code = "quota.exceeded"  # a key's monthly quota, until its reset
+
+
+class GenerationFailed(WidgetError):
+    status_code = 500
+    code = "persona.generation_failed"
+    type = "internal"
 
 
 class ProviderError(WidgetError):

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     rate_limit_openai: int = Field(600, gt=0)  # requests to /v1/openai/ per tenant (its secret keys share it)
     rate_limit_api: int = Field(6000, gt=0)  # requests with a secret key per tenant, any /v1 operation
     idempotency_ttl_s: float = Field(86400.0, gt=0)  # an Idempotency-Key's stored answer is replayed this long
-    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting)
+    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For names the client address (uvicorn's setting;
+    # GET /v1/persona's demo limit reads it too): addresses or CIDRs, comma-separated, "*" for any, "" for none
+    persona_quota: int = Field(1000, ge=0)  # GET /v1/persona requests a month per API key, unless the key sets its own
+    persona_demo_per_hour: int = Field(10, gt=0)  # GET /v1/persona with X-Demo: true, per client address an hour
     resume_grace_s: float = 30.0  # a reply keeps streaming this long for a dropped socket to come back
     takeover_sweep_s: float = Field(5.0, gt=0)  # how often visitors waiting for a person are looked at (wait notice)
     resume_log_frames: int = 4096
@@ -119,6 +122,7 @@ class Settings(BaseSettings):
                 "hello": (self.rate_limit_hellos, w), "session_address": (self.rate_limit_sessions, w),
                 "session_key": (self.rate_limit_sessions_per_key, w), "openai": (self.rate_limit_openai, w),
                 "api": (self.rate_limit_api, w),
+                "persona_demo": (self.persona_demo_per_hour, 3600.0),
                 "console_login": (self.console_login_attempts, self.console_login_window_s),
                 "console_login_address": (self.console_login_attempts_per_address, self.console_login_window_s)}
 

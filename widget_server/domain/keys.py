@@ -15,7 +15,7 @@ from typing import Any
 from widget_server.backends.storage import Storage
 from widget_server.clock import now
 from widget_server.domain import origins as origins_
-from widget_server.errors import AuthError, Conflict, InvalidRequest, NotFound, TenantNotFound
+from widget_server.errors import AuthError, Conflict, InvalidRequest, NotFound, TenantNotFound, UnknownKey
 from widget_server.ids import hash_key, new_id, new_key
 
 KINDS = {"secret": "sk", "publishable": "pk"}
@@ -29,12 +29,30 @@ def to_public(row: dict[str, Any]) -> dict[str, Any]:
         return row[name].isoformat() if row.get(name) else None
 
     return {"id": row["id"], "kind": row["kind"], "hint": row["hint"], "origins": row["origins"],
-            "created_at": stamp("created_at"), "expires_at": stamp("expires_at"), "revoked_at": stamp("revoked_at")}
+            "created_at": stamp("created_at"), "expires_at": stamp("expires_at"), "revoked_at": stamp("revoked_at"),
+            "persona_quota": row.get("persona_quota")}
 
 
-async def create_key(storage: Storage, tenant_id: str, kind: Any, origins: Any = None
+MAX_PERSONA_QUOTA = 1_000_000_000
+
+
+def check_quota(quota: Any) -> int | None:
+    """A key's monthly GET /v1/persona quota: None (the server's default) or a whole number from 0."""
+    if quota is None:
+        return None
+    if isinstance(quota, float) and quota.is_integer():
+        quota = int(quota)  # JSON has one number type: 100.0 is 100 requests
+    if not isinstance(quota, int) or isinstance(quota, bool) or not 0 <= quota <= MAX_PERSONA_QUOTA:
+        raise InvalidRequest(f"persona_quota must be a whole number from 0 to {MAX_PERSONA_QUOTA}",
+                             details={"field": "persona_quota"})
+    return quota
+
+
+async def create_key(storage: Storage, tenant_id: str, kind: Any, origins: Any = None, persona_quota: Any = None
                      ) -> tuple[str, dict[str, Any]]:
-    """The new key (returned this once) and its public view; a publishable key needs its allowed origins."""
+    """The new key (returned this once) and its public view; a publishable key needs its allowed origins; a
+    monthly quota of GET /v1/persona requests may be set (None: the server's default)."""
+    quota = check_quota(persona_quota)
     if not isinstance(kind, str) or kind not in KINDS:
         raise InvalidRequest("kind must be secret or publishable", details={"field": "kind"})
     if await storage.get_tenant(tenant_id) is None:
@@ -50,7 +68,7 @@ async def create_key(storage: Storage, tenant_id: str, kind: Any, origins: Any =
             raise InvalidRequest("a publishable key needs at least one allowed origin", details={"field": "origins"})
         clean = [origins_.normalize_rule(o) for o in origins]
     key = new_key(KINDS[kind])
-    row = await storage.add_key(new_id("key"), tenant_id, kind, hash_key(key), key[:7], clean)
+    row = await storage.add_key(new_id("key"), tenant_id, kind, hash_key(key), key[:7], clean, quota)
     return key, to_public(row)
 
 
@@ -62,6 +80,17 @@ async def authenticate_secret(storage: Storage, key: str | None) -> str:
     if row is None:
         raise AuthError("unknown, revoked or expired API key")
     return str(row["tenant_id"])
+
+
+async def secret_key_row(storage: Storage, key: str | None) -> dict[str, Any]:
+    """The row of an active secret key; `AuthError` for a missing or malformed key, `UnknownKey` for a
+    well-formed one that is unknown, revoked or expired (PersonaGen tells the two apart)."""
+    if not key or not key.startswith("sk_"):
+        raise AuthError("missing or malformed API key: send Authorization: Bearer sk_…")
+    row = await storage.find_key(hash_key(key), "secret")
+    if row is None:
+        raise UnknownKey("unknown, revoked or expired API key")
+    return row
 
 
 async def authenticate_publishable(storage: Storage, key: Any) -> dict[str, Any]:
@@ -97,7 +126,7 @@ async def rotate(storage: Storage, tenant_id: str, key_id: str, grace_s: Any = D
     if not isinstance(grace_s, int) or isinstance(grace_s, bool) or not 0 <= grace_s <= MAX_GRACE_S:
         raise InvalidRequest(f"grace_s must be whole seconds from 0 to {MAX_GRACE_S}", details={"field": "grace_s"})
     old = await _own(storage, tenant_id, key_id)
-    key, made = await create_key(storage, tenant_id, old["kind"], old["origins"] or None)
+    key, made = await create_key(storage, tenant_id, old["kind"], old["origins"] or None, old.get("persona_quota"))
     await storage.end_key(tenant_id, key_id, expires_at=now() + timedelta(seconds=grace_s))
     return key, made
 

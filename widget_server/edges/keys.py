@@ -20,11 +20,12 @@ async def list_keys(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     """201 with `key`: the only time it is shown (only its hash is stored)."""
     tenant_id = await tenant_of(request)
-    body = only_fields(await json_body(request), {"kind", "origins"}, {"kind"})
+    body = only_fields(await json_body(request), {"kind", "origins", "persona_quota"}, {"kind"})
     if "origins" in body and body["origins"] is None:
         raise InvalidRequest("origins must be a list of origins; leave it out for a secret key",
                              details={"field": "origins"})
-    key, made = await keys.create_key(app_state(request).deps.storage, tenant_id, body["kind"], body.get("origins"))
+    key, made = await keys.create_key(app_state(request).deps.storage, tenant_id, body["kind"], body.get("origins"),
+                                      body.get("persona_quota"))
     return JSONResponse({**made, "key": key}, status_code=201, headers={"Location": f"/v1/keys/{made['id']}"})
 
 

@@ -41,6 +41,7 @@ from widget_server.edges.openapi_components import (
 from widget_server.edges.openapi_headers import error_response, shared
 from widget_server.edges.openapi_openai import openai_operations, openai_schemas
 from widget_server.edges.openapi_prompt_jobs import prompt_job_operations, prompt_job_schemas
+from widget_server.edges.openapi_people import people_operations, people_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
 from widget_server.settings import Settings
@@ -301,7 +302,7 @@ def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
             **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations(), **avatar_operations(),
-            **prompt_job_operations(_op, _json, FOUND, READ, WRITE)}
+            **prompt_job_operations(_op, _json, FOUND, READ, WRITE), **people_operations()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
@@ -339,7 +340,8 @@ def paths(routes: Sequence[BaseRoute]) -> dict[str, Any]:
 def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
             **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
-            **openai_schemas(), **avatar_schemas(settings), **prompt_job_schemas(settings), "Error": error()}
+            **openai_schemas(), **avatar_schemas(settings), **prompt_job_schemas(settings), **people_schemas(),
+            "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

@@ -286,8 +286,10 @@ def response_schemas() -> dict[str, Schema]:
 
 def key_schemas() -> dict[str, Schema]:
     stamp: Schema = {"type": ["string", "null"], "format": "date-time"}
+    quota: Schema = {"type": ["integer", "null"], "minimum": 0, "maximum": keys.MAX_PERSONA_QUOTA,
+                     "description": "GET /v1/persona requests a month (null: the server's default)"}
     key = dict(id=STRING, kind={"enum": list(keys.KINDS)}, hint=STRING, origins={"type": "array", "items": STRING},
-               created_at=TIME, expires_at=stamp, revoked_at=stamp)
+               created_at=TIME, expires_at=stamp, revoked_at=stamp, persona_quota=quota)
     origins = {"type": "array", "items": {"type": "string", "pattern": "^[^\\u0000]*$"}, "minItems": 1,
                "maxItems": 50, "description": "exact origins or one wildcard level, https://*.example.com "
                "(not over a public suffix); a publishable key needs at least one"}
@@ -295,7 +297,7 @@ def key_schemas() -> dict[str, Schema]:
         "Key": obj(**key),
         "KeyCreated": obj(**key, key={"type": "string", "description": "the key: only in this response"}),
         "KeyList": obj(data={"type": "array", "items": ref("Key")}),
-        "KeyBody": {**obj(["kind"], kind={"enum": list(keys.KINDS)}, origins=origins),
+        "KeyBody": {**obj(["kind"], kind={"enum": list(keys.KINDS)}, origins=origins, persona_quota=quota),
                     "if": {"properties": {"kind": {"const": "publishable"}}},
                     "then": {"required": ["kind", "origins"]}, "else": {"not": {"required": ["origins"]}}},
         "KeyRotate": obj([], grace_s={"type": "integer", "minimum": 0, "maximum": keys.MAX_GRACE_S,

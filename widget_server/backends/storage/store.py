@@ -20,6 +20,7 @@ from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.idempotency import IdempotencyStore
 from widget_server.backends.storage.prompt_jobs import PromptJobStore
+from widget_server.backends.storage.persona_usage import PersonaUsageStore
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.search import TranscriptSearch
@@ -85,6 +86,7 @@ class Storage:
         self.test_runs = TestRunStore(engine)
         self.prompt_jobs = PromptJobStore(engine)
         self.sessions = SessionStore(engine)
+        self.persona_usage = PersonaUsageStore(engine)
         self.transcripts = TranscriptSearch(engine)
         self.test_personas = TestPersonaStore(engine)
         self.idempotency = IdempotencyStore(engine)
@@ -134,11 +136,12 @@ class Storage:
         return await self._one(sa.select(tenants).where(tenants.c.name == name).order_by(tenants.c.id).limit(1))
 
     async def add_key(
-        self, key_id: str, tenant_id: str, kind: str, key_hash: str, hint: str, origins: list[str]
+        self, key_id: str, tenant_id: str, kind: str, key_hash: str, hint: str, origins: list[str],
+        persona_quota: int | None = None,
     ) -> Row:
         row = {
             "id": key_id, "tenant_id": tenant_id, "kind": kind, "key_hash": key_hash,
-            "hint": hint, "origins": origins, "created_at": now(),
+            "hint": hint, "origins": origins, "created_at": now(), "persona_quota": persona_quota,
         }
         await self._write(sa.insert(api_keys).values(**row))
         return row

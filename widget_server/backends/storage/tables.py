@@ -31,6 +31,16 @@ api_keys = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("revoked_at", TS),
     sa.Column("expires_at", TS),  # a rotated key works until then
+    sa.Column("persona_quota", sa.Integer),  # GET /v1/persona requests a month (NULL: the server's default)
+)
+
+# GET /v1/persona requests counted per key and quota period (a period starts on the key's creation day each month).
+persona_usage = sa.Table(
+    "persona_usage",
+    metadata,
+    sa.Column("key_id", sa.String(40), sa.ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("period_start", TS, primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
 )
 
 personas = sa.Table(

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from widget_server.edges.cli import commands, demo, export, guard, mcp, serve, suites, users
+from widget_server.edges.cli import commands, demo, export, guard, mcp, people, serve, suites, users
 from widget_server.edges.cli.export import EXPORT_FILTERS
 from widget_server.errors import WidgetError
 from widget_server.settings import Settings
@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     kc.add_argument("--tenant", required=True)
     kc.add_argument("--origin", action="append", help="an allowed origin of a publishable key; repeat for several")
     kc.add_argument("--kind", choices=["publishable", "secret"], help="default: publishable with --origin, else secret")
+    kc.add_argument("--persona-quota", type=int, help="GET /v1/persona requests a month (default: the server's)")
     kc.add_argument("--json", action="store_true")
     kl = key.add_parser("list", help="the tenant's keys (never the keys themselves), active or ended")
     kr = key.add_parser("rotate", help="a new key like KEY_ID; the old one works --grace seconds more")
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     pe.add_argument("slug")
     for cmd in (pi, pe):
         cmd.add_argument("--tenant", help="tenant id (default: the demo tenant)")
+    people.add_parser(persona)
 
     guard = sub.add_parser("guard").add_subparsers(dest="action", required=True)
     gc = guard.add_parser("check", help="print the decision of a policy file on one text")
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "guard":  # needs no settings: a policy file and texts
             return guard.cmd_guard_check(args) if args.action == "check" else guard.cmd_guard_eval(args)
+        if (args.command, getattr(args, "action", None)) == ("persona", "generate"):  # the generator needs no database
+            return people.cmd_persona_generate(args)
         settings = Settings()
         if args.command == "serve":
             return serve.serve(settings, args.host, args.port, args.workers)

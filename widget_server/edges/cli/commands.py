@@ -40,7 +40,7 @@ def _show_key(key: str, made: dict[str, Any], as_json: bool, ending: str = "") -
 async def cmd_key_create(settings: Settings, args: argparse.Namespace) -> int:
     async def run(storage: Storage) -> int:
         kind = args.kind or ("publishable" if args.origin else "secret")
-        key, made = await keys.create_key(storage, args.tenant, kind, args.origin)
+        key, made = await keys.create_key(storage, args.tenant, kind, args.origin, args.persona_quota)
         _show_key(key, made, args.json)
         return 0
     return await with_storage(settings, run)

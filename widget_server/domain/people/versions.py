@@ -1,0 +1,28 @@
+"""Generator versions. A version fixes the algorithm, the tables and the reference date that ages are counted
+against, so a persona never changes with the day it is generated; a request may pin an older version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from widget_server.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Version:
+    name: str
+    reference_date: date  # "today" for every persona of this version
+
+
+VERSIONS = {v.name: v for v in (Version("2025.1", date(2025, 1, 1)), Version("2026.1", date(2026, 1, 1)))}
+CURRENT = "2026.1"
+
+
+def version(name: str | None) -> Version:
+    """The named version (the current one when None), or 400 naming the versions there are."""
+    found = VERSIONS.get(CURRENT if name is None else name)
+    if found is None:
+        raise InvalidRequest(f"unknown generator version {str(name)[:40]!r}: one of {', '.join(VERSIONS)}",
+                             code="persona.unknown_version", details={"param": "version"})
+    return found
