@@ -44,8 +44,8 @@ from widget_server.edges.http import RequestIdMiddleware, on_error, on_http_exce
 from widget_server.edges.idempotency import IdempotencyKeys
 from widget_server.edges.mcp_http import McpHttp
 from widget_server.edges.openai_errors import openai_errors
-from widget_server.edges.ratelimit_headers import RateLimitHeaders
 from widget_server.edges.people_errors import people_errors
+from widget_server.edges.ratelimit_headers import RateLimitHeaders
 from widget_server.edges.routes import routes
 from widget_server.edges.state import AppState
 from widget_server.errors import WidgetError

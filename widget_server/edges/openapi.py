@@ -40,8 +40,8 @@ from widget_server.edges.openapi_components import (
 )
 from widget_server.edges.openapi_headers import error_response, shared
 from widget_server.edges.openapi_openai import openai_operations, openai_schemas
-from widget_server.edges.openapi_prompt_jobs import prompt_job_operations, prompt_job_schemas
 from widget_server.edges.openapi_people import people_operations, people_schemas
+from widget_server.edges.openapi_prompt_jobs import prompt_job_operations, prompt_job_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
 from widget_server.settings import Settings

@@ -19,8 +19,8 @@ from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.idempotency import IdempotencyStore
-from widget_server.backends.storage.prompt_jobs import PromptJobStore
 from widget_server.backends.storage.persona_usage import PersonaUsageStore
+from widget_server.backends.storage.prompt_jobs import PromptJobStore
 from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.search import TranscriptSearch
