@@ -42,4 +42,5 @@ fi
 
 .venv/bin/ruff check widget_server tests bench
 .venv/bin/mypy widget_server
-exec .venv/bin/python -m pytest "$@"
+# One worker per core, each taking whole test files (their module fixtures start a server once).
+exec .venv/bin/python -m pytest -n auto --dist loadfile "$@"
