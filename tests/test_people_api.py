@@ -84,12 +84,15 @@ def test_bad_keys_have_personagens_codes(stack: Stack) -> None:
 
 
 def test_demo_mode_the_eleventh_request_in_an_hour_is_refused(stack: Stack) -> None:
-    for _ in range(10):
+    for left in range(9, -1, -1):
         r = persona(stack, headers=DEMO)
         assert r.status_code == 200, r.text
-        assert r.json()["metadata"]["usage"] == {"requests_remaining": None, "reset_date": None}
+        assert r.json()["metadata"]["usage"]["requests_remaining"] == left
+        assert r.headers["ratelimit-policy"] == '"persona_demo";q=10;w=3600'
+        assert r.headers["ratelimit"].startswith(f'"persona_demo";r={left};t=')
     r = persona(stack, headers=DEMO)
     assert_personagen_error(r, 429, "RATE_LIMIT_EXCEEDED")
+    assert r.headers["ratelimit"].startswith('"persona_demo";r=0;t=')
     assert 3500 < int(r.headers["retry-after"]) <= 3600
     assert persona(stack, seed="still").status_code == 200  # a key is not in demo mode
 
@@ -137,12 +140,12 @@ def test_a_key_over_its_quota(stack_factory: Callable[..., Stack], db_url: str) 
     for _ in range(3):
         r = persona(stack, headers={"X-API-Key": key})
         assert r.status_code == 200, r.text
-        seen.append((r.json()["metadata"]["usage"]["requests_remaining"], r.headers["ratelimit-remaining"]))
-        assert r.headers["ratelimit-limit"] == "3"
-    assert seen == [(2, "2"), (1, "1"), (0, "0")]
+        seen.append((r.json()["metadata"]["usage"]["requests_remaining"], r.headers["ratelimit"].split(";")[1]))
+        assert r.headers["ratelimit-policy"].startswith('"persona_quota";q=3;w=')  # w: this month's length in s
+    assert seen == [(2, "r=2"), (1, "r=1"), (0, "r=0")]
     r = persona(stack, headers={"X-API-Key": key})
     body = assert_personagen_error(r, 429, "API_KEY_LIMIT_EXCEEDED")
-    assert r.headers["ratelimit-remaining"] == "0" and int(r.headers["retry-after"]) > 86400
+    assert r.headers["ratelimit"].startswith('"persona_quota";r=0;t=') and int(r.headers["retry-after"]) > 86400
     assert body["error"]["usage"]["requests_remaining"] == 0
     assert persona(stack).json()["metadata"]["usage"]["requests_remaining"] == 999  # the default quota, own count
 

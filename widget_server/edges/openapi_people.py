@@ -8,6 +8,7 @@ from typing import Any
 
 from widget_server.domain import people
 from widget_server.edges.openapi_components import NULLABLE_STRING, STRING, Schema, obj, ref
+from widget_server.edges.openapi_headers import RATE_LIMIT
 
 CODES = {400: "INVALID_REQUEST: a bad seed, version or X-Demo, or an unknown query parameter (param names it)",
          401: "INVALID_API_KEY (no key and no X-Demo: true, or a malformed key) or API_KEY_NOT_FOUND (no active "
@@ -15,10 +16,6 @@ CODES = {400: "INVALID_REQUEST: a bad seed, version or X-Demo, or an unknown que
          429: "RATE_LIMIT_EXCEEDED (demo mode: 10 an hour per client address) or API_KEY_LIMIT_EXCEEDED (the key's "
               "monthly quota; error.usage says when it resets)",
          500: "GENERATION_FAILED"}
-RATELIMIT = {name: {"description": what, "schema": STRING} for name, what in (
-    ("RateLimit-Limit", "the key's monthly quota"), ("RateLimit-Remaining", "requests left this period"),
-    ("RateLimit-Reset", "seconds until the quota resets"))}
-
 
 def _schema_of(value: Any) -> Schema:
     if isinstance(value, dict):
@@ -59,5 +56,6 @@ def people_operations() -> dict[tuple[str, str], Any]:
         "summary": "A generated person (PersonaGen's contract): the same seed and version always give the same "
                    "persona; without a seed one is drawn and returned in metadata.seed",
         "tags": ["people"], "parameters": [demo], "security": [{"apiKey": []}, {"bearer": []}, {}],
-        "responses": {"200": {"description": "OK (RateLimit-* headers with a key)", "headers": RATELIMIT,
+        "responses": {"200": {"description": "OK (RateLimit headers: the key's persona_quota, or persona_demo)",
+                              "headers": RATE_LIMIT,
                               "content": {"application/json": {"schema": ref("PersonaGenPersona")}}}, **errors}}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -44,11 +45,11 @@ async def _admit(request: Request, state: AppState) -> quota.Usage:
         if not demo:
             raise AuthError("send a secret key in X-API-Key (or Authorization: Bearer), or X-Demo: true to try")
         address = client_address(request, state.settings.trusted_proxies)
-        wait = await state.deps.limits.hit("persona_demo", address)
-        if wait is not None:
+        verdict = await state.deps.limits.check("persona_demo", address)  # (in the RateLimit headers too)
+        if verdict.wait_s is not None:
             raise RateLimited(f"demo mode allows {state.settings.persona_demo_per_hour} requests an hour per address",
-                              details={"retry_after_s": wait})
-        return quota.Usage(None, None, None)
+                              details={"retry_after_s": verdict.wait_s})
+        return quota.Usage(verdict.quota, verdict.remaining, now() + timedelta(seconds=verdict.reset_s))
     row = await keys.secret_key_row(state.deps.storage, key)
     return await quota.take(state.deps.storage.persona_usage, row, state.settings.persona_quota, now())
 
@@ -75,4 +76,4 @@ async def generate_persona(request: Request) -> Response:
     at = now()
     metadata = {"id": persona_id(generator.name, seed), "version": API_VERSION, "generator_version": generator.name,
                 "generated_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed, "usage": usage.public()}
-    return JSONResponse({"success": True, "data": data, "metadata": metadata}, headers=usage.headers(at))
+    return JSONResponse({"success": True, "data": data, "metadata": metadata})

@@ -42,8 +42,6 @@ def people_errors(handler: ErrorHandler) -> ErrorHandler:
         if isinstance(details.get("usage"), dict):
             error["usage"] = details["usage"]
         headers = {name: response.headers[name] for name in ("retry-after", "allow") if name in response.headers}
-        if isinstance(details.get("ratelimit"), dict):
-            headers.update({str(k): str(v) for k, v in details["ratelimit"].items()})
         body = {"success": False, "error": error, "request_id": house.get("request_id")}
         return ErrorJSON(body, status_code=response.status_code, headers=headers)
     return handle

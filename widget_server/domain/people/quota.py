@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from widget_server.backends.ratelimit import Verdict, checked
 from widget_server.errors import QuotaExceeded
+
+RULE = "persona_quota"  # its name in the RateLimit headers (edges/ratelimit_headers.py), beside the other limits
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,15 @@ class Usage:
         return {"requests_remaining": self.remaining,
                 "reset_date": self.reset.strftime("%Y-%m-%dT%H:%M:%SZ") if self.reset else None}
 
-    def headers(self, at: datetime) -> dict[str, str]:
-        """`RateLimit-*` headers (IETF draft): the quota, what is left and the seconds until it resets."""
+    def counted(self, start: datetime, at: datetime) -> None:
+        """Shown in the response's `RateLimit-Policy` / `RateLimit` headers as the limit `persona_quota`: the quota
+        per period (its length in seconds), what is left, and the seconds until the reset."""
         if self.limit is None or self.reset is None or self.remaining is None:
-            return {}
-        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
-                "RateLimit-Reset": str(max(0, int((self.reset - at).total_seconds())))}
+            return
+        verdict = Verdict(RULE, self.limit, (self.reset - start).total_seconds(), self.remaining,
+                          max(0.0, (self.reset - at).total_seconds()), self.remaining > 0)
+        if (seen := checked.get()) is not None:
+            seen.append(verdict)
 
 
 def _anchor(year: int, month: int, created: datetime) -> datetime:
@@ -53,9 +59,10 @@ async def take(usage_store: Any, key: dict[str, Any], default_quota: int, at: da
     limit = default_quota if limit is None else int(limit)
     start, reset = period(key["created_at"], at)
     count = await usage_store.take(key["id"], start, limit)
+    usage = Usage(limit, 0 if count is None else limit - count, reset)
+    usage.counted(start, at)
     if count is None:
-        usage = Usage(limit, 0, reset)
         raise QuotaExceeded(f"this key's {limit} requests a month are used up until {usage.public()['reset_date']}",
                             details={"retry_after_s": max(1, int((reset - at).total_seconds())),
-                                     "ratelimit": usage.headers(at), "usage": usage.public()})
-    return Usage(limit, limit - count, reset)
+                                     "usage": usage.public()})
+    return usage
