@@ -351,3 +351,18 @@ async def _run_until_exit(argv: list[str], env: dict[str, str]) -> tuple[int, st
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, err.decode()
+
+
+def test_the_mcp_server_leaves_the_programs_logging_alone() -> None:
+    """The SDK's constructor calls logging.basicConfig: on a root logger without handlers (a test, a program that
+    embeds the app) it put a RichHandler at INFO there, which then rendered every request's log lines."""
+    from widget_server.edges.mcp_server import build
+
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        build(lambda ctx: None)  # type: ignore[arg-type,return-value]
+        assert root.handlers == [] and root.level == level
+    finally:
+        root.handlers[:] = saved

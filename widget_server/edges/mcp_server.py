@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -153,9 +154,23 @@ async def _persona_json(caller: Caller, slug: str) -> str:
     return json.dumps(personas.to_public(row), ensure_ascii=False)
 
 
+def _quietly_built() -> MCPServer:
+    """The SDK's server, without the `logging.basicConfig` its constructor calls: where the root logger has no
+    handler yet (the app made by `create_app` in a test or another program), that put a RichHandler at INFO on the
+    root, which then rendered every request's log lines (a third of a REST prompt's CPU). Logging is ours to set up
+    (`logconfig.py`)."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler()
+    root.addHandler(placeholder)  # basicConfig does nothing to a root that has a handler
+    try:
+        return MCPServer("widget_server", version=__version__, instructions=INSTRUCTIONS)
+    finally:
+        root.removeHandler(placeholder)
+
+
 def build(resolve: Resolve) -> MCPServer:
     """The MCP server: its tools and the persona resource, each call served for `resolve(ctx)`."""
-    server: MCPServer = MCPServer("widget_server", version=__version__, instructions=INSTRUCTIONS)
+    server = _quietly_built()
 
     @server.tool(annotations=READ_ONLY)
     async def list_personas(ctx: Context) -> CallToolResult:
