@@ -267,3 +267,68 @@ def test_any_add_from_library_body_is_a_clear_4xx(stack: Stack, doc: Any) -> Non
                    headers={**api.headers, "Content-Type": "application/json"})
     assert r.status_code in (400, 404), r.text
     assert_error(r, r.status_code)
+
+
+# a generated person as a test persona
+
+
+def test_a_seed_becomes_a_test_persona_written_from_its_attributes(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    r = api.call("POST", "/v1/test-personas/from-person", {"seed": "visitor-1"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    shown = describe("visitor-1", people.CURRENT)
+    assert made["name"] == shown["full_name"] and made["id"].startswith("tper_")
+    prompt = made["system_prompt"]
+    assert prompt.startswith(f"You are {shown['full_name']}, {shown['age']}, ")
+    assert f"{shown['occupation']} from {shown['location']}." in prompt and "support chat" in prompt
+    assert all(t in prompt for t in shown["personality_traits"]) and "How you write:" in prompt
+    assert made["description"].startswith(f"{shown['full_name']}, {shown['age']}") and "\n" not in made["description"]
+    assert made["headers"]["Accept-Language"].startswith("en-US" if "english" in shown["languages"] else "")
+    assert api.call("GET", r.headers["location"]).json() == made
+    assert_error(api.call("POST", "/v1/test-personas/from-person", {"seed": "visitor-1"}), 409,
+                 "test_persona.name_taken")
+    renamed = api.call("POST", "/v1/test-personas/from-person", {"seed": "visitor-1", "name": "Second",
+                                                                 "version": "2025.1"})
+    assert renamed.status_code == 201 and renamed.json()["name"] == "Second"
+
+
+def test_a_spanish_speaker_asks_for_spanish_too() -> None:
+    from widget_server.domain.people_groups.from_person import accept_language
+    assert accept_language(["english", "spanish"]) == "en-US, es;q=0.9"
+    assert accept_language(["spanish"]) == "es"
+
+
+def test_a_group_persona_becomes_a_test_persona(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    group = api.made(seed="g", size=2)
+    member = api.members(group)[1]
+    ref = {"project_id": api.project, "group_id": group["id"], "persona_id": member["id"]}
+    r = api.call("POST", "/v1/test-personas/from-person", {"group_persona": ref, "name": "From the group"})
+    assert r.status_code == 201, r.text
+    assert r.json()["system_prompt"].startswith(f"You are {member['full_name']}, {member['age']}, ")
+    theirs = Api(db_stack, db_stack.tenant()["sk"])
+    assert_error(theirs.call("POST", "/v1/test-personas/from-person", {"group_persona": ref}), 404)
+
+
+@pytest.mark.parametrize("doc", [{}, {"seed": "a", "group_persona": {"project_id": "p", "group_id": "g",
+                                                                       "persona_id": "x"}},
+                                 {"seed": "a", "version": "0.1"}, {"seed": " "}, {"seed": "a", "mood": 1}, [],
+                                 {"seed": 5}, {"seed": "a", "name": ""}])
+def test_a_from_person_body_refused_is_a_400(db_stack: Stack, doc: Any) -> None:
+    assert_error(Api(db_stack).call("POST", "/v1/test-personas/from-person", doc), 400)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=JSON | st.fixed_dictionaries({}, optional={
+    "seed": st.text(max_size=20) | JSON, "version": st.sampled_from(list(people.VERSIONS)) | JSON,
+    "name": st.text(max_size=110) | JSON, "group_persona": JSON}))
+def test_any_from_person_body_is_a_201_or_a_clear_4xx(stack: Stack, doc: Any) -> None:
+    api = Api(stack)
+    r = httpx.post(f"{stack.url}/v1/test-personas/from-person", content=json.dumps(doc), timeout=60,
+                   headers={**api.headers, "Content-Type": "application/json"})
+    if r.status_code == 201:
+        assert api.call("DELETE", f"/v1/test-personas/{r.json()['id']}").status_code == 204
+        return
+    assert r.status_code in (400, 404, 409), r.text
+    assert_error(r, r.status_code)

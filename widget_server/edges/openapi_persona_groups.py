@@ -47,7 +47,22 @@ def _bodies() -> dict[str, Schema]:
                               "generator's names like new_york), and languages (any one of them spoken, e.g. spanish)")
     add = AddBody.model_json_schema(ref_template=REF)
     add["properties"]["library_persona_id"] |= TEXT
-    return {"PersonaGroupBody": body, "PersonaGroupFilters": filters, "AddLibraryPersonaBody": add}
+    return {"PersonaGroupBody": body, "PersonaGroupFilters": filters, "AddLibraryPersonaBody": add,
+            "FromPersonBody": _from_person()}
+
+
+def _from_person() -> Schema:
+    """Either a seed (and a version) or a group's persona; a name optional with either (else the person's)."""
+    text = {**TEXT, "minLength": 1, "allOf": [{"pattern": NOT_ONLY_SPACE}]}
+    name = {**text, "maxLength": 100, "description": "the test persona's name (default: the person's full name)"}
+    ref_ = obj(project_id={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+               group_id={**TEXT, "minLength": 1, "maxLength": 60}, persona_id={**TEXT, "minLength": 1, "maxLength": 60})
+    by_seed = obj(["seed"], seed={**text, "maxLength": 300}, version={"enum": list(people.VERSIONS)}, name=name)
+    by_member = obj(["group_persona"], group_persona=ref_, name=name)
+    return {"oneOf": [by_seed, by_member], "description": (
+        "A generated person as a test persona: the person of `seed` (and `version`), or a group's persona. Its "
+        "system_prompt is written from the person's attributes, headers carry an Accept-Language from its "
+        "languages; 409 test_persona.name_taken when the name exists.")}
 
 
 def persona_group_schemas() -> dict[str, Schema]:
@@ -102,6 +117,10 @@ def persona_group_operations() -> Operations:
         (MEMBERS + "/{persona_id}/promote", "post"): _op(
             "Copy the persona (seed, version, overrides) into the tenant library",
             _answer("201", "LibraryPersona", "Created"), found),
+        ("/v1/test-personas/from-person", "post"): {**_op(
+            "Make a test persona (simulated visitor) from a generated person in one call",
+            _answer("201", "TestPersona", "Created"), (400, 401, 404, 409, 413, 422), "FromPersonBody"),
+            "tags": ["test personas"]},
         ("/v1/library/personas", "get"): _op("The tenant library, oldest first", _answer("200", "LibraryPersonaList"),
                                              (400, 401)),
         ("/v1/library/personas/{id}", "get"): _op("A library persona", _answer("200", "LibraryPersona"), found),

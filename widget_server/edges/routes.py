@@ -73,6 +73,7 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/prompt/sessions", get=Operation(prompt_jobs.list_sessions, prompt_jobs.SESSIONS)),
         Resource("/v1/test-personas", get=Operation(test_personas.list_test_personas, test_personas.LIST),
                  post=test_personas.create_test_persona),
+        Resource("/v1/test-personas/from-person", post=test_personas.create_from_person),
         Resource("/v1/test-personas/{id}", get=test_personas.get_test_persona, put=test_personas.replace_test_persona,
                  delete=test_personas.delete_test_persona),
         Resource("/v1/test-personas/{id}/generate-image", post=avatars.generate_test_persona_image),

@@ -34,8 +34,8 @@ JOBS = {
     "office_administrative": ("office clerk", "administrative assistant", "receptionist"),
     "military": ("soldier", "military officer", "naval technician"),
 }
-NOT_WORKING = {"student": "student", "retired": "retired", "unemployed": "job seeker", "homemaker": "homemaker",
-               "unable_to_work": "not working (health)"}
+NOT_WORKING = {"student": "student", "retired": "retiree", "unemployed": "job seeker", "homemaker": "homemaker",
+               "unable_to_work": "person unable to work"}
 # trait: (high descriptor, low descriptor); a Big Five level away from average gives one
 TRAITS = {"openness": ("curious", "practical"), "conscientiousness": ("organized", "spontaneous"),
           "extraversion": ("outgoing", "reserved"), "agreeableness": ("warm", "blunt"),
