@@ -332,3 +332,29 @@ def test_any_from_person_body_is_a_201_or_a_clear_4xx(stack: Stack, doc: Any) ->
         return
     assert r.status_code in (400, 404, 409), r.text
     assert_error(r, r.status_code)
+
+
+def test_a_group_persona_gets_an_avatar_drawn_from_its_person_and_image_url_points_at_it(db_stack: Stack) -> None:
+    api = Api(db_stack)
+    group = api.made(seed="face", size=2)
+    member = api.members(group)[0]
+    base = f"{api.groups()}/{group['id']}/personas/{member['id']}"
+    r = api.call("POST", f"{base}/generate-image")
+    assert r.status_code == 201, r.text
+    avatar = r.json()["avatar"]
+    physical = people.generate("face:0")["physical"]
+    assert avatar["attributes"]["hair_color"] == physical["hair_color"]
+    assert avatar["attributes"]["skin_tone"] == physical["skin_tone"]
+    assert r.json()["persona"]["image_url"] == avatar["url"]
+    assert api.call("GET", base).json()["image_url"] == avatar["url"]
+    assert [m["image_url"] for m in api.members(group)] == [avatar["url"], None]
+    image = httpx.get(avatar["url"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/svg+xml"
+    again = api.call("POST", f"{base}/generate-image")
+    assert again.status_code == 200 and httpx.get(avatar["url"]).status_code == 404  # replaced
+    assert api.call("DELETE", base).status_code == 204
+    assert httpx.get(again.json()["avatar"]["url"]).status_code == 404  # gone with its persona
+    assert_error(api.call("POST", f"{base}/generate-image"), 404, "persona_group.persona_not_found")
+    theirs = Api(db_stack, db_stack.tenant()["sk"], project=api.project)
+    other = api.members(group)[0]
+    assert_error(theirs.call("POST", f"{api.groups()}/{group['id']}/personas/{other['id']}/generate-image"), 404)

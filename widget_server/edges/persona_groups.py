@@ -7,7 +7,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from widget_server.backends.storage import Storage
+from widget_server.domain.avatars import service
 from widget_server.domain.people_groups import groups, library
+from widget_server.edges.avatars import base_url
 from widget_server.edges.http import json_body, tenant_of
 from widget_server.edges.state import app_state
 
@@ -37,7 +39,9 @@ async def get_group(request: Request) -> Response:
 
 async def list_members(request: Request) -> Response:
     storage, tenant_id, project_id = await _context(request)
-    return JSONResponse(await groups.members(storage, tenant_id, project_id, request.path_params["group_id"]))
+    rows = await groups.members(storage, tenant_id, project_id, request.path_params["group_id"])
+    urls = await service.image_urls(storage, tenant_id, base_url(request), [r["id"] for r in rows])
+    return JSONResponse({"data": [groups.member_public(r, urls.get(r["id"])) for r in rows]})
 
 
 async def add_member(request: Request) -> Response:
@@ -57,7 +61,8 @@ async def get_member(request: Request) -> Response:
     storage, tenant_id, project_id = await _context(request)
     row = await groups.member_of(storage, tenant_id, project_id, request.path_params["group_id"],
                                  request.path_params["persona_id"])
-    return JSONResponse(groups.member_public(row))
+    urls = await service.image_urls(storage, tenant_id, base_url(request), [row["id"]])
+    return JSONResponse(groups.member_public(row, urls.get(row["id"])))
 
 
 async def delete_member(request: Request) -> Response:

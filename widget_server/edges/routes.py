@@ -83,6 +83,7 @@ def routes() -> list[BaseRoute]:
                  delete=persona_groups.delete_members),
         Resource(MEMBERS + "/{persona_id}", get=persona_groups.get_member, delete=persona_groups.delete_member),
         Resource(MEMBERS + "/{persona_id}/promote", post=persona_groups.promote_member),
+        Resource(MEMBERS + "/{persona_id}/generate-image", post=avatars.generate_group_persona_image),
         Resource("/v1/library/personas", get=persona_groups.list_library),
         Resource("/v1/library/personas/{id}", get=persona_groups.get_library_persona,
                  delete=persona_groups.delete_library_persona),

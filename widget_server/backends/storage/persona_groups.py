@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from widget_server.backends.storage.group_tables import group_personas, library_personas, persona_groups
 from widget_server.backends.storage.rows import Row, as_row
+from widget_server.backends.storage.tables import avatars
 
 G, M, L = persona_groups.c, group_personas.c, library_personas.c
 
@@ -56,11 +57,14 @@ class PersonaGroupStore:
     async def delete_members(self, tenant_id: str, project_id: str, group_id: str,
                              persona_id: str | None = None) -> int:
         """The group's personas (or one of them); test runs are other rows and stay."""
-        query = sa.delete(group_personas).where(self._members(tenant_id, project_id, group_id))
+        chosen = self._members(tenant_id, project_id, group_id)
         if persona_id is not None:
-            query = query.where(M.id == persona_id)
-        async with self.engine.begin() as conn:
-            return int((await conn.execute(query)).rowcount or 0)
+            chosen = sa.and_(chosen, M.id == persona_id)
+        images = sa.delete(avatars).where(avatars.c.tenant_id == tenant_id, avatars.c.owner_kind == "group_persona",
+                                          avatars.c.owner_id.in_(sa.select(M.id).where(chosen)))
+        async with self.engine.begin() as conn:  # their avatars with them, in one transaction
+            await conn.execute(images)
+            return int((await conn.execute(sa.delete(group_personas).where(chosen))).rowcount or 0)
 
     async def add_library(self, row: Row) -> None:
         async with self.engine.begin() as conn:

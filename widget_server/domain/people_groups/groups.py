@@ -164,10 +164,10 @@ async def groups(storage: Storage, tenant_id: str, project_id: str) -> dict[str,
     return {"data": [group_public(r) for r in await storage.persona_groups.groups(tenant_id, project(project_id))]}
 
 
-async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str) -> dict[str, Any]:
+async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str) -> list[dict[str, Any]]:
+    """The stored rows of the group's personas, oldest first (404 when the group is not there)."""
     await group(storage, tenant_id, project_id, group_id)
-    rows = await storage.persona_groups.members(tenant_id, project_id, group_id)
-    return {"data": [member_public(r) for r in rows]}
+    return await storage.persona_groups.members(tenant_id, project_id, group_id)
 
 
 async def member_of(storage: Storage, tenant_id: str, project_id: str, group_id: str,
