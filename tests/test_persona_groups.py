@@ -358,3 +358,32 @@ def test_a_group_persona_gets_an_avatar_drawn_from_its_person_and_image_url_poin
     theirs = Api(db_stack, db_stack.tenant()["sk"], project=api.project)
     other = api.members(group)[0]
     assert_error(theirs.call("POST", f"{api.groups()}/{group['id']}/personas/{other['id']}/generate-image"), 404)
+
+
+def test_migration_0022_makes_the_tables_the_code_declares(db_url: str) -> None:
+    """What the store writes to is what the migration made (columns, types, indexes), on both databases."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from widget_server.backends.storage.tables import metadata
+
+    ours = {"persona_groups", "group_personas", "library_personas"}
+
+    async def diff() -> list[Any]:
+        storage = await open_storage(db_url)
+        try:
+            async with storage.engine.connect() as conn:
+                return await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
+        finally:
+            await storage.close()
+
+    def table_of(change: Any) -> str | None:
+        item = change[0] if isinstance(change, list) else change
+        for part in item[1:]:
+            name = getattr(part, "name", None) if not isinstance(part, str) else part
+            table = getattr(getattr(part, "table", None), "name", None)
+            if table in ours or name in ours:
+                return str(table or name)
+        return None
+
+    assert [c for c in asyncio.run(diff()) if table_of(c)] == []
