@@ -57,8 +57,10 @@ def _from_person() -> Schema:
     name = {**text, "maxLength": 100, "description": "the test persona's name (default: the person's full name)"}
     ref_ = obj(project_id={"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
                group_id={**TEXT, "minLength": 1, "maxLength": 60}, persona_id={**TEXT, "minLength": 1, "maxLength": 60})
-    by_seed = obj(["seed"], seed={**text, "maxLength": 300}, version={"enum": list(people.VERSIONS)}, name=name)
-    by_member = obj(["group_persona"], group_persona=ref_, name=name)
+    null, name = {"type": "null"}, {"anyOf": [name, {"type": "null"}]}  # null: as if left out
+    by_seed = obj(["seed"], seed={**text, "maxLength": 300}, version={"enum": [*people.VERSIONS, None]}, name=name,
+                  group_persona=null)
+    by_member = obj(["group_persona"], group_persona=ref_, name=name, seed=null, version=null)
     return {"oneOf": [by_seed, by_member], "description": (
         "A generated person as a test persona: the person of `seed` (and `version`), or a group's persona. Its "
         "system_prompt is written from the person's attributes, headers carry an Accept-Language from its "

@@ -3,6 +3,8 @@ tenant's group, persona or library persona is a 404 like one that does not exist
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -41,7 +43,9 @@ async def list_members(request: Request) -> Response:
     storage, tenant_id, project_id = await _context(request)
     rows = await groups.members(storage, tenant_id, project_id, request.path_params["group_id"])
     urls = await service.image_urls(storage, tenant_id, base_url(request), [r["id"] for r in rows])
-    return JSONResponse({"data": [groups.member_public(r, urls.get(r["id"])) for r in rows]})
+    # up to 500 people computed from their seeds (~0.2 ms each): off the event loop
+    data = await asyncio.to_thread(lambda: [groups.member_public(r, urls.get(r["id"])) for r in rows])
+    return JSONResponse({"data": data})
 
 
 async def add_member(request: Request) -> Response:
