@@ -79,11 +79,21 @@ def price_sensitivity(income: str, shopping: str) -> str:
     return "low" if level == "High" and shopping != "online_first" else "medium"
 
 
-def brands(sensitivity: str, context: str) -> tuple[list[str], list[str]]:
-    """Trusted: the kind that suits the shopper; distrusted: its opposite (a bargain hunter distrusts premium)."""
+def categories(demo: dict[str, Any], life: dict[str, Any]) -> list[str]:
+    """The shopping categories that matter most to this person, most first (from their attributes)."""
+    score = {"groceries": life["household_size"] + 2 * life["children"],
+             "electronics": {"innovator": 5, "early_adopter": 4}.get(life["tech_adoption"], 1),
+             "clothing": 4 if demo["age"] < 35 else 2, "coffee": 3 if demo["employment_status"] in (
+                 "employed_full_time", "student") else 1, "banking": 3 if demo["age"] >= 50 else 1}
+    return sorted(BRANDS, key=lambda c: (-score[c], c))
+
+
+def brands(sensitivity: str, context: str, order: list[str]) -> tuple[list[str], list[str]]:
+    """Trusted: the kind that suits the shopper, in the categories that matter to them; distrusted: its opposite
+    (a bargain hunter distrusts premium names)."""
     liked = {"high": "budget", "medium": "local" if context == "rural" else "budget", "low": "premium"}[sensitivity]
     disliked = "budget" if liked == "premium" else "premium"
-    return [b[liked] for b in BRANDS.values()][:3], [b[disliked] for b in BRANDS.values()][:2]
+    return [BRANDS[c][liked] for c in order[:3]], [BRANDS[c][disliked] for c in order[:2]]
 
 
 def digital_behavior(life: dict[str, Any]) -> str:
@@ -121,7 +131,7 @@ def describe(seed: str, version: str) -> dict[str, Any]:
     person = people.generate(seed, version)
     demo, life = person["demographics"], person["lifestyle"]
     sensitivity = price_sensitivity(demo["income"], life["shopping_preference"])
-    trusted, distrusted = brands(sensitivity, demo["geographic_context"])
+    trusted, distrusted = brands(sensitivity, demo["geographic_context"], categories(demo, life))
     return {"full_name": f"{person['name']['first_name']} {person['name']['last_name']}", "age": demo["age"],
             "gender": demo["gender"], "occupation": occupation(seed, demo),
             "location": location(seed, demo["location"]),
