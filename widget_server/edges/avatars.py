@@ -49,6 +49,16 @@ async def generate_test_persona_image(request: Request) -> Response:
     return JSONResponse(made, status_code=201 if created else 200)
 
 
+async def generate_group_persona_image(request: Request) -> Response:
+    tenant_id = await tenant_of(request)
+    state, params = app_state(request), request.path_params
+    where = (params["project_id"], params["group_id"], params["persona_id"])
+    created, made = await service.for_group_persona(state.deps.storage, tenant_id, where,
+                                                    await json_body(request, optional=True), base_url(request),
+                                                    state.images)
+    return JSONResponse(made, status_code=201 if created else 200)
+
+
 async def _serve(request: Request, extension: str) -> Response:
     row = await service.image(app_state(request).deps.storage, request.path_params["id"], extension)
     etag = f'"{row["sha256"]}"'

@@ -41,11 +41,13 @@ from widget_server.edges.openapi_components import (
 from widget_server.edges.openapi_headers import error_response, shared
 from widget_server.edges.openapi_openai import openai_operations, openai_schemas
 from widget_server.edges.openapi_people import people_operations, people_schemas
+from widget_server.edges.openapi_persona_groups import persona_group_operations, persona_group_schemas
 from widget_server.edges.openapi_prompt_jobs import prompt_job_operations, prompt_job_schemas
 from widget_server.edges.query_params import NO_NUL
 from widget_server.edges.state import app_state
 from widget_server.settings import Settings
 
+PROJECT_ID = "^[A-Za-z0-9_-]{1,64}$"  # domain/people_groups/groups.PROJECT_ID
 PUBLIC: list[Any] = []  # the operations that need no secret key
 HTML = {"text/html": {"schema": STRING}}
 TRANSFER = ("application/json", "application/yaml", "text/yaml")  # a persona document's media types
@@ -302,12 +304,14 @@ def operations() -> Operations:
     """Every operation's description, by path and method; the query parameters come from the routes."""
     return {**_pages(), **_personas(), **_test_personas(), **_conversations(), **_analytics(), **_webhooks(),
             **_keys(), **_policy_and_widget(), **_test_runs(), **openai_operations(), **avatar_operations(),
-            **prompt_job_operations(_op, _json, FOUND, READ, WRITE), **people_operations()}
+            **prompt_job_operations(_op, _json, FOUND, READ, WRITE), **people_operations(),
+            **persona_group_operations()}
 
 
 def _path_parameters(path: str) -> list[dict[str, Any]]:
     names = re.findall(r"\{(\w+)\}", path)  # /avatars/{id}.svg too
-    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "pattern": NO_NUL},
+    return [{"name": n, "in": "path", "required": True,
+             "schema": {"type": "string", "pattern": PROJECT_ID if n == "project_id" else NO_NUL},
              "description": "id or slug" if path.startswith(("/v1/personas/", "/v1/openai/models/"))
              else f"the {n.replace('_', ' ')}"}
             for n in names]
@@ -341,7 +345,7 @@ def schemas(settings: Settings) -> dict[str, Any]:
     return {**persona_schemas(), **test_persona_schemas(), **policy_schemas(), **event_schemas(),
             **response_schemas(), **request_schemas(settings), **key_schemas(), **test_run_schemas(),
             **openai_schemas(), **avatar_schemas(settings), **prompt_job_schemas(settings), **people_schemas(),
-            "Error": error()}
+            **persona_group_schemas(), "Error": error()}
 
 
 def document(routes: Sequence[BaseRoute], settings: Settings) -> dict[str, Any]:

@@ -37,14 +37,15 @@ def avatar_schemas(settings: Settings) -> dict[str, Schema]:
                  bytes={"type": "integer", "minimum": 1}, attributes=ref("AvatarAttributes"), created_at=TIME)
     return {"AvatarAttributes": attrs, "GenerateImageBody": body, "Avatar": avatar,
             "PersonaAvatar": obj(avatar=ref("Avatar"), persona=ref("Persona")),
-            "TestPersonaAvatar": obj(avatar=ref("Avatar"), persona=ref("TestPersona"))}
+            "TestPersonaAvatar": obj(avatar=ref("Avatar"), persona=ref("TestPersona")),
+            "GroupPersonaAvatar": obj(avatar=ref("Avatar"), persona=ref("GroupPersona"))}
 
 
-def _generate(what: str, answer: str) -> dict[str, Any]:
+def _generate(what: str, answer: str, field: str = "avatar_url") -> dict[str, Any]:
     made = {"content": {"application/json": {"schema": ref(answer)}}}
     return {
         "summary": f"Draw the {what}'s avatar (a deterministic SVG portrait), store it in place of the previous one "
-                   f"and set the {what}'s avatar_url to its public URL (201: its first avatar; 200: replaced)",
+                   f"and set the {what}'s {field} to its public URL (201: its first avatar; 200: replaced)",
         "requestBody": {"required": False, "content": {"application/json": {"schema": ref("GenerateImageBody")}}},
         "responses": {"200": {"description": "Replaced", **made}, "201": {"description": "Created", **made},
                       **{str(code): ERROR for code in (400, 401, 404, 413, 502)}},
@@ -67,6 +68,8 @@ def avatar_operations() -> Operations:
     return {
         ("/v1/personas/{id}/generate-image", "post"): _generate("persona", "PersonaAvatar"),
         ("/v1/test-personas/{id}/generate-image", "post"): _generate("test persona", "TestPersonaAvatar"),
+        ("/v1/projects/{project_id}/persona-groups/{group_id}/personas/{persona_id}/generate-image", "post"): _generate(
+            "group persona", "GroupPersonaAvatar", "image_url"),
         ("/avatars/{id}.svg", "get"): _image("image/svg+xml"),
         ("/avatars/{id}.png", "get"): _image("image/png"),
     }

@@ -19,6 +19,7 @@ from widget_server.edges import (
     openapi,
     pages,
     people,
+    persona_groups,
     persona_transfer,
     personas,
     prompt,
@@ -35,6 +36,9 @@ from widget_server.edges.assets import STATIC_DIR
 from widget_server.edges.embed_script import embed_js
 from widget_server.edges.http import Operation, Resource, upgrade_required
 from widget_server.edges.query_params import IGNORED
+
+GROUPS = "/v1/projects/{project_id}/persona-groups"
+MEMBERS = GROUPS + "/{group_id}/personas"
 
 
 def routes() -> list[BaseRoute]:
@@ -69,9 +73,20 @@ def routes() -> list[BaseRoute]:
         Resource("/v1/prompt/sessions", get=Operation(prompt_jobs.list_sessions, prompt_jobs.SESSIONS)),
         Resource("/v1/test-personas", get=Operation(test_personas.list_test_personas, test_personas.LIST),
                  post=test_personas.create_test_persona),
+        Resource("/v1/test-personas/from-person", post=test_personas.create_from_person),
         Resource("/v1/test-personas/{id}", get=test_personas.get_test_persona, put=test_personas.replace_test_persona,
                  delete=test_personas.delete_test_persona),
         Resource("/v1/test-personas/{id}/generate-image", post=avatars.generate_test_persona_image),
+        Resource(GROUPS, get=persona_groups.list_groups, post=persona_groups.create_group),
+        Resource(GROUPS + "/{group_id}", get=persona_groups.get_group),
+        Resource(MEMBERS, get=persona_groups.list_members, post=persona_groups.add_member,
+                 delete=persona_groups.delete_members),
+        Resource(MEMBERS + "/{persona_id}", get=persona_groups.get_member, delete=persona_groups.delete_member),
+        Resource(MEMBERS + "/{persona_id}/promote", post=persona_groups.promote_member),
+        Resource(MEMBERS + "/{persona_id}/generate-image", post=avatars.generate_group_persona_image),
+        Resource("/v1/library/personas", get=persona_groups.list_library),
+        Resource("/v1/library/personas/{id}", get=persona_groups.get_library_persona,
+                 delete=persona_groups.delete_library_persona),
         Resource("/v1/conversations", get=Operation(conversations.list_conversations, conversations.LIST)),
         Resource("/v1/conversations/{id}", get=conversations.get_conversation),
         Resource("/v1/conversations/{id}/claim", post=conversations.claim),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from widget_server.domain.people_groups import from_person
 from widget_server.domain.testing import personas
 from widget_server.edges.http import json_body, query, tenant_of
 from widget_server.edges.query_params import Limit, declare, string
@@ -44,3 +45,10 @@ async def delete_test_persona(request: Request) -> Response:
     tenant_id = await tenant_of(request)
     await personas.delete(app_state(request).deps.storage, tenant_id, request.path_params["id"])
     return Response(status_code=204)
+
+
+async def create_from_person(request: Request) -> Response:
+    """A generated person (a seed, or a group's persona) as a test persona, its system prompt written from it."""
+    tenant_id = await tenant_of(request)
+    made = await from_person.create(app_state(request).deps.storage, tenant_id, await json_body(request))
+    return JSONResponse(made, status_code=201, headers={"Location": f"/v1/test-personas/{made['id']}"})

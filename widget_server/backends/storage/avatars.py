@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget_server.backends.storage.group_tables import group_personas
 from widget_server.backends.storage.rows import Row, as_row, now
 from widget_server.backends.storage.tables import avatars, personas, test_personas
 
@@ -54,6 +55,23 @@ class AvatarStore:
         update = (sa.update(test_personas).where(t.tenant_id == row["tenant_id"], t.id == row["owner_id"])
                   .values(avatar_url=url, updated_at=now()))
         return await self._put(row, update)
+
+    async def put_for_group_persona(self, row: Row) -> bool:
+        """A group persona has no column to set (its image_url is looked up here): the no-op update only proves,
+        in the same transaction, that the member is still there."""
+        m = group_personas.c
+        update = (sa.update(group_personas).where(m.tenant_id == row["tenant_id"], m.id == row["owner_id"])
+                  .values(id=m.id))
+        return await self._put(row, update)
+
+    async def of_owners(self, tenant_id: str, kind: str, owner_ids: list[str]) -> dict[str, Row]:
+        """The avatars of these owners, by owner id (one query for a whole group)."""
+        if not owner_ids:
+            return {}
+        query = sa.select(A.id, A.owner_id, A.media_type).where(A.tenant_id == tenant_id, A.owner_kind == kind,
+                                                                A.owner_id.in_(owner_ids))
+        async with self.engine.connect() as conn:
+            return {r["owner_id"]: dict(r) for r in (await conn.execute(query)).mappings().all()}
 
     async def _put(self, row: Row, owner_update: sa.Update) -> bool:
         for attempt in (1, 2):  # a concurrent regeneration may insert between our delete and insert: once more

@@ -19,6 +19,7 @@ from widget_server.backends.storage.deliveries import DeliveryStore
 from widget_server.backends.storage.export_rows import ExportReader
 from widget_server.backends.storage.group_commit import GroupCommit
 from widget_server.backends.storage.idempotency import IdempotencyStore
+from widget_server.backends.storage.persona_groups import PersonaGroupStore
 from widget_server.backends.storage.persona_usage import PersonaUsageStore
 from widget_server.backends.storage.prompt_jobs import PromptJobStore
 from widget_server.backends.storage.rows import Row, now
@@ -91,6 +92,7 @@ class Storage:
         self.test_personas = TestPersonaStore(engine)
         self.idempotency = IdempotencyStore(engine)
         self.avatars = AvatarStore(engine)
+        self.persona_groups = PersonaGroupStore(engine)
 
     async def close(self) -> None:
         await self._conversations.aclose()

@@ -13,9 +13,10 @@ from widget_server.backends.providers.images import ImagesClient
 from widget_server.backends.storage import Storage
 from widget_server.backends.storage.avatars import OwnerGone
 from widget_server.clock import now
-from widget_server.domain import personas
+from widget_server.domain import people, personas
 from widget_server.domain.avatars.attributes import AvatarAttributes, resolve
 from widget_server.domain.avatars.svg import render
+from widget_server.domain.people_groups import groups
 from widget_server.domain.testing import personas as test_personas
 from widget_server.errors import InvalidRequest, NotFound, PersonaNotFound
 from widget_server.ids import new_unguessable_id
@@ -107,6 +108,30 @@ async def for_test_persona(storage: Storage, tenant_id: str, persona_id: str, bo
         raise test_personas.TestPersonaNotFound(f"no test persona {persona_id!r}") from exc
     fresh = await test_personas.get(storage, tenant_id, persona_id)
     return not replaced, {"avatar": _public(row, url, attrs), "persona": fresh}
+
+
+async def for_group_persona(storage: Storage, tenant_id: str, where: tuple[str, str, str], body: Any, base_url: str,
+                            images: ImagesClient | None = None) -> tuple[bool, dict[str, Any]]:
+    """Generate a group persona's avatar, drawn from the person's attributes unless the body names others."""
+    project_id, group_id, persona_id = where
+    member = await groups.member_of(storage, tenant_id, project_id, group_id, persona_id)
+    if isinstance(body, dict) and "person" not in body:  # the person it is, unless the body says otherwise
+        body = {**body, "person": people.generate(member["seed"], member["version"])}
+    attrs, media_type, data = await draw(body, persona_id, images)
+    row = _row(tenant_id, "group_persona", persona_id, media_type, data)
+    url = url_of(base_url, row)
+    try:
+        replaced = await storage.avatars.put_for_group_persona(row)
+    except OwnerGone as exc:
+        raise groups.GroupPersonaNotFound(f"no persona {persona_id!r} in group {group_id!r}") from exc
+    fresh = groups.member_public(member, url)
+    return not replaced, {"avatar": _public(row, url, attrs), "persona": fresh}
+
+
+async def image_urls(storage: Storage, tenant_id: str, base_url: str, owner_ids: list[str]) -> dict[str, str]:
+    """The group personas' avatar URLs, by persona id (those that have one)."""
+    found = await storage.avatars.of_owners(tenant_id, "group_persona", owner_ids)
+    return {owner: url_of(base_url, row) for owner, row in found.items()}
 
 
 async def image(storage: Storage, avatar_id: str, extension: str) -> dict[str, Any]:
