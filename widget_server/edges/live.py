@@ -36,9 +36,13 @@ class Follower:
     async def follow(self, queue: asyncio.Queue[T | None]) -> AsyncIterator[T | None]:
         while not self._left.done():
             got = asyncio.ensure_future(queue.get())
-            await asyncio.wait({got, self._left}, timeout=self._keep_alive_s, return_when=asyncio.FIRST_COMPLETED)
-            if not got.done():
-                got.cancel()
+            try:
+                await asyncio.wait({got, self._left}, timeout=self._keep_alive_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not got.done():
+                    got.cancel()  # also when the stream is closed meanwhile: no pending get left behind
+            if got.cancelled():
                 if not self._left.done():
                     yield None
                 continue
