@@ -36,13 +36,15 @@ class Follower:
     async def follow(self, queue: asyncio.Queue[T | None]) -> AsyncIterator[T | None]:
         while not self._left.done():
             got = asyncio.ensure_future(queue.get())
+            ready = False
             try:
                 await asyncio.wait({got, self._left}, timeout=self._keep_alive_s,
                                    return_when=asyncio.FIRST_COMPLETED)
+                ready = got.done()
             finally:
-                if not got.done():
+                if not ready:
                     got.cancel()  # also when the stream is closed meanwhile: no pending get left behind
-            if got.cancelled():
+            if not ready:  # (a cancelled task is only marked so once it runs again: test what was seen)
                 if not self._left.done():
                     yield None
                 continue
