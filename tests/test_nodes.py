@@ -36,7 +36,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, upstream: tuple[Upstream, 
                "WIDGET_OPENAI_MODEL": "echo", "WIDGET_PROVIDER_TIMEOUT_S": "5", "WIDGET_PROVIDER_STALL_S": "2",
                "WIDGET_SECRET_KEY": "test-secret", "WIDGET_COALESCE_MS": "20", "WIDGET_EVENTS_FLUSH_MS": "20",
                "WIDGET_BUS_LEASE_S": str(LEASE_S), "WIDGET_RATE_LIMIT_SESSIONS": "10000",
-               "WIDGET_RATE_LIMIT_HELLOS": "10000"}
+               "WIDGET_RATE_LIMIT_HELLOS": "10000", "WIDGET_RATE_LIMIT_MESSAGES": "10000",
+               # a node trusts its compiled policy for an hour: only the bus tells it of a save on another node
+               "WIDGET_POLICY_CACHE_S": "3600"}
         with running_cluster(workdir, env) as running:
             yield running
 
@@ -318,17 +320,45 @@ def _wait_health(url: str, done: Callable[[dict[str, Any]], bool], timeout: floa
     return body  # type: ignore[no-any-return]
 
 
-# (Racy, not yet fixed: a safety policy saved through one node reaches another node's policy cache only when its
-# 5 s entry lapses, so a visitor on the other node right after the save may not be escalated. Moved before the
-# node and Redis tests this failed twice in two runs at the escalation; here, after them, once in four.)
+def test_a_policy_saved_on_one_node_applies_on_the_other(cluster: Cluster, stack: Stack) -> None:
+    """n0 caches its compiled policy for an hour (WIDGET_POLICY_CACHE_S): a save on n1 reaches it over the bus, so
+    its visitor's next message is judged by the new policy, and a delete lets it through again."""
+    n1 = cluster.node("n1").url
+    httpx.delete(f"{n1}/v1/safety-policy", headers=stack.auth)
+    ws, node, _, _ = _open(stack, stack.persona("echo"), want="n0")
+    turns = iter(range(1000))
+
+    def finish(text: str) -> str:
+        ws.send({"type": "message", "client_id": f"c{next(turns)}", "text": text})
+        return str(ws.until("reply.end")[-1]["finish_reason"])
+
+    assert finish("is rivalco cheaper?") == "stop"  # no policy: n0 caches that
+    rival = {"version": 1, "blocked_terms": [{"id": "rival", "terms": ["rivalco"], "action": "refuse"}]}
+    assert httpx.put(f"{n1}/v1/safety-policy", json=rival, headers=stack.auth).status_code == 200
+    # The bus message and this socket's next frame race by a few milliseconds: wait for the refusal (an hour
+    # without the bus).
+    deadline = time.monotonic() + 10
+    while (done := finish("is rivalco cheaper?")) != "guardrail" and time.monotonic() < deadline:
+        pass
+    assert done == "guardrail"
+    assert httpx.delete(f"{n1}/v1/safety-policy", headers=stack.auth).status_code == 204
+    deadline = time.monotonic() + 10
+    while (done := finish("is rivalco cheaper?")) != "stop" and time.monotonic() < deadline:
+        pass
+    assert done == "stop" and node == "n0"
+    ws.close()
+
+
 def test_an_agent_on_one_node_takes_over_a_visitor_on_the_other(cluster: Cluster, stack: Stack) -> None:
     """The agent's console connection and the visitor's socket on different nodes: the escalation reaches the agent's
     inbox stream, and claiming, typing, messages both ways and the resolve cross the bus."""
     from tests.support.console import PASSWORD, _add_user, sign_in, token_for
     from tests.support.sse import Events
 
-    assert httpx.put(f"{stack.url}/v1/safety-policy", json={"version": 1, "escalation": {"on_request": True}},
-                     headers=stack.auth).status_code == 200
+    # Saved on n0, where the visitor will be: its guard has the policy from the save on (another node's copy is
+    # the subject of test_a_policy_saved_on_one_node_applies_on_the_other).
+    policy = {"version": 1, "escalation": {"on_request": True}}
+    assert httpx.put(f"{cluster.node('n0').url}/v1/safety-policy", json=policy, headers=stack.auth).status_code == 200
     persona = stack.persona("echo")
     user = asyncio.run(_add_user(cluster.env["WIDGET_DATABASE_URL"], stack.tenant_id, "agent",
                                  f"agent-{time.monotonic_ns()}@example.com"))

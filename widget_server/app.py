@@ -89,10 +89,13 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
         session_sweeper = asyncio.create_task(console_users.sweep_sessions_forever(
             storage, settings.console_idle_s, settings.console_absolute_s))
         deps = Deps(
-            settings=settings, storage=storage, providers=providers, guard=TenantGuard(storage), events=sink,
+            settings=settings, storage=storage, providers=providers, events=sink,
+            guard=TenantGuard(storage, settings.policy_cache_s),
             hub=Hub(bus, settings.resume_grace_s, settings.bus_lease_s),
             limits=Limits(settings.redis_url, settings.rate_limits), sealer=Sealer(secret),
         )
+        deps.guard.changed = deps.hub.changed  # a policy saved here is read again by every node
+        deps.hub.on_changed(deps.guard.forget)
         lapsed_sweeper = asyncio.create_task(sweep_lapsed_forever(deps))
         wait_sweeper = asyncio.create_task(takeover.sweep_waiting_forever(deps))
         test_runs = TestRuns(deps, engine.run)

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # several nodes (WIDGET_REDIS_URL): a reply's node renews its lease every third of this; when it lapses (the
     # node died), another node ends the reply as `interrupted` within about 1.5 times this
     bus_lease_s: float = Field(3.0, gt=0)
+    # how long a node trusts its compiled copy of a policy (or a persona's topics) before it compares the stored
+    # stamp again; a save on any node tells every node at once over the bus, so this only bounds a lost message
+    policy_cache_s: float = Field(5.0, ge=0)
     node_name: str | None = None  # this node's name in logs (default: a random id per process)
     # several nodes: a stopping node (SIGTERM, a deploy) lets its running replies finish for up to this long, their
     # frames reaching the visitors' new sockets on other nodes; what is still running then ends as `interrupted`

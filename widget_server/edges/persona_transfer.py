@@ -93,6 +93,8 @@ async def import_persona(request: Request) -> Response:
     deps = app_state(request).deps
     persona, created = await persona_files.import_doc(deps.storage, tenant_id, doc, deps.sealer,
                                                       replace=replace == "true")
+    if not created:
+        deps.hub.changed("persona", [tenant_id, persona["id"]])  # every node reads its topics again
     return JSONResponse(persona, status_code=201 if created else 200,
                         headers={"Location": f"/v1/personas/{persona['id']}"})
 

@@ -45,6 +45,7 @@ async def replace_persona(request: Request) -> Response:
     d = app_state(request).deps
     persona = await personas.replace(d.storage, tenant_id, request.path_params["id"], body, partial=partial,
                                      sealer=d.sealer)
+    d.hub.changed("persona", [tenant_id, persona["id"]])  # every node reads its topics again
     return JSONResponse(persona)
 
 

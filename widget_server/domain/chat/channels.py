@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,7 @@ class Hub:
         self.lease_s = lease_s
         self._channels: dict[str, Channel] = {}
         self._leaving: set[asyncio.Task[None]] = set()  # see hold()
+        self._on_changed: list[Callable[[str, list[str]], None]] = []
         bus.on_broadcast(self._broadcast)
         bus.on_cancel(self._cancel_flag)
 
@@ -228,9 +230,23 @@ class Hub:
         self._broadcast(message)
         self.bus.broadcast(message)
 
+    def changed(self, kind: str, key: list[str]) -> None:
+        """Something nodes cache changed (a tenant's policy, a persona): every node, this one first, is told."""
+        message = {"changed": [kind, key]}
+        self._broadcast(message)
+        self.bus.broadcast(message)
+
+    def on_changed(self, handler: Callable[[str, list[str]], None]) -> None:
+        self._on_changed.append(handler)
+
     def _broadcast(self, message: dict[str, Any]) -> None:
+        if isinstance(changed := message.get("changed"), list) and len(changed) == 2:
+            for handler in self._on_changed:
+                handler(str(changed[0]), [str(k) for k in changed[1]])
         if "persona_deleted" in message:
             tenant_id, persona_id = message["persona_deleted"]
+            for handler in self._on_changed:
+                handler("persona", [tenant_id, persona_id])
             for channel in list(self._channels.values()):
                 if channel.conv.tenant_id == tenant_id and channel.conv.persona_id == persona_id:
                     channel.close(Close("gone"))

@@ -2,8 +2,10 @@
 
 The one part of guardrails that reads storage, through the `PolicyStore` it is handed (the engine modules stay
 pure). A policy is compiled when saved and the compiled form kept until the policy changes: after `ttl_s` only
-its `updated_at` is compared, so another node's change is compiled once, within `ttl_s`. Compiling (regexes,
-embedding topic examples) runs in a worker thread within a time budget, never on the event loop.
+its `updated_at` is compared, so another node's change is compiled once, within `ttl_s`. Sooner than that, a
+save or delete is announced (`changed`; the app hands it to the conversation bus, which tells every node), and a
+node told of a change (`forget`) reads the stamp again on its next message. Compiling (regexes, embedding topic
+examples) runs in a worker thread within a time budget, never on the event loop.
 
 A tenant without a policy (and a persona without topics) is let through. A policy or persona topics that cannot
 be compiled (the stored document no longer validates, the embedding model is missing) fail closed: every message
@@ -121,6 +123,11 @@ class CompileCache(Generic[T]):
     def put(self, key: Any, stamp: str, value: T) -> None:
         self._entries[key] = (time.monotonic(), stamp, value)
 
+    def stale(self, key: Any) -> None:
+        """The source may have changed: its stamp is read again on the next `get` (compiled only if it differs)."""
+        if (entry := self._entries.get(key)) is not None:
+            self._entries[key] = (-float("inf"), entry[1], entry[2])
+
     async def get(self, key: Any, load: Callable[[], Awaitable[tuple[str, Any]]],
                   compile_: Callable[[Any], Awaitable[T]]) -> T:
         entry = self._entries.get(key)
@@ -145,6 +152,16 @@ class TenantGuard:
         self._policies: CompileCache[Compiled] = CompileCache(ttl_s)
         self._persona_topics: CompileCache[CompiledTopics | Unavailable | None] = CompileCache(ttl_s)
         self._bare: CompiledPolicy | None = None  # the empty policy, for persona topics without a tenant policy
+        # Told of every save and delete of a policy: ("policy", [tenant]); the app announces it to every node.
+        self.changed: Callable[[str, list[str]], None] = lambda kind, key: None
+
+    def forget(self, kind: str, key: list[str]) -> None:
+        """A policy ("policy", [tenant]) or a persona ("persona", [tenant, persona]) changed, maybe on another
+        node: what is cached of it is checked against storage on its next use."""
+        if kind == "policy" and len(key) == 1:
+            self._policies.stale(key[0])
+        elif kind == "persona" and len(key) == 2:
+            self._persona_topics.stale((key[0], key[1]))
 
     async def policy(self, tenant_id: str) -> Compiled:
         async def load() -> tuple[str, Any]:
@@ -167,11 +184,13 @@ class TenantGuard:
         stored, compiled = await off_loop(validate, doc)
         row = await self.store.put_policy(tenant_id, stored)
         self._policies.put(tenant_id, row["updated_at"].isoformat(), compiled)
+        self.changed("policy", [tenant_id])
         return row
 
     async def delete(self, tenant_id: str) -> None:
         found = await self.store.delete_policy(tenant_id)
         self._policies.put(tenant_id, "", None)
+        self.changed("policy", [tenant_id])
         if not found:
             raise PolicyNotFound("this tenant has no safety policy")
 

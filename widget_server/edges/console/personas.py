@@ -97,6 +97,7 @@ async def edit(request: Request) -> Response:
         await personas.replace(deps.storage, tenant_id, row["id"], form.patch(), partial=True, sealer=deps.sealer)
     except REFUSED as exc:
         return _form_page(request, form, row, exc)
+    deps.hub.changed("persona", [tenant_id, row["id"]])  # every node reads its topics again
     return _see(f"/console/personas/{row['id']}?notice=saved")
 
 
@@ -135,6 +136,8 @@ async def _import(request: Request, doc: Any) -> tuple[dict[str, Any], str]:
     """Create the persona, or replace the one its slug (or its name's) names, as `persona import` does."""
     deps, tenant_id = app_state(request).deps, user_of(request).tenant_id
     made, created = await persona_files.import_doc(deps.storage, tenant_id, doc, deps.sealer, replace=True)
+    if not created:
+        deps.hub.changed("persona", [tenant_id, made["id"]])
     return made, "imported" if created else "replaced"
 
 
