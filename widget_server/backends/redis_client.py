@@ -13,10 +13,19 @@ from typing import Any
 MAX_CONNECTIONS = 64
 
 
-def open_redis(url: str, timeout_s: float, max_connections: int = MAX_CONNECTIONS) -> Any:
-    """An asyncio Redis client on `url` (its `aclose` closes the pool too)."""
+def open_redis(url: str, timeout_s: float, max_connections: int = MAX_CONNECTIONS, *, retry: bool = True) -> Any:
+    """An asyncio Redis client on `url` (its `aclose` closes the pool too). With `retry=False` a dropped
+    connection is an error at once instead of being reconnected behind the caller's back (redis-py retries three
+    times with a backoff by default): a pub/sub connection that reconnects by itself has lost the messages sent
+    meanwhile, and its owner must know when that happened."""
     import redis.asyncio as redis
 
+    extra: dict[str, Any] = {}
+    if not retry:
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        extra["retry"] = Retry(NoBackoff(), 0)
     pool = redis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=timeout_s,
-                                                 socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+                                                 socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **extra)
     return redis.Redis.from_pool(pool)

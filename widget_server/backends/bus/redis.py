@@ -251,6 +251,9 @@ class RedisBus:
         self.lease_s = lease_s
         self.lease_ms = int(lease_s * 1000)
         self.client: Any = open_redis(url, timeout_s=2)
+        # The pub/sub connection on a client of its own that never reconnects by itself: a dropped connection is an
+        # error `_listen` sees, so the bus is `available` only once it has subscribed again (see `_open_pubsub`).
+        self._sub_client: Any = open_redis(url, timeout_s=2, max_connections=4, retry=False)
         self.append = self.client.register_script(lua.APPEND)
         self.since = self.client.register_script(lua.SINCE)
         self.acquire = self.client.register_script(lua.ACQUIRE)
@@ -289,6 +292,7 @@ class RedisBus:
             await self._open_pubsub()
         except Exception as exc:
             await self.client.aclose()
+            await self._sub_client.aclose()
             raise BusUnavailable(f"cannot reach Redis: {exc}") from exc
         self._loops = [asyncio.create_task(self._listen()), asyncio.create_task(self._maintain())]
 
@@ -302,6 +306,7 @@ class RedisBus:
             with contextlib.suppress(Exception):
                 await self._pubsub.aclose()
         await self.client.aclose()
+        await self._sub_client.aclose()
 
     # frames
 
@@ -351,7 +356,7 @@ class RedisBus:
         # Read the run id as the pub/sub connection opens, so that a restart noticed here (the connection failed)
         # is not noticed again by `_maintain`, which would also drop the lines opened since, in the new run.
         await self._note_run("Redis restarted")
-        pubsub = self.client.pubsub()
+        pubsub = self._sub_client.pubsub()
         await pubsub.subscribe(self._nodes, self._own)
         # wait for Redis to confirm both, so that a line joined from now on hears every frame sent to this node
         confirmed: set[str] = set()
@@ -360,7 +365,8 @@ class RedisBus:
                 message = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
                 if message is not None and message["type"] == "subscribe":
                     confirmed.add(message["channel"].decode())
-        # redis-py reconnects and resubscribes by itself: messages sent meanwhile are gone, so a reconnect is a loss
+        # Its client does not retry, but a failed read still reconnects once before it raises: messages sent
+        # meanwhile are gone, so a reconnect is a loss (and `_listen` then opens a fresh one).
         pubsub.connection.register_connect_callback(self._reconnected)
         self._pubsub = pubsub
 
