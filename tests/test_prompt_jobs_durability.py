@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ORIGIN, Stack, _tenant, fresh_pg_database
+from tests.conftest import ORIGIN, REDIS, Stack, _tenant, fresh_pg_database
 from tests.support.receiver import Receiver, readme_verify
 from tests.support.servers import serve_in_thread, serve_process
 from tests.support.upstream import Upstream
@@ -178,3 +178,22 @@ def test_two_nodes_on_one_postgresql_database_run_each_job_once(
     asked = [r["messages"][-1]["content"] for r in fake.requests if token in str(r["messages"][-1]["content"])]
     assert sorted(asked) == sorted(f"job {i} {token}" for i in range(24))  # each once, none twice
     assert [d["result"]["text"] for d in done] == [f"job {i} {token}" for i in range(24)]
+
+
+def test_with_redis_a_job_on_another_node_is_cancelled_at_once(
+    settings_factory: Callable[..., Settings], db_url: str, upstream: tuple[Upstream, str]
+) -> None:
+    """Two nodes on one Redis bus: a cancel made on the front node reaches the one running the job over the bus,
+    long before its next renewal (every 20 s here, past `wait_job`'s 10 s)."""
+    keys = asyncio.run(_tenant(db_url, [ORIGIN]))
+    fake = upstream[0]
+    shared = {"database_url": db_url, "redis_url": REDIS, "prompt_jobs_lease_s": 60, "provider_stall_s": 60}
+    runner = settings_factory(**shared, prompt_jobs_poll_s=0.05)
+    with serving(settings_factory(**shared, prompt_jobs_concurrency=0), keys) as front, serving(runner, keys):
+        before = fake.hits.get("stall", 0)
+        created = submit(front, front.persona("stall")).json()
+        called(fake, "stall", before)
+        r = cancel(front, created["id"])
+        assert r.status_code == 202 and r.json()["cancel_requested"], r.text
+        done = wait_job(front, created["id"], timeout=10)
+    assert done["status"] == "cancelled" and done["result"]["finish_reason"] == "cancelled"

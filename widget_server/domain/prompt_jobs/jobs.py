@@ -16,7 +16,7 @@ from widget_server.domain import personas
 from widget_server.domain.analytics.destinations import UnsafeURL, parse_url, resolve
 from widget_server.domain.chat import conversations
 from widget_server.domain.prompt_jobs import callback
-from widget_server.domain.prompt_jobs.worker import ENDED, JobWorker
+from widget_server.domain.prompt_jobs.worker import CANCEL_KIND, ENDED, JobWorker
 from widget_server.errors import Conflict, InvalidRequest, NotFound, WebhookInvalid
 from widget_server.ids import new_id
 
@@ -105,7 +105,10 @@ async def cancel(worker: JobWorker, tenant_id: str, job_id: str) -> Row:
     if row["status"] in ENDED:
         raise JobEnded(f"the job has ended ({row['status']})", details={"status": row["status"]})
     await store.update(row["id"], {"cancel_requested": True}, tenant_id=tenant_id, status=("running",))
-    if (task := worker.cancel_here(row["id"])) is not None:  # else the node running it sees the flag at its renewal
+    if (task := worker.cancel_here(row["id"])) is None:
+        # Another node runs it: told over the bus at once (with Redis), else it reads the flag at its renewal.
+        worker.deps.hub.changed(CANCEL_KIND, [row["id"]])
+    else:
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(task), CANCEL_WAIT_S)
     return await get(worker, tenant_id, job_id)

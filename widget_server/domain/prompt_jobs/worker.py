@@ -5,8 +5,9 @@
 - At most `prompt_jobs_concurrency` jobs run at once on a node. A job queued here wakes the worker at once; jobs
   queued on other nodes, or left by a restart, are found by the poll (`prompt_jobs_poll_s`).
 - A running job's lease is renewed every third of `prompt_jobs_lease_s`; each renewal also reads whether a cancel
-  was asked for on another node. A job whose node died (a `kill -9`) is claimed again once its lease lapsed: it runs
-  `MAX_ATTEMPTS` times in all, then fails with `job.interrupted`.
+  was asked for on another node (with Redis, that node also tells every node at once over the bus). A job whose
+  node died (a `kill -9`) is claimed again once its lease lapsed: it runs `MAX_ATTEMPTS` times in all, then fails
+  with `job.interrupted`.
 - A node that stops cuts its running replies short (stored as `interrupted`, as the hub does) and gives their jobs
   back, queued, the attempt not counted: the next process or another node runs them.
 - A job with a `callback_url` is delivered once it ended (callback.py); a delivery cut short is taken up again by
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2  # the first run and one retry
 SENDS_AT_ONCE = 8  # callbacks a node sends at once, besides its running jobs (a node that runs none still sends)
 ENDED = frozenset({"succeeded", "failed", "cancelled"})
+CANCEL_KIND = "prompt_job.cancel"  # what the bus tells every node when a job running elsewhere is to stop
 
 
 class Interrupted(WidgetError):
@@ -61,6 +63,11 @@ class JobWorker:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self.closing = False
+        deps.hub.on_changed(self._told)
+
+    def _told(self, kind: str, key: list[str]) -> None:
+        if kind == CANCEL_KIND and len(key) == 1:  # a cancel made on another node (a no-op unless this one runs it)
+            self.cancel_here(key[0])
 
     def start(self) -> None:
         if self._loop is None:
