@@ -80,9 +80,13 @@ def persona_group_schemas() -> dict[str, Schema]:
     source = obj(project_id=STRING, group_id=STRING, persona_id=STRING)
     lib = obj(id=STRING, **person, seed=STRING, generator_version=STRING, source=source, created_at=TIME)
     return {**_bodies(), "PersonaGroup": group, "GroupPersona": member, "LibraryPersona": lib,
-            "PersonaGroupList": obj(data={"type": "array", "items": ref("PersonaGroup")}),
-            "GroupPersonaList": obj(data={"type": "array", "items": ref("GroupPersona")}),
-            "LibraryPersonaList": obj(data={"type": "array", "items": ref("LibraryPersona")})}
+            "PersonaGroupList": _page("PersonaGroup"), "GroupPersonaList": _page("GroupPersona"),
+            "LibraryPersonaList": _page("LibraryPersona")}
+
+
+def _page(item: str) -> Schema:
+    """One page, oldest first; next_cursor is null on the last."""
+    return obj(data={"type": "array", "items": ref(item)}, next_cursor=NULLABLE_STRING)
 
 
 def _answer(status: str, name: str | None, description: str = "OK") -> dict[str, Any]:
@@ -104,10 +108,10 @@ def persona_group_operations() -> Operations:
     return {
         (GROUPS, "post"): _op("Create a persona group in a project (a project is any id of yours: 1-64 of "
                               "[A-Za-z0-9_-])", _answer("201", "PersonaGroup", "Created"), write, "PersonaGroupBody"),
-        (GROUPS, "get"): _op("The project's persona groups, oldest first", _answer("200", "PersonaGroupList"),
-                             (400, 401)),
+        (GROUPS, "get"): _op("The project's persona groups, oldest first, a page at a time",
+                             _answer("200", "PersonaGroupList"), (400, 401)),
         (GROUPS + "/{group_id}", "get"): _op("A persona group", _answer("200", "PersonaGroup"), found),
-        (MEMBERS, "get"): _op("The group's personas, computed from their seeds",
+        (MEMBERS, "get"): _op("The group's personas, computed from their seeds, oldest first, a page at a time",
                               _answer("200", "GroupPersonaList"), found),
         (MEMBERS, "post"): _op("Add a library persona to the group (its library_persona_id traces it back)",
                                _answer("201", "GroupPersona", "Created"), write, "AddLibraryPersonaBody"),
@@ -123,8 +127,8 @@ def persona_group_operations() -> Operations:
             "Make a test persona (simulated visitor) from a generated person in one call",
             _answer("201", "TestPersona", "Created"), (400, 401, 404, 409, 413, 422), "FromPersonBody"),
             "tags": ["test personas"]},
-        ("/v1/library/personas", "get"): _op("The tenant library, oldest first", _answer("200", "LibraryPersonaList"),
-                                             (400, 401)),
+        ("/v1/library/personas", "get"): _op("The tenant library, oldest first, a page at a time",
+                                             _answer("200", "LibraryPersonaList"), (400, 401)),
         ("/v1/library/personas/{id}", "get"): _op("A library persona", _answer("200", "LibraryPersona"), found),
         ("/v1/library/personas/{id}", "delete"): _op("Delete a library persona (group members made from it stay)",
                                                      _answer("204", None, "Deleted"), found),

@@ -31,9 +31,10 @@ class PersonaGroupStore:
             if members:
                 await conn.execute(sa.insert(group_personas), members)
 
-    async def groups(self, tenant_id: str, project_id: str) -> list[Row]:
-        return await self._rows(sa.select(persona_groups).where(G.tenant_id == tenant_id, G.project_id == project_id)
-                                .order_by(G.id))
+    async def groups(self, tenant_id: str, project_id: str, *, after: str | None, limit: int) -> list[Row]:
+        """Oldest first (ids sort by creation), from after `after` (a keyset cursor)."""
+        chosen = sa.and_(G.tenant_id == tenant_id, G.project_id == project_id, *([G.id > after] if after else []))
+        return await self._rows(sa.select(persona_groups).where(chosen).order_by(G.id).limit(limit))
 
     async def group(self, tenant_id: str, project_id: str, group_id: str) -> Row | None:
         return await self._one(sa.select(persona_groups).where(G.tenant_id == tenant_id, G.project_id == project_id,
@@ -42,9 +43,10 @@ class PersonaGroupStore:
     def _members(self, tenant_id: str, project_id: str, group_id: str) -> sa.ColumnElement[bool]:
         return sa.and_(M.tenant_id == tenant_id, M.project_id == project_id, M.group_id == group_id)
 
-    async def members(self, tenant_id: str, project_id: str, group_id: str) -> list[Row]:
-        return await self._rows(sa.select(group_personas).where(self._members(tenant_id, project_id, group_id))
-                                .order_by(M.id))
+    async def members(self, tenant_id: str, project_id: str, group_id: str, *, after: str | None,
+                      limit: int) -> list[Row]:
+        chosen = sa.and_(self._members(tenant_id, project_id, group_id), *([M.id > after] if after else []))
+        return await self._rows(sa.select(group_personas).where(chosen).order_by(M.id).limit(limit))
 
     async def member(self, tenant_id: str, project_id: str, group_id: str, persona_id: str) -> Row | None:
         return await self._one(sa.select(group_personas).where(self._members(tenant_id, project_id, group_id),
@@ -70,8 +72,9 @@ class PersonaGroupStore:
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(library_personas).values(**row))
 
-    async def library(self, tenant_id: str) -> list[Row]:
-        return await self._rows(sa.select(library_personas).where(L.tenant_id == tenant_id).order_by(L.id))
+    async def library(self, tenant_id: str, *, after: str | None, limit: int) -> list[Row]:
+        chosen = sa.and_(L.tenant_id == tenant_id, *([L.id > after] if after else []))
+        return await self._rows(sa.select(library_personas).where(chosen).order_by(L.id).limit(limit))
 
     async def library_persona(self, tenant_id: str, persona_id: str) -> Row | None:
         return await self._one(sa.select(library_personas).where(L.tenant_id == tenant_id, L.id == persona_id))

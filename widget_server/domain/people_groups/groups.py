@@ -21,6 +21,7 @@ from widget_server.backends.storage import Storage
 from widget_server.clock import now
 from widget_server.domain import people
 from widget_server.domain.guardrails.policy import INTEGRAL
+from widget_server.domain.people_groups import paging
 from widget_server.domain.people_groups.places import state_named
 from widget_server.domain.people_groups.view import describe
 from widget_server.errors import InvalidRequest, NotFound
@@ -160,14 +161,23 @@ async def group(storage: Storage, tenant_id: str, project_id: str, group_id: str
     return row
 
 
-async def groups(storage: Storage, tenant_id: str, project_id: str) -> dict[str, Any]:
-    return {"data": [group_public(r) for r in await storage.persona_groups.groups(tenant_id, project(project_id))]}
+async def groups(storage: Storage, tenant_id: str, project_id: str, *, cursor: str | None,
+                 limit: int) -> dict[str, Any]:
+    """A page of the project's groups, oldest first."""
+    project(project_id)
+    rows, after = await paging.page(lambda a, n: storage.persona_groups.groups(tenant_id, project_id, after=a, limit=n),
+                                    cursor, paging.GROUP_CURSOR, limit)
+    return {"data": [group_public(r) for r in rows], "next_cursor": after}
 
 
-async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str) -> list[dict[str, Any]]:
-    """The stored rows of the group's personas, oldest first (404 when the group is not there)."""
+async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str, *, cursor: str | None,
+                  limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the stored rows of the group's personas, oldest first, and the next page's cursor (404 when the
+    group is not there)."""
     await group(storage, tenant_id, project_id, group_id)
-    return await storage.persona_groups.members(tenant_id, project_id, group_id)
+    return await paging.page(lambda a, n: storage.persona_groups.members(tenant_id, project_id, group_id, after=a,
+                                                                         limit=n),
+                             cursor, paging.MEMBER_CURSOR, limit)
 
 
 async def member_of(storage: Storage, tenant_id: str, project_id: str, group_id: str,
