@@ -8,6 +8,7 @@ from typing import Any
 from widget_server.domain import people
 from widget_server.domain.people_groups.groups import GroupBody
 from widget_server.domain.people_groups.library import AddBody
+from widget_server.domain.people_groups.overrides import STATE_CODES, Overrides
 from widget_server.domain.people_groups.places import STATES
 from widget_server.edges.openapi_components import (
     NULLABLE_STRING,
@@ -48,7 +49,25 @@ def _bodies() -> dict[str, Schema]:
     add = AddBody.model_json_schema(ref_template=REF)
     add["properties"]["library_persona_id"] |= TEXT
     return {"PersonaGroupBody": body, "PersonaGroupFilters": filters, "AddLibraryPersonaBody": add,
-            "FromPersonBody": _from_person()}
+            "FromPersonBody": _from_person(), "GroupPersonaOverrides": _overrides()}
+
+
+def _overrides() -> Schema:
+    """Every text trimmed, so not blank; a location "City, ST" (no comma in the city, a US postal code)."""
+    body = Overrides.model_json_schema(ref_template=REF)
+    for prop in body["properties"].values():
+        given = prop["anyOf"][0]
+        text = given.get("items", given)
+        if "enum" not in text:
+            text["allOf"] = [TEXT, {"pattern": NOT_ONLY_SPACE}]
+    space, codes = char_class(TRIMMED), "|".join(sorted(STATE_CODES))
+    body["properties"]["location"]["anyOf"][0]["allOf"] = [TEXT, {"pattern": (
+        f"^[^,]*[^,{space}][^,]*, (?:{codes})[{space}]*$")}]
+    body["description"] = (
+        "Overrides laid over the generated person (a JSON merge patch): a field given is set, null removes its "
+        "override, a field left out stays. Age, gender and income level cannot be overridden: the avatar and the "
+        "generator's coherence rules read them. Surrounding whitespace is trimmed from every string.")
+    return body
 
 
 def _from_person() -> Schema:
@@ -118,6 +137,9 @@ def persona_group_operations() -> Operations:
         (MEMBERS, "delete"): _op("Delete every persona of the group (past test-run results stay)",
                                  _answer("204", None, "Deleted"), found),
         (MEMBERS + "/{persona_id}", "get"): _op("A persona of the group", _answer("200", "GroupPersona"), found),
+        (MEMBERS + "/{persona_id}", "patch"): _op(
+            "Override fields of a persona of the group (null removes an override); the persona with them laid over",
+            _answer("200", "GroupPersona"), write, "GroupPersonaOverrides"),
         (MEMBERS + "/{persona_id}", "delete"): _op("Delete a persona of the group", _answer("204", None, "Deleted"),
                                                    found),
         (MEMBERS + "/{persona_id}/promote", "post"): _op(

@@ -83,6 +83,14 @@ async def get_member(request: Request) -> Response:
     return JSONResponse(groups.member_public(row, urls.get(row["id"])))
 
 
+async def override_member(request: Request) -> Response:
+    storage, tenant_id, project_id = await _context(request)
+    row = await groups.override(storage, tenant_id, project_id, request.path_params["group_id"],
+                                request.path_params["persona_id"], await json_body(request))
+    urls = await service.image_urls(storage, tenant_id, base_url(request), [row["id"]])
+    return JSONResponse(groups.member_public(row, urls.get(row["id"])))
+
+
 async def delete_member(request: Request) -> Response:
     storage, tenant_id, project_id = await _context(request)
     await groups.delete_members(storage, tenant_id, project_id, request.path_params["group_id"],

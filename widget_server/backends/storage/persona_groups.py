@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -51,6 +54,20 @@ class PersonaGroupStore:
     async def member(self, tenant_id: str, project_id: str, group_id: str, persona_id: str) -> Row | None:
         return await self._one(sa.select(group_personas).where(self._members(tenant_id, project_id, group_id),
                                                                  M.id == persona_id))
+
+    async def change_overrides(self, tenant_id: str, project_id: str, group_id: str, persona_id: str,
+                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> Row | None:
+        """The member with `change` applied to its overrides, read and written in one transaction (the row locked
+        on PostgreSQL; SQLite has one writer), so that two patches of different fields both hold."""
+        chosen = sa.and_(self._members(tenant_id, project_id, group_id), M.id == persona_id)
+        async with self.engine.begin() as conn:
+            found = (await conn.execute(sa.select(group_personas).where(chosen).with_for_update())).mappings().first()
+            if found is None:
+                return None
+            row = as_row(found)
+            row["overrides"] = change(dict(row["overrides"]))
+            await conn.execute(sa.update(group_personas).where(chosen).values(overrides=row["overrides"]))
+            return row
 
     async def add_member(self, row: Row) -> None:
         async with self.engine.begin() as conn:

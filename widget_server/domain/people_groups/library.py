@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field
 
 from widget_server.backends.storage import Storage
 from widget_server.clock import now
-from widget_server.domain.people_groups import groups, paging
+from widget_server.domain.people_groups import groups, overrides, paging
 from widget_server.domain.people_groups.view import describe
 from widget_server.errors import NotFound
 from widget_server.ids import new_id
@@ -28,8 +28,7 @@ class AddBody(StorableText):
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    shown = describe(row["seed"], row["version"])
-    shown.update({k: v for k, v in row["overrides"].items() if k in shown})
+    shown = overrides.apply(describe(row["seed"], row["version"]), row["overrides"])
     return {"id": row["id"], **shown, "seed": row["seed"], "generator_version": row["version"],
             "source": row["source"], "created_at": row["created_at"].isoformat()}
 
