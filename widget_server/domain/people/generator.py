@@ -4,7 +4,8 @@ Order (each line may read what the lines above drew): gender and sex; age, then 
 the version's reference date; ethnicity, then location (Census state shares), birthplace and immigration, then
 languages; parents' education, childhood SES, education (capped by age), occupation, employment (by age), income
 (by education, employment, age and sex); the name (SSA names of the birth decade and sex, from the version's
-table; surnames by ethnicity); personality with age trends; the body (height by sex and age, BMI, weight, sizes); the household; habits.
+table; surnames by ethnicity); personality with age trends; the body (height by sex and age, BMI, weight, sizes);
+the household; habits.
 """
 
 from __future__ import annotations
