@@ -1,12 +1,14 @@
 """The persona generator (issue 17): speed, the rules over many seeds, and fidelity to the tables.
 
-    .venv/bin/python -m bench.people [--seeds 100000]
+    .venv/bin/python -m bench.people [--seeds 100000] [--version 2026.2]
 
 - speed: personas/s on one core, and as a ratio to `json.dumps` of a fixed persona-sized dict measured in the same
   run (the ratio is what to compare between machines);
 - rules: every rule of `domain/people/rules.py` over `--seeds` seeds (expected: 0 violations);
 - fidelity: the total variation distance (TV, 0 = identical, 1 = disjoint) of each marginal from its table (or
   from the mixture its conditional tables make), then joint checks: a figure next to the table's or the source's.
+  First names are held against the SSA counts (names_ssa.json) for every version: TV from the SSA's shares of the
+  decade's births (names past the table's cover count as missing), and the top 20's share, drawn and SSA's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from widget_server.domain.people import CURRENT, generate, version
 from widget_server.domain.people.identity import band_of
 from widget_server.domain.people.rules import violations
+from widget_server.domain.people.stream import Draws
 from widget_server.domain.people.tables import tables
 
 Persona = dict[str, Any]
@@ -85,6 +88,28 @@ def marginals(people: list[Persona]) -> list[tuple[str, float]]:
     return out
 
 
+def first_names(people: list[Persona]) -> list[tuple[str, float, float, str]]:
+    """Per sex and decade of birth, people whose name comes from the decade's table (not Hispanic): TV from the
+    SSA's shares of births (the names past the table's cover are never drawn: their share counts as distance), the
+    TV of as many draws from the SSA table itself (the floor that sampling alone gives), and the share of the SSA's
+    top 20 names, drawn against the SSA's."""
+    ssa, out = tables().ssa, []
+    for (sex, decade), choice in sorted(ssa.first.items()):
+        births = ssa.births[(sex, decade)]
+        true = {name: p * choice.total / births for name, p in choice.probabilities().items()}
+        drawn = [x["name"]["first_name"] for x in people if x["demographics"]["gender"] == sex
+                 and x["demographics"]["ethnicity"] != "hispanic_latino"
+                 and str(x["demographics"]["birth_year"] // 10 * 10) == decade]
+        uncovered = 0.5 * (1 - sum(true.values()))
+        d = Draws("bench", f"{sex}-{decade}")
+        floor = tv([d.pick(choice) for _ in drawn], true) + uncovered
+        top = frozenset(sorted(true, key=lambda n: -true[n])[:20])
+        got = sum(n in top for n in drawn) / max(1, len(drawn))
+        out.append((f"{sex} {decade}s (n={len(drawn)})", tv(drawn, true) + uncovered, floor,
+                    f"{got:.1%} vs SSA {sum(true[n] for n in top):.1%}"))
+    return out
+
+
 def share(items: list[Any], test: Callable[[Any], bool]) -> float:
     return sum(map(test, items)) / max(1, len(items))
 
@@ -109,9 +134,10 @@ def joints(people: list[Persona]) -> list[tuple[str, str, str]]:
     for decade, name in (("1950", "Mary"), ("1980", "Jessica"), ("2000", "Emily")):
         born = [x for a, x in d if a["gender"] == "female" and a["ethnicity"] != "hispanic_latino"
                 and str(a["birth_year"] // 10 * 10) == decade]
-        expected = t.first_names[("female", decade)].probabilities()[name]
+        ssa = t.ssa.first[("female", decade)]
+        expected = ssa.probabilities()[name] * ssa.total / t.ssa.births[("female", decade)]
         named = sum(x["name"]["first_name"] == name for x in born) / max(1, len(born))
-        out.append((f"{name} among women born in the {decade}s", f"{named:.1%}", f"table {expected:.1%}"))
+        out.append((f"{name} among women born in the {decade}s", f"{named:.1%}", f"SSA {expected:.1%}"))
     married = [x for a, x in d if 35 <= a["age"] <= 44]
     wed = share(married, lambda x: x["lifestyle"]["relationship_status"] == "married")
     out.append(("married, ages 35-44", f"{wed:.1%}", f"ACS ~59% (n={len(married)})"))
@@ -138,16 +164,19 @@ def joints(people: list[Persona]) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100_000)
+    parser.add_argument("--version", default=CURRENT, help="the generator version to measure")
     args = parser.parse_args()
-    sample = generate("bench")
+    which = version(args.version).name
+    print(f"generator version {which}")
+    sample = generate("bench", which)
     base = rate(lambda i: json.dumps(sample))
-    speed = rate(lambda i: generate(f"speed-{i}"))
+    speed = rate(lambda i: generate(f"speed-{i}", which))
     print(f"speed: {speed:,.0f} personas per CPU second; json.dumps of one persona: {base:,.0f}/s; "
           f"ratio {speed / base:.3f} (target: >= 1,000 personas/s)")
-    ref = version(CURRENT).reference_date
+    ref = version(which).reference_date
     start, broken, people = time.perf_counter(), Counter[str](), []
     for i in range(args.seeds):
-        persona = generate(f"fidelity-{i}")
+        persona = generate(f"fidelity-{i}", which)
         broken.update(violations(persona, ref))
         people.append(persona)
     print(f"rules: {args.seeds:,} seeds in {time.perf_counter() - start:.0f}s, violations: {sum(broken.values())}"
@@ -155,6 +184,10 @@ def main() -> None:
     print("\nmarginal | TV from its table")
     for name, distance in marginals(people):
         print(f"{name} | {distance:.4f}")
+    print("\nfirst names, not Hispanic: sex, decade of birth | TV from the SSA's shares | sampling floor | "
+          "top 20's share, drawn vs SSA")
+    for label, distance, floor, top in first_names(people):
+        print(f"{label} | {distance:.4f} | {floor:.4f} | {top}")
     print("\njoint check | generated | table or source")
     for row in joints(people):
         print(" | ".join(row))

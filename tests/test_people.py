@@ -48,11 +48,12 @@ def canonical_hash(data: dict[str, Any]) -> str:
                           ).hexdigest()
 
 
-@pytest.mark.parametrize("name", ["2026.1", "2025.1"])
+@pytest.mark.parametrize("name", ["2026.2", "2026.1", "2025.1"])
 def test_golden_hashes(name: str) -> None:
+    """Every version there is keeps its bytes: a request pinning an older one gets what it got before."""
     wrong = [seed for seed, digest in GOLDEN[name].items() if canonical_hash(generate(seed, name)) != digest]
     assert not wrong, f"{len(wrong)} personas changed, first {wrong[:3]}"
-    assert len(GOLDEN["2026.1"]) == 1000
+    assert len(GOLDEN["2026.2"]) == len(GOLDEN["2026.1"]) == 1000
 
 
 def test_rules_hold_for_20000_seeds() -> None:
@@ -107,13 +108,46 @@ def test_seeds_differ_and_a_persona_is_not_its_neighbour() -> None:
     hashes = {canonical_hash(generate(f"spread-{i}")) for i in range(2000)}
     assert len(hashes) == 2000
     names = Counter(generate(f"spread-{i}")["name"]["first_name"] for i in range(2000))
-    assert len(names) > 100 and names.most_common(1)[0][1] < 200  # top-20 pools: Michael is about 7%
+    assert len(names) > 500 and names.most_common(1)[0][1] < 80  # SSA counts: the commonest name is about 2%
 
 
-def test_versions_pin_the_reference_date() -> None:
+def _share_of(names: set[str], version_name: str, sex: str, decade: int, n: int) -> tuple[float, int]:
+    """The share of these first names among people of this sex born in this decade (non-Hispanic, whose names come
+    from the decade's table alone), and how many people that was."""
+    drawn = [p["name"]["first_name"] for p in (generate(f"names-{i}", version_name) for i in range(n))
+             if p["demographics"]["gender"] == sex and p["demographics"]["ethnicity"] != "hispanic_latino"
+             and p["demographics"]["birth_year"] // 10 * 10 == decade]
+    return sum(name in names for name in drawn) / len(drawn), len(drawn)
+
+
+@pytest.mark.parametrize("sex, decade", [("female", 1990), ("male", 1960)])
+def test_the_top_20_first_names_take_their_ssa_share_not_every_draw(sex: str, decade: int) -> None:
+    """2026.1 drew every first name from the decade's top 20; 2026.2 gives the SSA's top 20 about their share of
+    that decade's births (scaled up by the table's cover of the births: the names past it are not drawn)."""
+    ssa = tables().ssa
+    key = (sex, str(decade))
+    ranked = sorted(ssa.first[key].probabilities().items(), key=lambda kv: -kv[1])[:20]
+    top, expected = {name for name, _ in ranked}, sum(p for _, p in ranked)
+    assert 0.15 < expected * ssa.first[key].total / ssa.births[key] < 0.45  # the SSA's own share for the decade
+    old_top = set(tables().first_names[key].values)
+    assert _share_of(old_top, "2026.1", sex, decade, 3000)[0] == 1.0
+    new, total = _share_of(top, CURRENT, sex, decade, 8000)
+    assert total > 400 and abs(new - expected) < 0.08, (new, expected, total)  # 4 standard errors and more
+
+
+def test_a_hispanic_persons_spanish_name_is_of_their_birth_decade() -> None:
+    ssa = tables().ssa
+    assert ssa.hispanic[("female", "1950")].probabilities()["Maria"] > 0.2
+    assert "Ximena" not in ssa.hispanic[("female", "1950")].values  # not given in the US then
+    assert "Ximena" in ssa.hispanic[("female", "2000")].values
+
+
+def test_versions_pin_the_reference_date_and_the_name_tables() -> None:
     old, new = generate("pin", "2025.1"), generate("pin", "2026.1")
     assert old != new
-    assert set(VERSIONS) == {"2025.1", "2026.1"} and CURRENT == "2026.1"
+    assert set(VERSIONS) == {"2025.1", "2026.1", "2026.2"} and CURRENT == "2026.2"
+    assert version("2026.2").reference_date == version("2026.1").reference_date
+    assert [version(v).first_names for v in VERSIONS] == ["top20", "top20", "ssa"]
     with pytest.raises(InvalidRequest) as caught:
         generate("pin", "1999.9")
     assert caught.value.details == {"param": "version"}

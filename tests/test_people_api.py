@@ -43,7 +43,7 @@ def test_the_envelope_and_a_seed_regenerates_the_persona(stack: Stack) -> None:
     assert body["data"] == generate("test-123")
     meta = body["metadata"]
     assert set(meta) == {"id", "version", "generator_version", "generated_at", "seed", "usage"}
-    assert meta["seed"] == "test-123" and meta["version"] == "1.0" and meta["generator_version"] == "2026.1"
+    assert meta["seed"] == "test-123" and meta["version"] == "1.0" and meta["generator_version"] == "2026.2"
     assert meta["id"].startswith("persona_") and meta["generated_at"].endswith("Z")
     assert set(meta["usage"]) == {"requests_remaining", "reset_date"}
     again = persona(stack, headers={"Authorization": f"Bearer {stack.sk}"}, seed="test-123").json()

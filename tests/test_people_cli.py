@@ -19,7 +19,7 @@ def cli(tmp_path: Path) -> Cli:
 
 def test_a_seed_prints_the_generators_persona(cli: Cli) -> None:
     out = json.loads(cli.ok("persona", "generate", "--seed", "test-123", "--json"))
-    assert out == {"seed": "test-123", "generator_version": "2026.1", "data": generate("test-123")}
+    assert out == {"seed": "test-123", "generator_version": "2026.2", "data": generate("test-123")}
     old = json.loads(cli.ok("persona", "generate", "--seed", "test-123", "--json", "--version", "2025.1"))
     assert old["data"] == generate("test-123", "2025.1") != out["data"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.errors import assert_error
+from tests.support.groups import Api
 from widget_server.backends.storage import open_storage
 from widget_server.backends.storage.group_tables import group_personas
 from widget_server.domain import people
@@ -33,34 +33,6 @@ def db_stack(stack_factory: Callable[..., Stack], db_url: str) -> Stack:
     return stack_factory(database_url=db_url)
 
 
-class Api:
-    def __init__(self, stack: Stack, sk: str | None = None, project: str | None = None) -> None:
-        self.url = stack.url
-        self.project = project or f"proj-{secrets.token_hex(3)}"
-        self.headers = {"Authorization": f"Bearer {sk or stack.sk}"}
-
-    def groups(self, project: str | None = None) -> str:
-        return f"{self.url}/v1/projects/{project or self.project}/persona-groups"
-
-    def call(self, method: str, path: str, doc: Any = None) -> httpx.Response:
-        url = path if path.startswith("http") else self.url + path
-        return httpx.request(method, url, headers=self.headers, timeout=60,
-                             **({"json": doc} if doc is not None else {}))
-
-    def create(self, **fields: Any) -> httpx.Response:
-        return self.call("POST", self.groups(), {"name": "Shoppers", "seed": "s1", "size": 5, **fields})
-
-    def made(self, **fields: Any) -> dict[str, Any]:
-        r = self.create(**fields)
-        assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    def members(self, group: dict[str, Any]) -> list[dict[str, Any]]:
-        r = self.call("GET", f"{self.groups(group['project_id'])}/{group['id']}/personas")
-        assert r.status_code == 200, r.text
-        return r.json()["data"]  # type: ignore[no-any-return]
-
-
 def test_create_is_201_with_the_group_and_its_members(db_stack: Stack) -> None:
     api = Api(db_stack)
     r = api.create(name="Texans", seed="abc", size=3)
@@ -71,7 +43,7 @@ def test_create_is_201_with_the_group_and_its_members(db_stack: Stack) -> None:
         api.project, "Texans", 3, people.CURRENT)
     assert r.headers["location"] == f"/v1/projects/{api.project}/persona-groups/{group['id']}"
     assert api.call("GET", r.headers["location"]).json() == group
-    assert api.call("GET", api.groups()).json() == {"data": [group]}
+    assert api.call("GET", api.groups()).json() == {"data": [group], "next_cursor": None}
     members = api.members(group)
     assert len(members) == 3 and all(set(m) == FIELDS for m in members)
     first = members[0]
@@ -94,12 +66,12 @@ def test_the_same_seed_size_and_filters_give_the_same_members(db_stack: Stack) -
 
 def test_filters_are_kept_by_every_member(db_stack: Stack) -> None:
     api = Api(db_stack)
-    group = api.made(seed="f", size=8, filters={"age_min": 25, "age_max": 35, "locations": ["tx", "new york"],
+    group = api.made(seed="f", size=8, filters={"age_min": 25, "age_max": 45, "locations": ["tx", "new york"],
                                                 "languages": ["Spanish"]})
-    assert group["filters"] == {"age_min": 25, "age_max": 35, "locations": ["new_york", "texas"],
+    assert group["filters"] == {"age_min": 25, "age_max": 45, "locations": ["new_york", "texas"],
                                 "languages": ["spanish"]}
     for m in api.members(group):
-        assert 25 <= m["age"] <= 35 and m["location"].endswith((", TX", ", NY")) and "spanish" in m["languages"]
+        assert 25 <= m["age"] <= 45 and m["location"].endswith((", TX", ", NY")) and "spanish" in m["languages"]
 
 
 def test_filters_too_narrow_are_a_clear_400_and_make_no_group(db_stack: Stack) -> None:
@@ -108,7 +80,7 @@ def test_filters_too_narrow_are_a_clear_400_and_make_no_group(db_stack: Stack) -
                        "persona_group.filters_too_narrow")
     assert err["details"]["found"] == 0 and err["details"]["size"] == 3
     assert_error(api.create(size=2, filters={"age_min": 60, "age_max": 20}), 400, "persona_group.filters_too_narrow")
-    assert api.call("GET", api.groups()).json() == {"data": []}
+    assert api.call("GET", api.groups()).json() == {"data": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize("doc, field", [
@@ -189,13 +161,13 @@ def test_tenants_never_see_nor_touch_each_others_groups(db_stack: Stack) -> None
     group = mine.made(size=2)
     member = mine.members(group)[0]
     base = f"{mine.groups()}/{group['id']}"
-    assert theirs.call("GET", mine.groups()).json() == {"data": []}
+    assert theirs.call("GET", mine.groups()).json() == {"data": [], "next_cursor": None}
     for method, path in (("GET", base), ("GET", f"{base}/personas"), ("DELETE", f"{base}/personas"),
                          ("GET", f"{base}/personas/{member['id']}"), ("DELETE", f"{base}/personas/{member['id']}"),
                          ("POST", f"{base}/personas/{member['id']}/promote")):
         assert_error(theirs.call(method, path), 404)
     lib = mine.call("POST", f"{base}/personas/{member['id']}/promote").json()
-    assert theirs.call("GET", "/v1/library/personas").json() == {"data": []}
+    assert theirs.call("GET", "/v1/library/personas").json() == {"data": [], "next_cursor": None}
     assert_error(theirs.call("GET", f"/v1/library/personas/{lib['id']}"), 404, "library_persona.not_found")
     assert_error(theirs.call("DELETE", f"/v1/library/personas/{lib['id']}"), 404)
     their_group = theirs.made(size=1)
@@ -214,7 +186,7 @@ def test_promote_to_the_library_and_reuse_in_another_project(db_stack: Stack) ->
     assert lib["id"].startswith("lib_") and lib["full_name"] == member["full_name"]
     assert (lib["seed"], lib["generator_version"]) == ("lib:1", people.CURRENT)
     assert lib["source"] == {"project_id": api.project, "group_id": group["id"], "persona_id": member["id"]}
-    assert api.call("GET", "/v1/library/personas").json() == {"data": [lib]}
+    assert api.call("GET", "/v1/library/personas").json() == {"data": [lib], "next_cursor": None}
     assert api.call("GET", f"/v1/library/personas/{lib['id']}").json() == lib
     other = Api(db_stack, project="another-project")
     target = other.made(seed="t", size=1)

@@ -8,6 +8,7 @@ from typing import Any
 from widget_server.domain import people
 from widget_server.domain.people_groups.groups import GroupBody
 from widget_server.domain.people_groups.library import AddBody
+from widget_server.domain.people_groups.overrides import STATE_CODES, Overrides
 from widget_server.domain.people_groups.places import STATES
 from widget_server.edges.openapi_components import (
     NULLABLE_STRING,
@@ -48,7 +49,25 @@ def _bodies() -> dict[str, Schema]:
     add = AddBody.model_json_schema(ref_template=REF)
     add["properties"]["library_persona_id"] |= TEXT
     return {"PersonaGroupBody": body, "PersonaGroupFilters": filters, "AddLibraryPersonaBody": add,
-            "FromPersonBody": _from_person()}
+            "FromPersonBody": _from_person(), "GroupPersonaOverrides": _overrides()}
+
+
+def _overrides() -> Schema:
+    """Every text trimmed, so not blank; a location "City, ST" (no comma in the city, a US postal code)."""
+    body = Overrides.model_json_schema(ref_template=REF)
+    for prop in body["properties"].values():
+        given = prop["anyOf"][0]
+        text = given.get("items", given)
+        if "enum" not in text:
+            text["allOf"] = [TEXT, {"pattern": NOT_ONLY_SPACE}]
+    space, codes = char_class(TRIMMED), "|".join(sorted(STATE_CODES))
+    body["properties"]["location"]["anyOf"][0]["allOf"] = [TEXT, {"pattern": (
+        f"^[^,]*[^,{space}][^,]*, (?:{codes})[{space}]*$")}]
+    body["description"] = (
+        "Overrides laid over the generated person (a JSON merge patch): a field given is set, null removes its "
+        "override, a field left out stays. Age, gender and income level cannot be overridden: the avatar and the "
+        "generator's coherence rules read them. Surrounding whitespace is trimmed from every string.")
+    return body
 
 
 def _from_person() -> Schema:
@@ -80,9 +99,13 @@ def persona_group_schemas() -> dict[str, Schema]:
     source = obj(project_id=STRING, group_id=STRING, persona_id=STRING)
     lib = obj(id=STRING, **person, seed=STRING, generator_version=STRING, source=source, created_at=TIME)
     return {**_bodies(), "PersonaGroup": group, "GroupPersona": member, "LibraryPersona": lib,
-            "PersonaGroupList": obj(data={"type": "array", "items": ref("PersonaGroup")}),
-            "GroupPersonaList": obj(data={"type": "array", "items": ref("GroupPersona")}),
-            "LibraryPersonaList": obj(data={"type": "array", "items": ref("LibraryPersona")})}
+            "PersonaGroupList": _page("PersonaGroup"), "GroupPersonaList": _page("GroupPersona"),
+            "LibraryPersonaList": _page("LibraryPersona")}
+
+
+def _page(item: str) -> Schema:
+    """One page, oldest first; next_cursor is null on the last."""
+    return obj(data={"type": "array", "items": ref(item)}, next_cursor=NULLABLE_STRING)
 
 
 def _answer(status: str, name: str | None, description: str = "OK") -> dict[str, Any]:
@@ -104,16 +127,19 @@ def persona_group_operations() -> Operations:
     return {
         (GROUPS, "post"): _op("Create a persona group in a project (a project is any id of yours: 1-64 of "
                               "[A-Za-z0-9_-])", _answer("201", "PersonaGroup", "Created"), write, "PersonaGroupBody"),
-        (GROUPS, "get"): _op("The project's persona groups, oldest first", _answer("200", "PersonaGroupList"),
-                             (400, 401)),
+        (GROUPS, "get"): _op("The project's persona groups, oldest first, a page at a time",
+                             _answer("200", "PersonaGroupList"), (400, 401)),
         (GROUPS + "/{group_id}", "get"): _op("A persona group", _answer("200", "PersonaGroup"), found),
-        (MEMBERS, "get"): _op("The group's personas, computed from their seeds",
+        (MEMBERS, "get"): _op("The group's personas, computed from their seeds, oldest first, a page at a time",
                               _answer("200", "GroupPersonaList"), found),
         (MEMBERS, "post"): _op("Add a library persona to the group (its library_persona_id traces it back)",
                                _answer("201", "GroupPersona", "Created"), write, "AddLibraryPersonaBody"),
         (MEMBERS, "delete"): _op("Delete every persona of the group (past test-run results stay)",
                                  _answer("204", None, "Deleted"), found),
         (MEMBERS + "/{persona_id}", "get"): _op("A persona of the group", _answer("200", "GroupPersona"), found),
+        (MEMBERS + "/{persona_id}", "patch"): _op(
+            "Override fields of a persona of the group (null removes an override); the persona with them laid over",
+            _answer("200", "GroupPersona"), write, "GroupPersonaOverrides"),
         (MEMBERS + "/{persona_id}", "delete"): _op("Delete a persona of the group", _answer("204", None, "Deleted"),
                                                    found),
         (MEMBERS + "/{persona_id}/promote", "post"): _op(
@@ -123,8 +149,8 @@ def persona_group_operations() -> Operations:
             "Make a test persona (simulated visitor) from a generated person in one call",
             _answer("201", "TestPersona", "Created"), (400, 401, 404, 409, 413, 422), "FromPersonBody"),
             "tags": ["test personas"]},
-        ("/v1/library/personas", "get"): _op("The tenant library, oldest first", _answer("200", "LibraryPersonaList"),
-                                             (400, 401)),
+        ("/v1/library/personas", "get"): _op("The tenant library, oldest first, a page at a time",
+                                             _answer("200", "LibraryPersonaList"), (400, 401)),
         ("/v1/library/personas/{id}", "get"): _op("A library persona", _answer("200", "LibraryPersona"), found),
         ("/v1/library/personas/{id}", "delete"): _op("Delete a library persona (group members made from it stay)",
                                                      _answer("204", None, "Deleted"), found),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -31,9 +34,10 @@ class PersonaGroupStore:
             if members:
                 await conn.execute(sa.insert(group_personas), members)
 
-    async def groups(self, tenant_id: str, project_id: str) -> list[Row]:
-        return await self._rows(sa.select(persona_groups).where(G.tenant_id == tenant_id, G.project_id == project_id)
-                                .order_by(G.id))
+    async def groups(self, tenant_id: str, project_id: str, *, after: str | None, limit: int) -> list[Row]:
+        """Oldest first (ids sort by creation), from after `after` (a keyset cursor)."""
+        chosen = sa.and_(G.tenant_id == tenant_id, G.project_id == project_id, *([G.id > after] if after else []))
+        return await self._rows(sa.select(persona_groups).where(chosen).order_by(G.id).limit(limit))
 
     async def group(self, tenant_id: str, project_id: str, group_id: str) -> Row | None:
         return await self._one(sa.select(persona_groups).where(G.tenant_id == tenant_id, G.project_id == project_id,
@@ -42,13 +46,28 @@ class PersonaGroupStore:
     def _members(self, tenant_id: str, project_id: str, group_id: str) -> sa.ColumnElement[bool]:
         return sa.and_(M.tenant_id == tenant_id, M.project_id == project_id, M.group_id == group_id)
 
-    async def members(self, tenant_id: str, project_id: str, group_id: str) -> list[Row]:
-        return await self._rows(sa.select(group_personas).where(self._members(tenant_id, project_id, group_id))
-                                .order_by(M.id))
+    async def members(self, tenant_id: str, project_id: str, group_id: str, *, after: str | None,
+                      limit: int) -> list[Row]:
+        chosen = sa.and_(self._members(tenant_id, project_id, group_id), *([M.id > after] if after else []))
+        return await self._rows(sa.select(group_personas).where(chosen).order_by(M.id).limit(limit))
 
     async def member(self, tenant_id: str, project_id: str, group_id: str, persona_id: str) -> Row | None:
         return await self._one(sa.select(group_personas).where(self._members(tenant_id, project_id, group_id),
                                                                  M.id == persona_id))
+
+    async def change_overrides(self, tenant_id: str, project_id: str, group_id: str, persona_id: str,
+                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> Row | None:
+        """The member with `change` applied to its overrides, read and written in one transaction (the row locked
+        on PostgreSQL; SQLite has one writer), so that two patches of different fields both hold."""
+        chosen = sa.and_(self._members(tenant_id, project_id, group_id), M.id == persona_id)
+        async with self.engine.begin() as conn:
+            found = (await conn.execute(sa.select(group_personas).where(chosen).with_for_update())).mappings().first()
+            if found is None:
+                return None
+            row = as_row(found)
+            row["overrides"] = change(dict(row["overrides"]))
+            await conn.execute(sa.update(group_personas).where(chosen).values(overrides=row["overrides"]))
+            return row
 
     async def add_member(self, row: Row) -> None:
         async with self.engine.begin() as conn:
@@ -70,8 +89,9 @@ class PersonaGroupStore:
         async with self.engine.begin() as conn:
             await conn.execute(sa.insert(library_personas).values(**row))
 
-    async def library(self, tenant_id: str) -> list[Row]:
-        return await self._rows(sa.select(library_personas).where(L.tenant_id == tenant_id).order_by(L.id))
+    async def library(self, tenant_id: str, *, after: str | None, limit: int) -> list[Row]:
+        chosen = sa.and_(L.tenant_id == tenant_id, *([L.id > after] if after else []))
+        return await self._rows(sa.select(library_personas).where(chosen).order_by(L.id).limit(limit))
 
     async def library_persona(self, tenant_id: str, persona_id: str) -> Row | None:
         return await self._one(sa.select(library_personas).where(L.tenant_id == tenant_id, L.id == persona_id))

@@ -36,6 +36,27 @@ class Tables:
     first_names: dict[tuple[str, str], Choice]
     last_names: dict[str, Choice]
     hispanic_first: dict[str, Choice]
+    ssa: SsaNames
+
+
+@dataclass(frozen=True)
+class SsaNames:
+    """names_ssa.json compiled: by (sex, decade), the names weighted by their SSA counts, the Spanish ones, and the
+    decade's births (what each count is a share of)."""
+
+    first: dict[tuple[str, str], Choice]
+    hispanic: dict[tuple[str, str], Choice]
+    births: dict[tuple[str, str], int]
+
+
+def _ssa(doc: dict[str, Any]) -> SsaNames:
+    def choice(pairs: list[list[Any]]) -> Choice:
+        return Choice([n for n, _ in pairs], [c for _, c in pairs])
+
+    first = {(sex, dec): choice(v["names"]) for sex, decades in doc["first"].items() for dec, v in decades.items()}
+    births = {(sex, dec): int(v["births"]) for sex, decades in doc["first"].items() for dec, v in decades.items()}
+    hispanic = {(sex, dec): choice(v) for sex, decades in doc["hispanic"].items() for dec, v in decades.items()}
+    return SsaNames(first, hispanic, births)
 
 
 def _rank_weights(n: int) -> list[float]:
@@ -62,4 +83,5 @@ def tables() -> Tables:
              for sex, decades in names["first"].items() for decade, pool in decades.items()}
     last = {eth: Choice(pool, _rank_weights(len(pool))) for eth, pool in names["last"].items()}
     hispanic_first = {sex: Choice(pool, _rank_weights(len(pool))) for sex, pool in names["hispanic_first"].items()}
-    return Tables(raw, names, choices, rows, states, by_hispanic, first, last, hispanic_first)
+    return Tables(raw, names, choices, rows, states, by_hispanic, first, last, hispanic_first,
+                  _ssa(_load("names_ssa.json")))

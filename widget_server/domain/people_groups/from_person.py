@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from widget_server.backends.storage import Storage
 from widget_server.domain import people
-from widget_server.domain.people_groups import groups
+from widget_server.domain.people_groups import groups, overrides
 from widget_server.domain.people_groups.view import describe
 from widget_server.domain.testing import personas as test_personas
 from widget_server.text import StorableText
@@ -65,9 +65,9 @@ def system_prompt(shown: dict[str, Any], person: dict[str, Any]) -> str:
     traits = ", ".join(shown["personality_traits"])
     languages = [lang.replace("_", " ").capitalize() for lang in shown["languages"]]
     style = WRITING.get(person["psychology"]["literacy_level"], "ordinary, clear sentences")
-    first = person["name"]["first_name"]
+    first = shown["full_name"].split()[0]  # the overridden name's, when there is one
     job = shown["occupation"]
-    return (f"You are {shown['full_name']}, {shown['age']}, {'an' if job[0] in 'aeiou' else 'a'} {job} from "
+    return (f"You are {shown['full_name']}, {shown['age']}, {'an' if job[0].lower() in 'aeiou' else 'a'} {job} from "
             f"{shown['location']}. "
             f"You write to a shop's support chat as a customer, never as an assistant, and stay in character. "
             f"Your personality: {traits}. You care about {', '.join(shown['motivations'])}; your price "
@@ -82,20 +82,21 @@ def description(shown: dict[str, Any]) -> str:
             f"({', '.join(shown['personality_traits'][:3])})")
 
 
-async def _source(storage: Storage, tenant_id: str, spec: FromPersonBody) -> tuple[str, str]:
+async def _source(storage: Storage, tenant_id: str, spec: FromPersonBody) -> tuple[str, str, dict[str, Any]]:
+    """Seed, version and overrides: a group persona's own, or a bare seed's (no overrides)."""
     if spec.group_persona is not None:
         ref = spec.group_persona
         row = await groups.member_of(storage, tenant_id, ref.project_id, ref.group_id, ref.persona_id)
-        return row["seed"], row["version"]
+        return row["seed"], row["version"], row["overrides"]
     assert spec.seed is not None  # the validator's rule
-    return spec.seed, people.version(spec.version).name
+    return spec.seed, people.version(spec.version).name, {}
 
 
 async def create(storage: Storage, tenant_id: str, body: Any) -> dict[str, Any]:
     """The test persona, made as POST /v1/test-personas makes one (409 when the name is taken)."""
     spec: FromPersonBody = groups.validate(FromPersonBody, body)
-    seed, version = await _source(storage, tenant_id, spec)
-    shown, person = describe(seed, version), people.generate(seed, version)
+    seed, version, changed = await _source(storage, tenant_id, spec)
+    shown, person = overrides.apply(describe(seed, version), changed), people.generate(seed, version)
     doc = {"name": spec.name or shown["full_name"], "description": description(shown),
            "system_prompt": system_prompt(shown, person), "headers": {"Accept-Language": accept_language(
                shown["languages"])},

@@ -21,6 +21,7 @@ from widget_server.backends.storage import Storage
 from widget_server.clock import now
 from widget_server.domain import people
 from widget_server.domain.guardrails.policy import INTEGRAL
+from widget_server.domain.people_groups import overrides, paging
 from widget_server.domain.people_groups.places import state_named
 from widget_server.domain.people_groups.view import describe
 from widget_server.errors import InvalidRequest, NotFound
@@ -127,8 +128,7 @@ def group_public(row: dict[str, Any]) -> dict[str, Any]:
 
 def member_public(row: dict[str, Any], image_url: str | None = None) -> dict[str, Any]:
     """The member computed from its seed and version, its overrides laid over the fields they name."""
-    shown = describe(row["seed"], row["version"])
-    shown.update({k: v for k, v in row["overrides"].items() if k in shown})
+    shown = overrides.apply(describe(row["seed"], row["version"]), row["overrides"])
     return {"id": row["id"], **shown, "image_url": image_url, "library_persona_id": row["library_persona_id"],
             "created_at": row["created_at"].isoformat()}
 
@@ -160,14 +160,23 @@ async def group(storage: Storage, tenant_id: str, project_id: str, group_id: str
     return row
 
 
-async def groups(storage: Storage, tenant_id: str, project_id: str) -> dict[str, Any]:
-    return {"data": [group_public(r) for r in await storage.persona_groups.groups(tenant_id, project(project_id))]}
+async def groups(storage: Storage, tenant_id: str, project_id: str, *, cursor: str | None,
+                 limit: int) -> dict[str, Any]:
+    """A page of the project's groups, oldest first."""
+    project(project_id)
+    rows, after = await paging.page(lambda a, n: storage.persona_groups.groups(tenant_id, project_id, after=a, limit=n),
+                                    cursor, paging.GROUP_CURSOR, limit)
+    return {"data": [group_public(r) for r in rows], "next_cursor": after}
 
 
-async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str) -> list[dict[str, Any]]:
-    """The stored rows of the group's personas, oldest first (404 when the group is not there)."""
+async def members(storage: Storage, tenant_id: str, project_id: str, group_id: str, *, cursor: str | None,
+                  limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the stored rows of the group's personas, oldest first, and the next page's cursor (404 when the
+    group is not there)."""
     await group(storage, tenant_id, project_id, group_id)
-    return await storage.persona_groups.members(tenant_id, project_id, group_id)
+    return await paging.page(lambda a, n: storage.persona_groups.members(tenant_id, project_id, group_id, after=a,
+                                                                         limit=n),
+                             cursor, paging.MEMBER_CURSOR, limit)
 
 
 async def member_of(storage: Storage, tenant_id: str, project_id: str, group_id: str,
@@ -176,6 +185,18 @@ async def member_of(storage: Storage, tenant_id: str, project_id: str, group_id:
     await group(storage, tenant_id, project_id, group_id)
     row = await storage.persona_groups.member(tenant_id, project_id, group_id, persona_id)
     if row is None:
+        raise GroupPersonaNotFound(f"no persona {persona_id[:60]!r} in group {group_id!r}")
+    return row
+
+
+async def override(storage: Storage, tenant_id: str, project_id: str, group_id: str, persona_id: str,
+                   body: Any) -> dict[str, Any]:
+    """PATCH a member's overrides (a merge patch: null removes one); the member's row, 404 before the body is read."""
+    await member_of(storage, tenant_id, project_id, group_id, persona_id)
+    patch: overrides.Overrides = validate(overrides.Overrides, body)
+    row = await storage.persona_groups.change_overrides(tenant_id, project_id, group_id, persona_id,
+                                                        lambda current: overrides.merged(current, patch))
+    if row is None:  # deleted meanwhile
         raise GroupPersonaNotFound(f"no persona {persona_id[:60]!r} in group {group_id!r}")
     return row
 

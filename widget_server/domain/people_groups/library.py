@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field
 
 from widget_server.backends.storage import Storage
 from widget_server.clock import now
-from widget_server.domain.people_groups import groups
+from widget_server.domain.people_groups import groups, overrides, paging
 from widget_server.domain.people_groups.view import describe
 from widget_server.errors import NotFound
 from widget_server.ids import new_id
@@ -28,8 +28,7 @@ class AddBody(StorableText):
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:
-    shown = describe(row["seed"], row["version"])
-    shown.update({k: v for k, v in row["overrides"].items() if k in shown})
+    shown = overrides.apply(describe(row["seed"], row["version"]), row["overrides"])
     return {"id": row["id"], **shown, "seed": row["seed"], "generator_version": row["version"],
             "source": row["source"], "created_at": row["created_at"].isoformat()}
 
@@ -55,8 +54,11 @@ async def get(storage: Storage, tenant_id: str, persona_id: str) -> dict[str, An
     return public(await get_row(storage, tenant_id, persona_id))
 
 
-async def listing(storage: Storage, tenant_id: str) -> dict[str, Any]:
-    return {"data": [public(r) for r in await storage.persona_groups.library(tenant_id)]}
+async def listing(storage: Storage, tenant_id: str, *, cursor: str | None, limit: int) -> dict[str, Any]:
+    """A page of the library, oldest first."""
+    rows, after = await paging.page(lambda a, n: storage.persona_groups.library(tenant_id, after=a, limit=n), cursor,
+                                    paging.LIBRARY_CURSOR, limit)
+    return {"data": [public(r) for r in rows], "next_cursor": after}
 
 
 async def delete(storage: Storage, tenant_id: str, persona_id: str) -> None:
