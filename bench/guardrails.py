@@ -234,6 +234,9 @@ def report_output() -> None:
 TENANT_P95: dict[str, tuple[float, float]] = {}  # ms of wall-clock and of CPU, per tenant, of the last `tenant_table`
 
 
+WITH_PII = (" — my email is sam.lee@example.com", ", call me on +44 20 7946 0958", " (card 4111 1111 1111 1111)")
+
+
 def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]:
     """The issue's table for one development tenant of `bench/tenants/`: each message through `check_input`
     (what the REST prompt endpoint, SSE and the widget all call), one at a time and without context."""
@@ -241,8 +244,8 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
 
     tenant = load(name)
     cp = compile_policy(parse_policy(tenant.policy))
-    rows: dict[str, list[bool]] = {k: [] for k in ("on_topic", "off_topic", "denied", "escalate", "pii_served",
-                                                   "pii_reported", "role_override")}
+    rows: dict[str, list[bool]] = {k: [] for k in ("on_topic", "off_topic", "off_topic_pii", "denied", "escalate",
+                                                   "pii_served", "pii_reported", "role_override")}
     check_input(cp, "warm up")  # the models load once per process: not measured
     times, cpu = [], []
     for m in tenant.messages:
@@ -256,6 +259,8 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
             ok = not d.stops
         elif kind == "off_topic":
             ok = d.action == "refuse"
+            # what `check.PII_LENIENCY` costs: the same message with the visitor's own data appended
+            rows["off_topic_pii"].extend(check_input(cp, m.text + tail).action == "refuse" for tail in WITH_PII)
         elif kind == "denied":
             ok = d.action == "refuse" and d.reason == f"topic.{m.expect.replace(':', '.', 1)}"
         elif kind == "escalate":
@@ -280,8 +285,10 @@ def tenant_table(name: str, verbose: bool = False) -> dict[str, tuple[int, int]]
     return out
 
 
-TENANT_ROWS = (("on_topic", "on-topic messages allowed", ">= 97 %"), ("off_topic", "off-topic messages refused",
-               ">= 97 %"), ("denied", "denied-topic messages refused with their own reason", ">= 90 %"),
+TENANT_ROWS = (("on_topic", "on-topic messages allowed", ">= 97 %"),
+               ("off_topic", "off-topic messages refused", ">= 97 %"),
+               ("off_topic_pii", "the same with an e-mail, phone or card appended", "–"),
+               ("denied", "denied-topic messages refused with their own reason", ">= 90 %"),
                ("escalate", "requests for a person escalated", ">= 98 %"),
                ("pii_served", "PII masked and the turn still served", "100 %"),
                ("pii_reported", "PII masks reported (with spans)", "100 %"),

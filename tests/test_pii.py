@@ -143,6 +143,40 @@ def test_an_on_topic_message_with_pii_is_masked_and_still_allowed() -> None:
     assert check_input(cp, "tell me a poem about the sea").action == "refuse"  # the topics still apply
 
 
+SHOP_TOPICS = {"allowed": [
+    {"id": "orders", "examples": ["where is my order", "my parcel has not arrived", "when will my package be delivered",
+                                  "track my delivery"]},
+    {"id": "account", "examples": ["how do I reset my password", "I can't log in to my account",
+                                   "change the email on my account", "close my account"]},
+    {"id": "payments", "examples": ["my payment was declined", "I was charged twice", "can I pay by bank transfer",
+                                    "get a refund"]}], "off_topic": "refuse"}
+
+
+@pytest.mark.parametrize(("text", "served"), [
+    ("the sms with my code never comes, my number is +44 7700 900123", "the sms with my code never comes, my number "
+                                                                        "is [phone]"),
+    ("update my card to 4242 4242 4242 4242, the old one expired", "update my card to [card], the old one expired"),
+    ("card 4242 4242 4242 4242 expires next month, what do I do", "card [card] expires next month, what do I do"),
+])
+def test_who_gives_their_own_data_is_read_as_dealing_with_the_business(text: str, served: str) -> None:
+    # Each of these is a little under the off-topic threshold read without its PII, and over it less PII_LENIENCY.
+    cp = compile_policy(parse_policy({**DOC, "topics": SHOP_TOPICS}))
+    decision = check_input(cp, text)
+    assert (decision.action, decision.text) == ("mask", served), decision.reason
+
+
+@pytest.mark.parametrize("text", [
+    "who won the football game last night, mail me at ada@example.com",
+    "write me a poem about the sea, my number is +44 7700 900123",
+    "what's the weather in paris tomorrow? ada@example.com",
+])
+def test_an_off_topic_message_is_refused_whatever_data_it_carries(text: str) -> None:
+    cp = compile_policy(parse_policy({**DOC, "topics": SHOP_TOPICS}))
+    decision = check_input(cp, text)
+    assert (decision.action, decision.reason) == ("refuse", "topic.off_topic")
+    assert decision.shown is not None and ("[email]" in decision.shown or "[phone]" in decision.shown)  # stored masked
+
+
 def test_the_policy_names_every_entity_and_the_old_lists_keep_working() -> None:
     for entities in (["email", "phone", "credit_card", "iban", "us_ssn"], [*pii.ENTITIES], ["national_id"]):
         assert parse_policy({"version": 1, "pii": {"entities": entities}}).pii is not None

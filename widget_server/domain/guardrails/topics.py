@@ -362,7 +362,7 @@ def _denied_in_clause(ct: CompiledTopics, vectors: Matrix) -> tuple[str | None, 
 
 
 def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = None,
-          multilingual: Embed | None = None) -> TopicMatch:
+          multilingual: Embed | None = None, lenient: float = 0.0) -> TopicMatch:
     """Embed the message (and for a short follow-up read it with the previous turn too) and decide. A denied
     topic is also looked for in each clause of a longer message, so that the tenant's own words around a denied
     ask ("I fell off my bike, how much paracetamol…") do not hide it.
@@ -372,13 +372,14 @@ def match(ct: CompiledTopics, text: str, embed: Embed, previous: str | None = No
     names and trade words are often English in any language: "der Jira-Import bricht ab"); an English message
     first with MiniLM, then with the multilingual encoder held to a stricter threshold (`SECOND_READING`). A
     second reading can only find the message on topic. Only MiniLM readings take the previous turn into
-    account: the follow-up constants were chosen on its scale."""
+    account: the follow-up constants were chosen on its scale. `lenient` lowers every reading's off-topic
+    threshold (`check.PII_LENIENCY`)."""
     if ct.multilingual is None or multilingual is None:
-        return _match(ct, text, embed, previous)
+        return _match(ct, text, embed, previous, -lenient)
 
     def read(topics: CompiledTopics, english_model: bool, strict: float, first: bool) -> TopicMatch:
         found = _match(topics, text, embed if english_model else multilingual, previous if english_model else None,
-                       strict, denied_clauses=first)  # a second reading only looks for the allowed topics
+                       strict - lenient, denied_clauses=first)  # a second reading only looks for the allowed topics
         return replace(found, encoder="MiniLM" if english_model else "multilingual")
 
     english = is_english(text)
