@@ -12,12 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.scripted import Scripted
 from tests.support.servers import serve_in_thread
 from tests.test_suites import POLICY, Command
 from tests.test_suites_simulated import _in_process
+from widget_server.domain.testing.judge import NotAVerdict, verdict
+from widget_server.domain.testing.suite import SuiteInvalid, parse_suite
 from widget_server.settings import Settings
 
 RUBRIC = "The reply talks about helmets."
@@ -167,3 +171,34 @@ def test_a_simulated_conversation_is_judged_whole(shop: tuple[Stack, str], tmp_p
     (asked,) = [r for r in fake.requests if r["model"] == "verdicts:P"]
     assert "Visitor: Helmets?\nSpokes: Helmets?\nVisitor: Thanks, bye\nSpokes: Thanks, bye" in asked[
         "messages"][-1]["content"]
+
+
+@given(answer=st.one_of(st.text(max_size=80), st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["pass", "reason", "x"]), inner,
+                                                                max_size=3), max_leaves=6).map(json.dumps)))
+@example(answer='```json\n{"pass": true, "reason": "ok"}\n```')
+@example(answer='{"pass": 1, "reason": "ok"}')
+def test_any_answer_is_the_verdict_or_not_a_verdict_never_a_crash(answer: str) -> None:
+    try:
+        got = verdict(answer)
+    except NotAVerdict as exc:
+        assert str(exc)
+    else:
+        assert set(got) == {"pass", "reason"} and isinstance(got["pass"], bool) and isinstance(got["reason"], str)
+
+
+def test_a_suite_with_a_judge_or_a_visitor_is_refused_where_it_is_misplaced() -> None:
+    base: dict[str, Any] = {"suite": "s", "persona": "p"}
+    for case, said in [
+        ({"name": "a", "turns": [{"visitor": "hi"}], "goal": "x"}, "goal belongs to a simulated case"),
+        ({"name": "a", "turns": [{"visitor": "hi"}], "judge": {"rubric": "r"}}, "put it on a turn's expect"),
+        ({"name": "a", "visitor_persona": {"name": "x"}, "turns": [{"visitor": "hi"}]}, "has no turns"),
+        ({"name": "a", "visitor_persona": {"name": "x", "inline": {"name": "y"}}}, "either name"),
+        ({"name": "a", "visitor_persona": {"name": "x"}, "never": {"judge": {"rubric": "r"}}}, "never.judge"),
+        ({"name": "a", "turns": [{"visitor": "hi", "expect": {"judge": {"rubric": "r", "k": 0}}}]}, "greater than"),
+        ({"name": "a", "visitor_persona": {"inline": {"name": "y", "headers": {"Host": "h"}}}}, "set by the test"),
+    ]:
+        with pytest.raises(SuiteInvalid) as err:
+            parse_suite({**base, "cases": [case]})
+        assert said in err.value.message, err.value.message

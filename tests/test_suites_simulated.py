@@ -221,3 +221,23 @@ def test_a_simulated_case_runs_on_the_server_with_test_runs(stack_factory: Calla
     (case,) = run["result"]["cases"]
     assert case["simulated"]["ended"] == "escalated" and case["turns"][1]["escalated"] is True
     assert fake.calls("script:") == 2
+
+
+def test_the_visitor_model_is_the_bundled_local_one_unless_a_simulator_is_named(
+        shop: tuple[Stack, str], tmp_path: Path, settings_factory: Callable[..., Settings]) -> None:
+    from widget_server.backends.providers import Providers
+
+    assert Providers(settings_factory()).get("simulator").kind == "local"
+    assert Providers(settings_factory(simulator_base_url="http://127.0.0.1:9/v1")).get("simulator").kind == "openai"
+    # The bundled model plays a visitor for real (offline): one turn, whatever it writes, through the pipeline.
+    stack, persona = shop
+    doc = {"suite": "local visitor", "persona": persona, "simulator": {"max_tokens": 24, "temperature": 0},
+           "cases": [{"name": "one turn", "visitor_persona": {"inline": {"name": "Ada", "system_prompt":
+                                                                         "You are Ada, who wants a bike helmet."}},
+                      "goal": "buy a helmet", "max_turns": 1}]}
+    code, stdout, err = _in_process(stack.settings, Command(stack, tmp_path).file("local.yaml", doc),
+                                    "--tenant", stack.tenant_id, "--json", tmp_path / "out.json")
+    (case,) = json.loads((tmp_path / "out.json").read_text())["suites"][0]["cases"]
+    assert code == 0 and case["status"] == "passed", stdout + err
+    assert case["simulated"]["ended"] == "max_turns" and len(case["turns"]) == 1 and case["turns"][0]["visitor"]
+    assert case["turns"][0]["reply"] == case["turns"][0]["visitor"]  # (the echo persona says it back)
