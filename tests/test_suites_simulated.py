@@ -221,6 +221,16 @@ def test_a_simulated_case_runs_on_the_server_with_test_runs(stack_factory: Calla
     (case,) = run["result"]["cases"]
     assert case["simulated"]["ended"] == "escalated" and case["turns"][1]["escalated"] is True
     assert fake.calls("script:") == 2
+    # The command with --server runs it there, and reports the simulated transcript here.
+    command = Command(stack, tmp_path)
+    command.env["WIDGET_DATABASE_URL"] = f"sqlite:///{tmp_path / 'empty.db'}"  # (nothing to run with here)
+    done = command.run(command.file("sim.yaml", doc), "--server", stack.url, "--key", stack.sk, "--junit",
+                       tmp_path / "remote.xml", "--json", tmp_path / "remote.json", tenant=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = ET.parse(tmp_path / "remote.xml").getroot().findtext("./testsuite/testcase/system-out") or ""
+    assert "simulated visitor 'Claire'" in out and "ended: escalated" in out
+    (remote,) = json.loads((tmp_path / "remote.json").read_text())["suites"][0]["cases"]
+    assert remote["simulated"] == case["simulated"] and fake.calls("script:") == 4
 
 
 def test_the_visitor_model_is_the_bundled_local_one_unless_a_simulator_is_named(

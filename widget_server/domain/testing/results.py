@@ -115,7 +115,7 @@ def suite_result_of(doc: dict[str, Any]) -> SuiteResult:
                         (c.get("simulated") or {}).get("ended"))
         runs, passes = int(c.get("runs") or 1), int(c.get("passes") or 0)
         attempts = [shown] if shown.status != "passed" or runs == 0 else []
-        attempts += [Attempt(turns if not attempts and i == 0 else []) for i in range(passes)]
+        attempts += [shown if not attempts and i == 0 else Attempt() for i in range(passes)]
         attempts += [Attempt(failures=failures, error=c.get("error")) for _ in range(max(runs - len(attempts), 0))]
         simulated = {k: v for k, v in c["simulated"].items() if k != "ended"} if c.get("simulated") else None
         result.cases.append(CaseResult(str(c["name"]), list(c.get("tags") or []), attempts, simulated))
