@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import Stack
 from tests.support.scripted import Scripted
 from tests.support.servers import serve_in_thread
+from tests.support.sse import Events
 from tests.test_suites import POLICY, Command
 from tests.test_suites_simulated import _in_process
 from widget_server.domain.testing.judge import NotAVerdict, verdict
@@ -202,3 +204,33 @@ def test_a_suite_with_a_judge_or_a_visitor_is_refused_where_it_is_misplaced() ->
         with pytest.raises(SuiteInvalid) as err:
             parse_suite({**base, "cases": [case]})
         assert said in err.value.message, err.value.message
+
+
+def test_the_consoles_run_page_shows_the_judged_and_the_simulated(stack_factory: Callable[..., Stack],
+                                                                  tmp_path: Path, judge: tuple[Scripted, str]) -> None:
+    from tests.support.console import Console, token_for
+
+    url = judge[1]
+    stack = stack_factory(database_url=f"sqlite:///{tmp_path / 'console.db'}", judge_base_url=url,
+                          simulator_base_url=url)
+    persona = stack.persona("echo", name="Spokes")
+    console = Console(stack)
+    owner = console.signed_in("owner")
+    doc = judged(persona, "PFP", k=3)
+    doc["cases"].append({"name": "<b>simulated</b>", "visitor_persona": {"inline": {"name": "<i>Ada</i>"}},
+                         "goal": "a helmet", "max_turns": 1, "never": {"refused": True}})
+    csrf = token_for(owner, "/console/tests")
+    r = owner.post("/console/tests/run", data={"csrf": csrf, "suite": yaml.safe_dump(doc)})
+    assert r.status_code == 303, r.text
+    events = Events(owner, f"/console/tests/runs/{r.headers['location'].rsplit('/', 1)[1]}/events")
+    try:
+        events.wait(lambda n, d: n == "done", timeout=60)
+    finally:
+        events.close()
+    page = owner.get(r.headers["location"]).text
+    assert "<caption class=\"muted\">Judged</caption>" in page and "2 of 3" in page and "0.6667" in page
+    assert RUBRIC in page and "the reply ignores the rubric" in page
+    assert "Simulated visitor <strong>&lt;i&gt;Ada&lt;/i&gt;</strong>, goal: a helmet" in page  # (text, not HTML)
+    assert "the conversation ended: visitor_done" in page and "<i>Ada</i>" not in page
+    for client in console.clients:
+        client.close()
