@@ -251,3 +251,32 @@ def test_the_visitor_model_is_the_bundled_local_one_unless_a_simulator_is_named(
     assert code == 0 and case["status"] == "passed", stdout + err
     assert case["simulated"]["ended"] == "max_turns" and len(case["turns"]) == 1 and case["turns"][0]["visitor"]
     assert case["turns"][0]["reply"] == case["turns"][0]["visitor"]  # (the echo persona says it back)
+
+
+def test_a_test_persona_is_found_by_its_folded_name_in_its_tenant_only(db_url: str) -> None:
+    import asyncio
+
+    from widget_server.backends.storage import open_storage
+    from widget_server.domain import tenants
+    from widget_server.domain.testing import personas as test_personas
+    from widget_server.domain.testing.suite import SuiteInvalid, parse_suite
+    from widget_server.domain.testing.visitor import visitor_of
+
+    async def check() -> None:
+        storage = await open_storage(db_url)
+        try:
+            mine, _ = await tenants.create_tenant(storage, "Mine")
+            theirs, _ = await tenants.create_tenant(storage, "Theirs")
+            await test_personas.create(storage, mine, {"name": "Zoë", "goal": "a refund", "max_turns": 3,
+                                                       "headers": {"Accept-Language": "fr"}})
+            case = parse_suite({"suite": "s", "persona": "p", "cases": [
+                {"name": "c", "visitor_persona": {"name": "ZOË"}, "max_turns": 2}]}).cases[0]
+            found = await visitor_of(storage, mine, case)
+            assert (found.name, found.goal, found.max_turns, found.headers) == ("Zoë", "a refund", 2,
+                                                                               {"Accept-Language": "fr"})
+            with pytest.raises(SuiteInvalid, match="no test persona named 'ZOË'"):
+                await visitor_of(storage, theirs, case)
+        finally:
+            await storage.close()
+
+    asyncio.run(check())
