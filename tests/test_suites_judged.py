@@ -234,3 +234,18 @@ def test_the_consoles_run_page_shows_the_judged_and_the_simulated(stack_factory:
     assert "the conversation ended: visitor_done" in page and "<i>Ada</i>" not in page
     for client in console.clients:
         client.close()
+
+
+def test_the_published_schema_takes_simulated_and_judged_cases() -> None:
+    import jsonschema
+
+    from tests.test_suites_simulated import ESCALATES, simulated
+    from widget_server.domain.testing.suite import suite_schema
+
+    validator = jsonschema.Draft202012Validator(suite_schema())
+    whole = simulated("p", ESCALATES, at_some_turn={"escalated": True}, judge={"rubric": "r", "k": 2})
+    for doc in (judged("p", "P", k=3), whole):
+        assert list(validator.iter_errors(doc)) == [], doc
+        parse_suite(doc)  # (and the runner takes it)
+    assert list(validator.iter_errors({**whole, "judge": {"k": 0}}))
+    assert list(validator.iter_errors({**whole, "simulator": {"base_url": "http://x"}}))  # no endpoint in a suite
