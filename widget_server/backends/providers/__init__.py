@@ -31,22 +31,29 @@ class Providers:
 
     def _build(self, kind: str) -> Provider:
         s = self.settings
+        if kind == "simulator":  # test suites' simulated visitors: the simulator's endpoint, else the local model
+            if s.simulator_base_url is None:
+                return self.get("local")
+            return self._openai(s.simulator_base_url, s.simulator_api_key.get_secret_value(), s.simulator_model)
+        if kind == "judge":  # the judged tier of test suites (its caller checks that one is configured)
+            return self._openai(s.judge_base_url, s.judge_api_key.get_secret_value(), s.judge_model)
         if kind == "local":
             from widget_server.backends.providers.local import LocalProvider
 
             return LocalProvider(s.local_model_path, threads=s.local_threads, context=s.local_context)
         if kind == "openai":
-            from widget_server.backends.providers.openai import OpenAIProvider
-
-            return OpenAIProvider(
-                base_url=s.openai_base_url, api_key=s.openai_api_key.get_secret_value(), model=s.openai_model,
-                timeout_s=s.provider_timeout_s, retries=s.provider_retries,
-            )
+            return self._openai(s.openai_base_url, s.openai_api_key.get_secret_value(), s.openai_model)
         raise ValueError(f"unknown provider kind {kind!r}")
+
+    def _openai(self, base_url: str | None, api_key: str, model: str) -> Provider:
+        from widget_server.backends.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(base_url=base_url, api_key=api_key, model=model,
+                              timeout_s=self.settings.provider_timeout_s, retries=self.settings.provider_retries)
 
     async def health(self) -> dict[str, object]:
         return await self.get().health()
 
     async def aclose(self) -> None:
-        for provider in self._made.values():
+        for provider in {id(p): p for p in self._made.values()}.values():  # (the simulator may be the local one)
             await provider.aclose()

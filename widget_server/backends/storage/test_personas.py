@@ -42,6 +42,13 @@ class TestPersonaStore:
             row = (await conn.execute(query)).mappings().first()
         return as_row(row) if row else None
 
+    async def get_by_name(self, tenant_id: str, name_key: str) -> Row | None:
+        """The tenant's test persona of this folded name (`domain.testing.personas.name_key`)."""
+        query = sa.select(test_personas).where(T.tenant_id == tenant_id, T.name_key == name_key)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return as_row(row) if row else None
+
     async def page(self, tenant_id: str, *, after: str | None = None, limit: int) -> list[Row]:
         """In id order (creation order), from after `after` (a keyset cursor)."""
         query = sa.select(test_personas).where(T.tenant_id == tenant_id)

@@ -114,7 +114,10 @@ def check_message(text: Any, max_chars: int) -> str:
 
 
 async def start(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: str, channel: str,
-                origin: str | None = None, user_id: str | None = None) -> Conversation:
+                origin: str | None = None, user_id: str | None = None,
+                attributes: dict[str, Any] | None = None) -> Conversation:
+    """A new conversation, stored, and its `conversation.started` event (with `attributes` besides the origin: a
+    test's simulated visitor's request headers)."""
     conv = Conversation(new_unguessable_id("conv"), tenant_id, persona, visitor, channel)
     stamp = now()
     await deps.storage.create_conversation({
@@ -122,7 +125,7 @@ async def start(deps: Deps, tenant_id: str, persona: dict[str, Any], visitor: st
         "user_id": user_id, "channel": channel, "status": "bot", "origin": origin, "created_at": stamp,
         "updated_at": stamp,
     })
-    deps.events.emit(conv.event("conversation.started", origin=origin))
+    deps.events.emit(conv.event("conversation.started", origin=origin, **(attributes or {})))
     return conv
 
 

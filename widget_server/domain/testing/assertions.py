@@ -159,3 +159,44 @@ def check(expect: Expect, obs: Observation) -> list[Failure]:
     for each in CHECKS:
         out += each(expect, obs)
     return out + _flag("provider_called", expect.provider_called, obs.provider_called)
+
+
+# ---- the whole conversation of a simulated case ----
+
+def _given(expect: Expect) -> list[str]:
+    return [k for k in type(expect).model_fields if k != "judge" and getattr(expect, k) is not None]
+
+
+def _did(obs: Observation) -> str:
+    decisions = "; ".join(f"{d['action']} {d.get('reason') or ''} ({d.get('source')})".replace(" ()", "")
+                          for d in obs.decisions)
+    return decisions or f"no guardrail decision, finished as {obs.finish_reason}"
+
+
+def at_some_turn(expect: Expect, turns: list[Observation]) -> list[Failure]:
+    """Nothing when one turn does all of `expect`; else one failure naming the closest turn and what it missed."""
+    checked = [check(expect, obs) for obs in turns]
+    if any(not failed for failed in checked):
+        return []
+    wanted = expect.model_dump(mode="json", exclude_none=True)
+    if not turns:
+        return [Failure("at_some_turn", wanted, [], message="the conversation had no turn")]
+    best = min(range(len(turns)), key=lambda i: len(checked[i]))
+    missed = [f.assertion for f in checked[best]]
+    return [Failure("at_some_turn", wanted, [f.to_json() | {"turn": best + 1} for f in checked[best]],
+                    message=f"no turn of {len(turns)} did it all; the closest, turn {best + 1}, missed {missed}")]
+
+
+def never(expect: Expect, turns: list[Observation]) -> list[Failure]:
+    """One failure per assertion of `expect` that some turn did (the first such turn, and its decisions)."""
+    out = []
+    for name in _given(expect):
+        single = Expect.model_validate({name: getattr(expect, name)})
+        for i, obs in enumerate(turns, 1):
+            if not check(single, obs):
+                value = single.model_dump(mode="json", exclude_none=True)[name]
+                out.append(Failure(f"never.{name}", value, {"turn": i, "visitor": obs.shown, "reply": obs.text,
+                                                            "decisions": [_decision(d) for d in obs.decisions]},
+                                   turn=i, message=f"{name} was {value!r}: {_did(obs)}"))
+                break
+    return out

@@ -2,8 +2,11 @@
 with no model call, and a guardrail or policy change is tested against fixed replies.
 
 A cassette is JSON with a stable key order: `{"version": 1, "suites": {name: {"canary", "cases": {case: [[turn,
-…] per repeat]}}}}`, each turn `{"output": {"chunks": […], "finish": {…}} | null, "timing": {ttft_ms, total_ms}}`
-(`output` is null where the model was not called). Recording wraps the turn's provider and keeps every chunk as it
+…] per repeat]}, "judge": {key: answer}}}}`, each turn `{"output": {"chunks": […], "finish": {…}} | null, "timing":
+{ttft_ms, total_ms}, "visitor"?: text}` (`output` is null where the model was not called; `visitor` is what the
+visitor model wrote, in a simulated case, where the last turn may hold only that: the visitor said it was done).
+`judge` keeps the judge's answers by `judge.verdict_key` (model, rubric, transcript, sample), so a replay needs
+no judge either. Recording wraps the turn's provider and keeps every chunk as it
 came; replaying substitutes a provider that streams the stored chunks (the same chunking, so the output check
 sees the same splits) and never builds a real one. A turn the cassette lacks fails with `NotInCassette`, a
 provider error that ends the turn: the runner reports it as the case's error, never as a model call.
@@ -43,14 +46,20 @@ def _turn_ok(turn: Any) -> bool:
     if not isinstance(turn, dict) or not isinstance(turn.get("timing"), dict):
         return False
     out = turn.get("output")
+    if not isinstance(turn.get("visitor", ""), str):
+        return False
     return out is None or (isinstance(out, dict) and _chunks(out.get("chunks")) and isinstance(out.get("finish"), dict))
+
+
+def _answers(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and all(isinstance(a, str) for a in value.values()))
 
 
 def _valid(data: Any) -> bool:
     if not isinstance(data, dict) or data.get("version") != VERSION or not isinstance(data.get("suites"), dict):
         return False
     for entry in data["suites"].values():
-        if not isinstance(entry, dict) or not isinstance(entry.get("cases"), dict):
+        if not isinstance(entry, dict) or not isinstance(entry.get("cases"), dict) or not _answers(entry.get("judge")):
             return False
         for runs in entry["cases"].values():
             if not isinstance(runs, list) or not all(isinstance(r, list) and all(map(_turn_ok, r)) for r in runs):
@@ -88,6 +97,7 @@ class Tape:
         self.record = record
         self.at: tuple[str, int, int] = ("", 0, 0)
         self.output: dict[str, Any] | None = None  # what the model said in this turn (recording)
+        self.visitor: str | None = None  # what the visitor model wrote for this turn (recording, simulated)
         self.missed = False
 
     @property
@@ -95,7 +105,7 @@ class Tape:
         return self.entry is not None and not self.record
 
     def begin(self, case: str, repeat: int, turn: int) -> None:
-        self.at, self.output, self.missed = (case, repeat, turn), None, False
+        self.at, self.output, self.visitor, self.missed = (case, repeat, turn), None, None, False
         if self.record and self.entry is not None and turn == 0:
             runs = self.entry["cases"].setdefault(case, [])
             del runs[repeat:]
@@ -112,7 +122,23 @@ class Tape:
         """Recording: this turn, as it went."""
         if self.record and self.entry is not None:
             case, repeat, _ = self.at
-            self.entry["cases"][case][repeat].append({"output": self.output, "timing": dict(timing)})
+            turn: dict[str, Any] = {"output": self.output, "timing": dict(timing)}
+            if self.visitor is not None:
+                turn["visitor"] = self.visitor
+            self.entry["cases"][case][repeat].append(turn)
+
+    def stored_visitor(self) -> str | None:
+        """Replaying: what the visitor model wrote for this turn, or None when the cassette does not have it."""
+        turn = self.stored()
+        return turn.get("visitor") if turn is not None else None
+
+    @property
+    def answers(self) -> dict[str, str]:
+        """The judge's answers this suite's cassette keeps (an empty mapping without a cassette)."""
+        if self.entry is None:
+            return {}
+        kept: dict[str, str] = self.entry.setdefault("judge", {})
+        return kept
 
 
 class RecordingProvider:

@@ -9,10 +9,12 @@ from typing import Any
 
 import yaml
 
+from widget_server.backends.storage import Storage
 from widget_server.domain.chat.deps import Deps
-from widget_server.domain.testing.runner import run_suite
+from widget_server.domain.testing.runner import Judging, run_suite
 from widget_server.domain.testing.suite import checked as checked_suite
 from widget_server.domain.testing.suite import parse_suite
+from widget_server.domain.testing.visitor import visitor_of
 
 
 def saved_suite(persona: dict[str, Any], cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -35,6 +37,14 @@ async def run(deps: Deps, tenant_id: str, suite: dict[str, Any], options: dict[s
     def step(case: dict[str, Any]) -> None:
         progress({"case": case["case"], "status": case["status"], "done": case["index"], "total": case["of"]})
 
+    judging = Judging(enabled=not options.get("no_judge"), strict=bool(options.get("strict_judge")))
     result = await run_suite(deps, tenant_id, parse_suite(suite), repeat=int(options.get("repeat") or 1),
-                             only=options.get("only"), on_progress=step)
+                             only=options.get("only"), on_progress=step, judging=judging)
     return result.to_json()
+
+
+async def check_visitors(storage: Storage, tenant_id: str, suite: dict[str, Any]) -> None:
+    """Every test persona the suite's simulated cases name, the tenant's: a 400 naming the one it lacks."""
+    for case in parse_suite(suite).cases:
+        if case.visitor_persona is not None and case.visitor_persona.name is not None:
+            await visitor_of(storage, tenant_id, case)

@@ -61,6 +61,28 @@ class Strict(StorableText):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
+def check_headers(value: Any) -> Any:
+    """The headers of a test persona (stored or written in a suite): RFC 9110 names, none twice, none the runner
+    sets itself, printable values. A value that is not a mapping is left to the type check."""
+    if not isinstance(value, dict):
+        return value
+    seen: set[str] = set()
+    for name, text in value.items():
+        if not isinstance(name, str) or not HEADER_NAME.match(name):
+            raise ValueError(f"{str(name)[:64]!r} is not a header name (letters, digits and !#$%&'*+.^_`|~-, "
+                             "at most 64)")
+        folded = name.lower()
+        if folded in RESERVED or folded.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"{name} is set by the test runner, not by a test persona")
+        if folded in seen:
+            raise ValueError(f"{name} is given twice (header names are case-insensitive)")
+        seen.add(folded)
+        if isinstance(text, str) and not HEADER_VALUE.match(text):
+            raise ValueError(f"the value of {name} must be printable ASCII without surrounding spaces, at most "
+                             "1000 characters")
+    return value
+
+
 class TestPersonaBody(Strict):
     """A test persona as a tenant writes it (POST and PUT)."""
 
@@ -73,26 +95,7 @@ class TestPersonaBody(Strict):
     goal: str = Field("", max_length=2000)
     max_turns: Annotated[int, Field(ge=1, le=50), INTEGRAL] = 10
 
-    @field_validator("headers", mode="before")
-    @classmethod
-    def _headers(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value  # the type check says so
-        seen: set[str] = set()
-        for name, text in value.items():
-            if not isinstance(name, str) or not HEADER_NAME.match(name):
-                raise ValueError(f"{str(name)[:64]!r} is not a header name (letters, digits and !#$%&'*+.^_`|~-, "
-                                 "at most 64)")
-            folded = name.lower()
-            if folded in RESERVED or folded.startswith(RESERVED_PREFIXES):
-                raise ValueError(f"{name} is set by the test runner, not by a test persona")
-            if folded in seen:
-                raise ValueError(f"{name} is given twice (header names are case-insensitive)")
-            seen.add(folded)
-            if isinstance(text, str) and not HEADER_VALUE.match(text):
-                raise ValueError(f"the value of {name} must be printable ASCII without surrounding spaces, at most "
-                                 "1000 characters")
-        return value
+    _headers = field_validator("headers", mode="before")(check_headers)
 
 
 def name_key(name: str) -> str:

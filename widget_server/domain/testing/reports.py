@@ -14,7 +14,7 @@ import json
 import xml.etree.ElementTree as ET
 from typing import IO, Any
 
-from widget_server.domain.testing.results import CaseResult, SuiteResult
+from widget_server.domain.testing.results import CaseResult, SuiteResult, judged_summary
 
 BAR = 30
 
@@ -27,8 +27,24 @@ def _seconds(ms: int) -> str:
     return f"{ms / 1000:.3f}"
 
 
+def where(turn: int) -> str:
+    """A failure's place: its turn, or (0) the whole conversation of a simulated case."""
+    return f"turn {turn}" if turn else "conversation"
+
+
+def _judged_line(j: dict[str, Any]) -> str:
+    rate = f", pass^{j['k']} {j['pass_k']}, pass rate {j['pass_rate']}" if j["pass_rate"] is not None else ""
+    reason = f": {j['reason']}" if j["reason"] else ""
+    return f"judge ({where(j['turn'])}, {j['model']}): {j['status']}{rate}{reason} [rubric: {j['rubric']}]"
+
+
 def transcript(case: CaseResult) -> str:
     lines = []
+    if case.simulated is not None:
+        sim = case.simulated
+        headers = ", ".join(f"{k}: {v}" for k, v in sim["headers"].items())
+        lines.append(f"simulated visitor {sim['name']!r}, goal: {sim['goal'] or '(none)'}, at most {sim['max_turns']}"
+                     f" turns{f', headers: {headers}' if headers else ''}")
     for i, turn in enumerate(case.shown.turns, 1):
         lines.append(f"[turn {i}] visitor: {turn.shown}")
         for d in turn.decisions:
@@ -36,13 +52,16 @@ def transcript(case: CaseResult) -> str:
         if turn.escalated:
             lines.append("  escalated to a person")
         lines.append(f"[turn {i}] persona ({turn.finish_reason}): {turn.text}")
+    if case.simulated is not None and case.shown.ended:
+        lines.append(f"ended: {case.shown.ended}")
+    lines += [_judged_line(j) for j in case.shown.judged]
     if case.shown.error:
         lines.append(f"error: {case.shown.error}")
     return "\n".join(lines) + "\n"
 
 
 def _failure_text(case: CaseResult) -> str:
-    return "\n".join(f"turn {f.turn}: {f.assertion}: expected {_value(f.expected)}, actual {_value(f.actual)}"
+    return "\n".join(f"{where(f.turn)}: {f.assertion}: expected {_value(f.expected)}, actual {_value(f.actual)}"
                      for f in case.shown.failures) + "\n"
 
 
@@ -52,7 +71,7 @@ def _testcase(parent: ET.Element, suite: SuiteResult, case: CaseResult) -> None:
         ET.SubElement(el, "error", message=case.shown.error or "error", type="error").text = case.shown.error
     elif case.status == "failed":
         first = case.shown.failures[0]
-        message = f"turn {first.turn}: {first.assertion}: {first.message}"
+        message = f"{where(first.turn)}: {first.assertion}: {first.message}"
         ET.SubElement(el, "failure", message=message, type=first.assertion).text = _failure_text(case)
     ET.SubElement(el, "system-out").text = transcript(case)
 
@@ -76,10 +95,15 @@ def junit(results: list[SuiteResult]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
+def _judged_total(results: list[SuiteResult]) -> dict[str, Any]:
+    return judged_summary([c for r in results for c in r.cases])
+
+
 def summary_of(results: list[SuiteResult]) -> dict[str, Any]:
     keys = ("cases", "passed", "failed", "errors", "runs", "runs_passed")
-    total = {k: sum(r.summary[k] for r in results) for k in keys}
+    total: dict[str, Any] = {k: sum(r.summary[k] for r in results) for k in keys}
     total["pass_k"] = round(total["passed"] / total["cases"], 4) if total["cases"] else 1.0
+    total["judged"] = _judged_total(results)
     return total
 
 
@@ -100,7 +124,7 @@ def table(results: list[SuiteResult]) -> str:
     for suite in results:
         for case in suite.cases:
             shown = case.shown
-            first = (f"turn {shown.failures[0].turn}: {shown.failures[0].assertion}: {shown.failures[0].message}"
+            first = (f"{where(shown.failures[0].turn)}: {shown.failures[0].assertion}: {shown.failures[0].message}"
                      if shown.failures else shown.error or "")
             rows.append((case.status.upper(), _cut(suite.suite, 24), _cut(case.name, 40),
                          f"{case.passes}/{len(case.attempts)}", _cut(first, 70)))
@@ -111,6 +135,13 @@ def table(results: list[SuiteResult]) -> str:
     tail = f", pass^{repeat} {t['pass_k']:.2%}" if repeat > 1 or t["runs"] > t["cases"] else ""
     cases = f"{t['cases']} case" + ("s" if t["cases"] != 1 else "")
     lines.append(f"\n{cases}: {t['passed']} passed, {t['failed']} failed, {t['errors']} errors{tail}")
+    if (judged := _judged_total(results))["assertions"]:
+        rate = f", pass rate {judged['pass_rate']:.2%}" if judged["pass_rate"] is not None else ""
+        why = next((j["reason"] for r in results for c in r.cases for a in c.attempts for j in a.judged
+                    if j["status"] == "skipped"), "")
+        lines.append(f"judged: {judged['assertions']} assertions: {judged['passed']} passed, {judged['failed']} "
+                     f"failed, {judged['error']} errors, {judged['skipped']} skipped{f' ({why})' if why else ''}"
+                     f"; {judged['samples_passed']}/{judged['samples']} verdicts passed{rate}")
     return "\n".join(line.rstrip() for line in lines)
 
 

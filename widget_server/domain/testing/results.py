@@ -20,6 +20,8 @@ class Attempt:
     turns: list[Observation] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     error: str | None = None
+    judged: list[dict[str, Any]] = field(default_factory=list)  # each judged assertion's result (`judge.assess`)
+    ended: str | None = None  # why a simulated conversation ended: escalated | visitor_done | max_turns | error
 
     @property
     def status(self) -> str:
@@ -31,6 +33,7 @@ class CaseResult:
     name: str
     tags: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
+    simulated: dict[str, Any] | None = None  # the simulated visitor: name, goal, max_turns, headers
 
     @property
     def status(self) -> str:
@@ -52,9 +55,22 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         shown = self.shown
-        return {"name": self.name, "tags": self.tags, "status": self.status, "runs": len(self.attempts),
-                "passes": self.passes, "turns": [t.to_json() for t in shown.turns],
-                "failures": [f.to_json() for f in shown.failures], "error": shown.error}
+        doc = {"name": self.name, "tags": self.tags, "status": self.status, "runs": len(self.attempts),
+               "passes": self.passes, "turns": [t.to_json() for t in shown.turns],
+               "failures": [f.to_json() for f in shown.failures], "error": shown.error, "judged": shown.judged}
+        if self.simulated is not None:
+            doc["simulated"] = {**self.simulated, "ended": shown.ended}
+        return doc
+
+
+def judged_summary(cases: list[CaseResult]) -> dict[str, Any]:
+    """The judged assertions of every run: how many passed, failed, errored and were skipped; their samples."""
+    every = [j for c in cases for a in c.attempts for j in a.judged]
+    out: dict[str, Any] = {s: sum(j["status"] == s for j in every) for s in ("passed", "failed", "error", "skipped")}
+    samples = sum(len(j["verdicts"]) for j in every if j["status"] in ("passed", "failed"))
+    passed = sum(j["passed"] for j in every if j["status"] in ("passed", "failed"))
+    return {"assertions": len(every), **out, "samples": samples, "samples_passed": passed,
+            "pass_rate": round(passed / samples, 4) if samples else None}
 
 
 @dataclass
@@ -72,7 +88,8 @@ class SuiteResult:
         return {"cases": n, "passed": passed, "failed": sum(c.status == "failed" for c in self.cases),
                 "errors": sum(c.status == "error" for c in self.cases), "repeat": self.repeat, "runs": runs,
                 "runs_passed": sum(c.passes for c in self.cases),
-                "pass_k": round(passed / n, 4) if n else 1.0}  # the share of cases that passed every run
+                "pass_k": round(passed / n, 4) if n else 1.0,  # the share of cases that passed every run
+                "judged": judged_summary(self.cases)}
 
     @property
     def ok(self) -> bool:
@@ -94,10 +111,12 @@ def suite_result_of(doc: dict[str, Any]) -> SuiteResult:
                  for t in c.get("turns", [])]
         failures = [Failure(f["assertion"], f["expected"], f["actual"], int(f.get("turn") or 0), f.get("message", ""))
                     for f in c.get("failures", [])]
-        shown = Attempt(turns, failures, c.get("error"))
+        shown = Attempt(turns, failures, c.get("error"), list(c.get("judged") or []),
+                        (c.get("simulated") or {}).get("ended"))
         runs, passes = int(c.get("runs") or 1), int(c.get("passes") or 0)
         attempts = [shown] if shown.status != "passed" or runs == 0 else []
-        attempts += [Attempt(turns if not attempts and i == 0 else []) for i in range(passes)]
+        attempts += [shown if not attempts and i == 0 else Attempt() for i in range(passes)]
         attempts += [Attempt(failures=failures, error=c.get("error")) for _ in range(max(runs - len(attempts), 0))]
-        result.cases.append(CaseResult(str(c["name"]), list(c.get("tags") or []), attempts))
+        simulated = {k: v for k, v in c["simulated"].items() if k != "ended"} if c.get("simulated") else None
+        result.cases.append(CaseResult(str(c["name"]), list(c.get("tags") or []), attempts, simulated))
     return result

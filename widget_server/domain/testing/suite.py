@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Discriminator, Field, Tag, ValidationError, fie
 
 from widget_server.domain.guardrails.policy import Policy, Topics, compile_re2
 from widget_server.domain.personas import ProviderSettings
+from widget_server.domain.testing.personas import MAX_HEADERS, check_headers
 from widget_server.errors import InvalidRequest
 from widget_server.text import StorableText
 
@@ -25,9 +26,8 @@ Said = Annotated[str, Field(min_length=1, max_length=2000)]
 Millis = Annotated[int, Field(ge=0, le=3_600_000)]
 MAX_CASES = 1000
 MAX_BYTES = 2_000_000  # a suite file larger than this is refused before it is parsed
-SIMULATED = "simulated visitors (visitor_persona) are not yet supported by this runner: write the case's turns"
 MESSAGES = {"extra_forbidden": "unknown field (a typo?)", "missing": "required field missing"}
-JUDGED = "the judged tier (judge) is not yet supported by this runner: use the deterministic assertions"
+SIMULATED_ONLY = ("visitor_persona", "goal", "max_turns", "at_some_turn", "never")
 
 
 class SuiteInvalid(InvalidRequest):
@@ -61,6 +61,31 @@ def _re2(patterns: list[str] | None) -> list[str] | None:
     return patterns
 
 
+class Judge(Strict):
+    """A judged assertion: an OpenAI-compatible model reads the conversation and answers whether it meets the
+    `rubric`, `k` times (pass^k: every one of them passed)."""
+
+    rubric: Annotated[str, Field(min_length=1, max_length=4000)]
+    model: Short | None = None  # the judge's model (default: WIDGET_JUDGE_MODEL, or the suite's judge.model)
+    k: Annotated[int, Field(ge=1, le=20)] | None = None  # default: the suite's judge.k, else 1
+
+
+class JudgeDefaults(Strict):
+    """The suite's defaults for its judged assertions."""
+
+    model: Short | None = None
+    k: Annotated[int, Field(ge=1, le=20)] = 1
+
+
+class Simulator(Strict):
+    """The suite's settings of the model that plays its simulated visitors (the server's simulator endpoint,
+    `WIDGET_SIMULATOR_*`, or the bundled local model)."""
+
+    model: Short | None = None  # a model of the simulator's endpoint (ignored by the local model)
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: Annotated[int, Field(ge=1, le=2048)] = 200
+
+
 class Expect(Strict):
     """What a turn must do. Every field is optional; a field left out is not checked."""
 
@@ -80,16 +105,9 @@ class Expect(Strict):
     no_prompt_leak: bool | None = None
     events: list[Short] | None = Field(None, max_length=20)
     provider_called: bool | None = None
-    judge: dict[str, Any] | None = None
+    judge: Judge | None = None
 
     _regexes = field_validator("regex", "not_regex")(_re2)
-
-    @field_validator("judge")
-    @classmethod
-    def _judged(cls, value: Any) -> Any:
-        if value is not None:
-            raise ValueError(JUDGED)
-        return value
 
 
 class CaseTurn(Strict):
@@ -102,7 +120,9 @@ class TestPersonaInline(Strict):
     name: Short
     description: str = Field("", max_length=2000)
     system_prompt: str = Field("", max_length=20000)
-    headers: dict[str, Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=20)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=MAX_HEADERS)
+
+    _headers = field_validator("headers", mode="before")(check_headers)
 
 
 class VisitorPersona(Strict):
@@ -119,29 +139,43 @@ class VisitorPersona(Strict):
 
 
 class Case(Strict):
-    """A case: scripted `turns`, or (simulated) a `visitor_persona` with a `goal` and a turn budget, judged on
-    the whole conversation by `at_some_turn` and `never`."""
+    """A case: scripted `turns`, or (simulated) a `visitor_persona` with a `goal` and a turn budget, checked on
+    the whole conversation by `at_some_turn` (one turn does all of it) and `never` (no turn does any of it), and
+    judged on it by `judge`."""
 
     name: str = Field(min_length=1, max_length=200)
     turns: list[CaseTurn] | None = Field(None, min_length=1, max_length=50)
     tags: list[Short] | None = Field(None, max_length=20)
     repeat: Annotated[int, Field(ge=1, le=100)] | None = None
     visitor_persona: VisitorPersona | None = None
-    goal: Said | None = None
-    max_turns: Annotated[int, Field(ge=1, le=50)] | None = None
+    goal: Said | None = None  # default: the test persona's
+    max_turns: Annotated[int, Field(ge=1, le=50)] | None = None  # default: the test persona's (10 inline)
     at_some_turn: Expect | None = None
     never: Expect | None = None
+    judge: Judge | None = None  # of the whole conversation
 
     @model_validator(mode="after")
     def _kind(self) -> Case:
-        simulated = [k for k in ("visitor_persona", "goal", "max_turns", "at_some_turn", "never")
-                     if getattr(self, k) is not None]
-        if simulated:
-            raise ValueError(SIMULATED)
-        if self.turns is None:
-            raise ValueError("a case needs turns (a list of {visitor, expect})")
+        if self.visitor_persona is None:
+            given = [k for k in SIMULATED_ONLY if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given[0]} belongs to a simulated case: give it a visitor_persona (or drop it)")
+            if self.turns is None:
+                raise ValueError("a case needs turns (a list of {visitor, expect}) or a visitor_persona")
+            if self.judge is not None:
+                raise ValueError("judge on a case judges a simulated conversation: put it on a turn's expect")
+            return self
+        if self.turns is not None:
+            raise ValueError("a simulated case (visitor_persona) has no turns: the visitor model writes them")
+        for where in ("at_some_turn", "never"):
+            expect = getattr(self, where)
+            if expect is not None and expect.judge is not None:
+                raise ValueError(f"{where}.judge: judge the whole conversation with the case's judge")
         return self
 
+    @property
+    def simulated(self) -> bool:
+        return self.visitor_persona is not None
 
 class PersonaDraft(Strict):
     """A persona written in the suite (a draft, saved nowhere): the fields of `POST /v1/personas`. With the slug
@@ -172,6 +206,8 @@ class Suite(Strict):
                        | Annotated[PersonaDraft, Tag("<inline>")], Discriminator(_kind_of)]
     policy: Annotated[Annotated[Literal["tenant"], Tag("<tenant>")] | Annotated[Policy, Tag("<inline>")],
                       Discriminator(_policy_kind)] = "tenant"
+    simulator: Simulator | None = None
+    judge: JudgeDefaults | None = None
     cases: list[Case] = Field(min_length=1, max_length=MAX_CASES)
 
     @model_validator(mode="after")
@@ -185,7 +221,8 @@ class Suite(Strict):
 
     @property
     def plants_canary(self) -> bool:
-        return any(t.expect.no_prompt_leak for c in self.cases for t in c.turns or [])
+        return any(t.expect.no_prompt_leak for c in self.cases for t in c.turns or []) or any(
+            e is not None and e.no_prompt_leak for c in self.cases for e in (c.at_some_turn, c.never))
 
 
 def suite_schema() -> dict[str, Any]:

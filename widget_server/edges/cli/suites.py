@@ -36,7 +36,7 @@ from widget_server.domain.testing import reports
 from widget_server.domain.testing.cassette import Cassette, CassetteInvalid
 from widget_server.domain.testing.redteam import redteam_suite
 from widget_server.domain.testing.results import SuiteResult, suite_result_of
-from widget_server.domain.testing.runner import run_suite
+from widget_server.domain.testing.runner import Judging, run_suite
 from widget_server.domain.testing.suite import Suite, SuiteInvalid, load_suite, parse_suite
 from widget_server.edges.cli.common import require_tenant
 from widget_server.errors import InvalidRequest, WidgetError
@@ -67,6 +67,10 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--redteam", action="store_true", help="add the red-team pack of the tenant's own policy")
     t.add_argument("--persona", metavar="SLUG", help="the persona the red-team pack tests (default: the only one)")
     t.add_argument("--seed", type=int, default=0, help="the red-team pack's seed (0)")
+    judge = t.add_mutually_exclusive_group()
+    judge.add_argument("--no-judge", action="store_true", help="skip the judged assertions (the judge is not asked)")
+    judge.add_argument("--strict-judge", action="store_true",
+                       help="a judged assertion skipped (no judge) or failed fails the run")
 
 
 def _read(path: Path) -> bytes:
@@ -141,6 +145,14 @@ def _redteam(policy: dict[str, Any] | None, persona: dict[str, Any], seed: int) 
     return parse_suite(redteam_suite(policy, persona, seed=seed), "the red-team pack")
 
 
+def _judging(args: argparse.Namespace) -> Judging:
+    return Judging(enabled=not getattr(args, "no_judge", False), strict=getattr(args, "strict_judge", False))
+
+
+def _judge_options(args: argparse.Namespace) -> dict[str, bool]:
+    return {k: True for k in ("no_judge", "strict_judge") if getattr(args, k, False)}
+
+
 async def _run(settings: Settings, args: argparse.Namespace, suites: list[Suite],
                cassette: Cassette | None) -> list[SuiteResult]:
     results = []
@@ -155,7 +167,8 @@ async def _run(settings: Settings, args: argparse.Namespace, suites: list[Suite]
             bar = reports.ProgressBar(sys.stderr, len(suite.cases) if args.only is None else 1)
             try:
                 results.append(await run_suite(deps, args.tenant, suite, repeat=args.repeat, cassette=cassette,
-                                               record=bool(args.record), only=args.only, on_progress=bar.step))
+                                               record=bool(args.record), only=args.only, on_progress=bar.step,
+                                               judging=_judging(args)))
             finally:
                 bar.close()
     return results
@@ -189,7 +202,7 @@ def _remote(args: argparse.Namespace, suites: list[Suite], docs: list[Any]) -> l
             suites = [*suites, pack]
             bodies.append(redteam_suite(policy.json()["policy"], persona, seed=args.seed))
         for suite, body in zip(suites, bodies, strict=True):
-            r = client.post("/v1/test-runs", json={"suite": body, "repeat": args.repeat,
+            r = client.post("/v1/test-runs", json={"suite": body, "repeat": args.repeat, **_judge_options(args),
                                                    **({"only": args.only} if args.only else {})})
             if r.status_code != 202:
                 raise _remote_error(r)
