@@ -155,6 +155,31 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The per-day rollup of the events (migration 0023, `rollup.py`): written in the transaction of the events it counts
+# (and of their erasure and expiry), so it never disagrees with them. `persona_id` is '' for an event without one.
+analytics_days = sa.Table(
+    "analytics_days",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # the UTC day, YYYY-MM-DD
+    sa.Column("persona_id", sa.String(40), primary_key=True),
+    sa.Column("figure", sa.String(16), primary_key=True),  # type | rule | no-rule | tokens-in | tokens-out
+    sa.Column("item", sa.Text, primary_key=True),  # the event type or the rule ('' for the others)
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+# Each day's replies by their exact time to first token (a histogram with one bar per value), in value order within
+# a day, so that percentiles are read exactly without reading the replies.
+analytics_ttft = sa.Table(
+    "analytics_ttft",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("ttft_ms", sa.Double, primary_key=True),
+    sa.Column("persona_id", sa.String(40), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 analytics_settings = sa.Table(
     "analytics_settings",
     metadata,

@@ -1,0 +1,219 @@
+"""The summary's figures from the per-day rollup (`rollup.py`) for whole UTC days, and from the events for the rest.
+
+Read from the rollup: the counts of each type (conversations and messages per day), the guardrail rules, the
+tokens, and the time to first token, exactly: its histogram holds each value with its count, so the percentiles
+of a range come from the bars around their ranks, and each day's from one windowed query over that day's bars
+(the few rows at the ranks, not the replies). Read from the events: the parts of a day a range cuts (a `from` or a
+`to` that is not a midnight UTC), the ratings (the latest of each reply within the range, which no per-day count can
+say), the takeover figures (an order of events), and every figure of a filter by visitor or conversation or of a
+range within one day (`Aggregates.summary`, the reference the rollup is tested against).
+
+Every read runs in one snapshot (PostgreSQL: REPEATABLE READ; SQLite: one read transaction), so the rollup and the
+events it is merged with are one set of events. Measured at 100,000 conversations: bench/README.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from widget_server.backends.storage.aggregates import COUNTED, PERCENTS, Aggregates, _interpolated, _ranked
+from widget_server.backends.storage.analytics import EventFilter
+from widget_server.backends.storage.tables import analytics_days, analytics_ttft, events
+
+c = events.c
+DAYS_OF = ("conversation.started", "message.received")  # the per-day series
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def whole_days(filters: EventFilter) -> tuple[date | None, date | None] | None:
+    """The whole UTC days within the range (first, end exclusive; None: unbounded), or None if it holds none."""
+    try:
+        first = end = None
+        if filters.ts_from is not None:
+            start = filters.ts_from.astimezone(UTC)
+            first = start.date() if start == _midnight(start.date()) else start.date() + timedelta(days=1)
+        if filters.ts_to is not None:
+            end = filters.ts_to.astimezone(UTC).date()
+    except OverflowError:  # a `from` within the last day of year 9999
+        return None
+    return None if first is not None and end is not None and first >= end else (first, end)
+
+
+def _edges(filters: EventFilter, first: date | None, end: date | None) -> list[sa.ColumnElement[bool]]:
+    """The parts of days the range cuts, as conditions on the events' time."""
+    out = []
+    if filters.ts_from is not None and first is not None and filters.ts_from < _midnight(first):
+        out.append(sa.and_(c.ts >= filters.ts_from, c.ts < _midnight(first)))
+    if filters.ts_to is not None and end is not None and filters.ts_to > _midnight(end):
+        out.append(sa.and_(c.ts >= _midnight(end), c.ts < filters.ts_to))
+    return out
+
+
+class RolledSummary:
+    """`summary` as `Aggregates.summary` gives it, read from the rollup where it can be."""
+
+    def __init__(self, engine: AsyncEngine, aggregates: Aggregates) -> None:
+        self.engine = engine
+        self.aggregates = aggregates
+        self.dialect = engine.dialect.name
+
+    async def summary(self, tenant_id: str, filters: EventFilter, *, per_day: bool = False,
+                      tokens: bool = True) -> dict[str, Any]:
+        """The raw figures of `GET /v1/analytics/summary` (the shape of `Aggregates.summary`)."""
+        span = whole_days(filters)
+        if span is None or filters.types or filters.conversation_id or filters.visitor_id:
+            upto = await self._high_water(self.engine, tenant_id)
+            return await self.aggregates.summary(tenant_id, filters, upto, per_day=per_day, tokens=tokens)
+        first, end = span
+        async with self._snapshot() as conn:
+            upto = await self._high_water(conn, tenant_id)
+            where = [*filters.where(tenant_id), c.seq + 0 <= upto]
+            out = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
+            hist = await self._ttft(conn, tenant_id, filters.persona_id, first, end)
+            ttft_days = await self._ttft_days(conn, tenant_id, filters.persona_id, first, end) if per_day else {}
+            edges = _edges(filters, first, end)
+            if edges:
+                edge = [*EventFilter(persona_id=filters.persona_id).where(tenant_id), c.seq + 0 <= upto,
+                        sa.or_(*edges)]
+                await self._add_edges(conn, edge, out, hist, ttft_days)
+            out["ttft"] = _percentiles(hist)
+            out["ttft_days"] = ttft_days
+            out["ratings"] = await self.aggregates._ratings(conn, where, upto, filters.ts_to)
+            out["handoffs"] = await self.aggregates._handoffs(conn, where)
+        out["days"] = [(d, convs, msgs) for d, (convs, msgs) in sorted(out["days"].items())]
+        return out
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    await conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+                    yield conn
+                return
+            await conn.exec_driver_sql("BEGIN")  # the driver begins none before a write; the close rolls it back
+            yield conn
+
+    async def _high_water(self, conn: Any, tenant_id: str) -> int:
+        query = sa.select(sa.func.max(c.seq)).where(c.tenant_id == tenant_id)
+        if isinstance(conn, AsyncEngine):
+            async with conn.connect() as own:
+                return int((await own.execute(query)).scalar() or 0)
+        return int((await conn.execute(query)).scalar() or 0)
+
+    async def _rolled(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
+                      end: date | None, tokens: bool) -> dict[str, Any]:
+        t = analytics_days.c
+        query = (sa.select(t.day, t.figure, t.item, sa.func.sum(t.n))
+                 .where(*_scope(analytics_days, tenant_id, persona_id, first, end)).group_by(t.day, t.figure, t.item))
+        by_type: Counter[str] = Counter()
+        rules: Counter[Any] = Counter()
+        days: dict[str, list[int]] = {}
+        summed = [0, 0]
+        for day, figure, item, n in (await conn.execute(query)).all():
+            n = int(n)
+            if figure == "type" and item in COUNTED:
+                by_type[item] += n
+                if item in DAYS_OF:
+                    days.setdefault(day, [0, 0])[item == "message.received"] += n
+            elif figure in ("rule", "no-rule"):
+                rules[item if figure == "rule" else None] += n
+            elif figure in ("tokens-in", "tokens-out"):
+                summed[figure == "tokens-out"] += n
+        return {"by_type": dict(by_type), "days": days, "rules": dict(rules),
+                "tokens": (summed[0], summed[1]) if tokens else None}
+
+    async def _ttft(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
+                    end: date | None) -> Counter[float]:
+        t = analytics_ttft.c
+        query = (sa.select(t.ttft_ms, sa.func.sum(t.n))
+                 .where(*_scope(analytics_ttft, tenant_id, persona_id, first, end)).group_by(t.ttft_ms))
+        return Counter({float(v): int(n) for v, n in (await conn.execute(query)).all()})
+
+    async def _ttft_days(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
+                         end: date | None) -> dict[str, dict[str, Any]]:
+        """Each day's percentiles: a window query gives, per day, only the bars the ranks fall on."""
+        t = analytics_ttft.c
+        bars = (sa.select(t.day, t.ttft_ms.label("v"), sa.cast(sa.func.sum(t.n), sa.BigInteger).label("n"))
+                .where(*_scope(analytics_ttft, tenant_id, persona_id, first, end))
+                .group_by(t.day, t.ttft_ms).subquery())
+        hi = sa.cast(sa.func.sum(bars.c.n).over(partition_by=bars.c.day, order_by=bars.c.v, rows=(None, 0)),
+                     sa.BigInteger)
+        total = sa.cast(sa.func.sum(bars.c.n).over(partition_by=bars.c.day), sa.BigInteger)
+        cumulative = sa.select(bars.c.day, bars.c.v, bars.c.n, hi.label("hi"), total.label("total")).subquery()
+        k = cumulative.c
+        # rank r = (total - 1) * p // 100 and r + 1 are wanted: a bar [hi - n, hi) holds one if r is in [hi-n-1, hi-1]
+        near = [((k.total - 1) * percent // 100).between(k.hi - k.n - 1, k.hi - 1) for percent in PERCENTS.values()]
+        query = sa.select(k.day, k.v, k.hi - k.n, k.hi, k.total).where(sa.or_(*near))
+        ranks: dict[str, dict[int, float]] = {}
+        totals: dict[str, int] = {}
+        for day, v, lo, hi_, n in (await conn.execute(query)).all():
+            totals[day] = int(n)
+            got = ranks.setdefault(day, {})
+            for percent in PERCENTS.values():
+                for r in ((n - 1) * percent // 100, (n - 1) * percent // 100 + 1):
+                    if lo <= r < hi_:
+                        got[r] = float(v)
+        return {day: {"count": totals[day], **_interpolated(got, totals[day])} for day, got in ranks.items()}
+
+    async def _add_edges(self, conn: AsyncConnection, edge: list[sa.ColumnElement[bool]], out: dict[str, Any],
+                         hist: Counter[float], ttft_days: dict[str, dict[str, Any]]) -> None:
+        """Merge in the events of the cut days' parts (never a whole day: the rollup holds none of theirs)."""
+        by_type, days = await self.aggregates._counted(conn, edge)
+        for typ, n in by_type.items():
+            out["by_type"][typ] = out["by_type"].get(typ, 0) + n
+        for day, convs, msgs in days:
+            out["days"][day] = [convs, msgs]
+        for rule, n in (await self.aggregates._rules(conn, edge)).items():
+            out["rules"][rule] = out["rules"].get(rule, 0) + n
+        query = sa.select(self.aggregates._utc_day(c.ts), c.attributes["ttft_ms"].as_float(),
+                          c.attributes["gen_ai.usage.input_tokens"].as_integer(),
+                          c.attributes["gen_ai.usage.output_tokens"].as_integer()
+                          ).where(*edge, c.type == "reply.completed")
+        by_day: dict[str, list[float]] = {}
+        summed = list(out["tokens"] or (0, 0))
+        for day, ttft, tokens_in, tokens_out in (await conn.execute(query)).all():
+            summed = [summed[0] + (tokens_in or 0), summed[1] + (tokens_out or 0)]
+            if ttft is not None:
+                by_day.setdefault(str(day)[:10], []).append(float(ttft))
+                hist[float(ttft)] += 1
+        if out["tokens"] is not None:
+            out["tokens"] = (int(summed[0]), int(summed[1]))
+        for day, values in by_day.items():
+            ttft_days[day] = {"count": len(values), **_ranked(values)}
+
+
+def _scope(table: sa.Table, tenant_id: str, persona_id: str | None, first: date | None,
+           end: date | None) -> list[sa.ColumnElement[bool]]:
+    out = [table.c.tenant_id == tenant_id]
+    if persona_id:
+        out.append(table.c.persona_id == persona_id)
+    if first is not None:
+        out.append(table.c.day >= first.isoformat())
+    if end is not None:
+        out.append(table.c.day < end.isoformat())
+    return out
+
+
+def _percentiles(hist: Counter[float]) -> dict[str, Any]:
+    """The count and percentiles of a histogram of values, as `_ranked` would give them from the values."""
+    n = sum(hist.values())
+    wanted = {r for percent in PERCENTS.values() for r in ((n - 1) * percent // 100, (n - 1) * percent // 100 + 1)}
+    ranks: dict[int, float] = {}
+    seen = 0
+    for value in sorted(hist):
+        count = hist[value]
+        ranks |= {r: value for r in wanted if seen <= r < seen + count}
+        seen += count
+    return {"count": n, **_interpolated(ranks, n)}
