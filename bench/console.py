@@ -9,7 +9,8 @@ stores (a fixed seed makes every run the same): 1 to 4 turns each (a visitor mes
 five messages per conversation), and the events of each (conversation.started, widget.opened/closed,
 message.received, reply.completed with a time to first token of 150 ms to a few seconds, a guardrail trigger in
 8% of them, an escalation in 3%, a rating in 10%). Rows are written straight into the tables in bulk
-(`backends/storage/tables.py`): seeding through the API would take an hour. PostgreSQL is ANALYZEd afterwards, as
+(`backends/storage/tables.py`), with the per-day rollup the writer would have kept (`backends/storage/rollup.py`,
+the same function): seeding through the API would take an hour. PostgreSQL is ANALYZEd afterwards, as
 its autovacuum would have done long before a tenant had this many conversations; SQLite is left as the app leaves
 it.
 
@@ -41,7 +42,7 @@ import sqlalchemy as sa
 from bench.analytics import _drop_pg, _pg_database
 from bench.serve import AppSpec, Served
 from tests.support.console import PASSWORD, csrf_of, sign_in
-from widget_server.backends.storage import Storage, open_storage
+from widget_server.backends.storage import Storage, open_storage, rollup
 from widget_server.backends.storage.tables import conversations, events, feedback, messages
 from widget_server.domain import console_users, personas, tenants
 
@@ -159,6 +160,10 @@ async def seed(storage: Storage, tenant_id: str, n: int, days: int) -> dict[str,
             pending[key] += value
         if len(pending["events"]) >= BATCH or i == n - 1:
             async with storage.engine.begin() as conn:
+                if pending["events"]:  # the per-day rollup the writer keeps in the events' transaction
+                    for statement, params in rollup.statements(storage.dialect, *rollup.fold(pending["events"],
+                                                                                             storage.dialect)):
+                        await conn.execute(statement, params)
                 for key in ("conversation", "messages", "feedback", "events"):  # feedback needs its message
                     if pending[key]:
                         await conn.execute(sa.insert(tables[key]), pending[key])

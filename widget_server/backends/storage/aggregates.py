@@ -140,7 +140,7 @@ class Aggregates:
         whether a transfer). Far fewer than the replies; `takeover_figures` reads them."""
         query = (sa.select(c.conversation_id, c.type, c.ts, c.attributes["waited_ms"].as_float(),
                            c.attributes["escalated_ms"].as_float(), c.attributes["from_agent_id"].as_string())
-                 .where(*where, c.type.in_(HANDOFF_TYPES)).order_by(c.seq))
+                 .where(*where, c.type.in_(HANDOFF_TYPES)).order_by(c.seq + 0))  # (by seq, SQLite read them all)
         return [tuple(row) for row in (await conn.execute(query)).all()]
 
     async def _on_own(self, read: Callable[..., Awaitable[T]], *args: Any) -> T:

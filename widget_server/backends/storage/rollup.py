@@ -15,6 +15,7 @@ The time to first token is exact: a histogram whose bars are the stored values t
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from widget_server.backends.storage.tables import analytics_days, analytics_ttft
 
 DayKey = tuple[str, str, str, str, str]  # tenant, day, persona, figure, item
-TtftKey = tuple[str, str, float, str]  # tenant, day, time to first token, persona
+TtftKey = tuple[str, str, int, float, str]  # tenant, day, bucket, time to first token, persona
+STEP = math.log(1.1)  # a bucket's values are within 10% of each other: some 30 buckets a day hold a day's replies
 TOKENS = (("tokens-in", "gen_ai.usage.input_tokens"), ("tokens-out", "gen_ai.usage.output_tokens"))
 # (the columns RETURNING gives back from a delete: what `fold` reads)
 FOLDED = ("tenant_id", "ts", "persona_id", "type", "attributes")
@@ -38,6 +40,12 @@ def utc_day(ts: datetime, dialect: str) -> str:
     if dialect != "sqlite" and ts.tzinfo is not None:
         ts = ts.astimezone(UTC)
     return ts.date().isoformat()
+
+
+def bucket(ms: float) -> int:
+    """The bucket of a time to first token: buckets grow with the value (every value of a bucket is below every
+    value of the next)."""
+    return 0 if ms < 1 else 1 + int(math.log(ms) / STEP)
 
 
 def _number(value: Any) -> float | None:
@@ -64,7 +72,8 @@ def fold(rows: Iterable[Mapping[str, Any]] | Sequence[sa.RowMapping],
                     days[(tenant, day, persona, figure, "")] += int(value)
             value = _number(attributes.get("ttft_ms"))
             if value is not None:
-                ttft[(tenant, day, value, persona)] += 1
+                ttft[(tenant, day, bucket(value), value, persona)] += 1
+                days[(tenant, day, persona, "ttft-bucket", str(bucket(value)))] += 1
     return days, ttft
 
 
@@ -74,7 +83,7 @@ def statements(dialect: str, days: Counter[DayKey], ttft: Counter[TtftKey],
     same rows take their locks in one order). Works on a sync or an async connection."""
     out: list[tuple[Any, list[dict[str, Any]]]] = []
     for table, counts, names in ((analytics_days, days, ("tenant_id", "day", "persona_id", "figure", "item")),
-                                 (analytics_ttft, ttft, ("tenant_id", "day", "ttft_ms", "persona_id"))):
+                                 (analytics_ttft, ttft, ("tenant_id", "day", "bucket", "ttft_ms", "persona_id"))):
         params = [{**dict(zip(names, key, strict=True)), "n": sign * n} for key, n in sorted(counts.items()) if n]
         if not params:
             continue

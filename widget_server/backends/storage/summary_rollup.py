@@ -23,12 +23,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget_server.backends.storage import rollup
 from widget_server.backends.storage.aggregates import COUNTED, PERCENTS, Aggregates, _interpolated, _ranked
 from widget_server.backends.storage.analytics import EventFilter
 from widget_server.backends.storage.tables import analytics_days, analytics_ttft, events
 
 c = events.c
 DAYS_OF = ("conversation.started", "message.received")  # the per-day series
+PAIRS = 200  # (day, bucket) pairs per query
 
 
 def _midnight(day: date) -> datetime:
@@ -78,15 +80,18 @@ class RolledSummary:
         async with self._snapshot() as conn:
             upto = await self._high_water(conn, tenant_id)
             where = [*filters.where(tenant_id), c.seq + 0 <= upto]
-            out = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
-            hist = await self._ttft(conn, tenant_id, filters.persona_id, first, end)
-            ttft_days = await self._ttft_days(conn, tenant_id, filters.persona_id, first, end) if per_day else {}
-            edges = _edges(filters, first, end)
-            if edges:
+            out, buckets = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
+            scope = _scope(analytics_ttft, tenant_id, filters.persona_id, first, end)
+            ttft_days = await self._days_ttft(conn, scope, buckets) if per_day else {}
+            edge_values: list[float] = []
+            if edges := _edges(filters, first, end):
                 edge = [*EventFilter(persona_id=filters.persona_id).where(tenant_id), c.seq + 0 <= upto,
                         sa.or_(*edges)]
-                await self._add_edges(conn, edge, out, hist, ttft_days)
-            out["ttft"] = _percentiles(hist)
+                edge_values = await self._add_edges(conn, edge, out, ttft_days)
+            counts: Counter[int] = Counter(rollup.bucket(v) for v in edge_values)
+            for day_counts in buckets.values():
+                counts.update(day_counts)
+            out["ttft"] = await self._whole_ttft(conn, scope, counts, edge_values)
             out["ttft_days"] = ttft_days
             out["ratings"] = await self.aggregates._ratings(conn, where, upto, filters.ts_to)
             out["handoffs"] = await self.aggregates._handoffs(conn, where)
@@ -113,7 +118,8 @@ class RolledSummary:
         return int((await conn.execute(query)).scalar() or 0)
 
     async def _rolled(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
-                      end: date | None, tokens: bool) -> dict[str, Any]:
+                      end: date | None, tokens: bool) -> tuple[dict[str, Any], dict[str, Counter[int]]]:
+        """The counted figures, and each day's replies per bucket of time to first token."""
         t = analytics_days.c
         query = (sa.select(t.day, t.figure, t.item, sa.func.sum(t.n))
                  .where(*_scope(analytics_days, tenant_id, persona_id, first, end)).group_by(t.day, t.figure, t.item))
@@ -121,9 +127,12 @@ class RolledSummary:
         rules: Counter[Any] = Counter()
         days: dict[str, list[int]] = {}
         summed = [0, 0]
+        buckets: dict[str, Counter[int]] = {}
         for day, figure, item, n in (await conn.execute(query)).all():
             n = int(n)
-            if figure == "type" and item in COUNTED:
+            if figure == "ttft-bucket":
+                buckets.setdefault(day, Counter())[int(item)] += n
+            elif figure == "type" and item in COUNTED:
                 by_type[item] += n
                 if item in DAYS_OF:
                     days.setdefault(day, [0, 0])[item == "message.received"] += n
@@ -132,44 +141,49 @@ class RolledSummary:
             elif figure in ("tokens-in", "tokens-out"):
                 summed[figure == "tokens-out"] += n
         return {"by_type": dict(by_type), "days": days, "rules": dict(rules),
-                "tokens": (summed[0], summed[1]) if tokens else None}
+                "tokens": (summed[0], summed[1]) if tokens else None}, buckets
 
-    async def _ttft(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
-                    end: date | None) -> Counter[float]:
+    async def _whole_ttft(self, conn: AsyncConnection, scope: list[sa.ColumnElement[bool]], counts: Counter[int],
+                          edge: list[float]) -> dict[str, Any]:
+        """The range's percentiles: the bucket of each rank from the buckets' counts, then that bucket's bars."""
+        n = sum(counts.values())
+        at = _locate(counts, _wanted(n))
         t = analytics_ttft.c
-        query = (sa.select(t.ttft_ms, sa.func.sum(t.n))
-                 .where(*_scope(analytics_ttft, tenant_id, persona_id, first, end)).group_by(t.ttft_ms))
-        return Counter({float(v): int(n) for v, n in (await conn.execute(query)).all()})
+        values: dict[int, float] = {}
+        for b in sorted({b for b, _ in at.values()}):
+            query = (sa.select(t.ttft_ms, sa.func.sum(t.n)).where(*scope, t.bucket == b).group_by(t.ttft_ms))
+            bars = Counter({float(v): int(k) for v, k in (await conn.execute(query)).all()})
+            bars.update(v for v in edge if rollup.bucket(v) == b)
+            values |= _pick(bars, {r: offset for r, (b_, offset) in at.items() if b_ == b})
+        return {"count": n, **_interpolated(values, n)}
 
-    async def _ttft_days(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None, first: date | None,
-                         end: date | None) -> dict[str, dict[str, Any]]:
-        """Each day's percentiles: a window query gives, per day, only the bars the ranks fall on."""
+    async def _days_ttft(self, conn: AsyncConnection, scope: list[sa.ColumnElement[bool]],
+                         buckets: dict[str, Counter[int]]) -> dict[str, dict[str, Any]]:
+        """Each whole day's percentiles, from the bars of only the buckets its ranks fall in."""
         t = analytics_ttft.c
-        bars = (sa.select(t.day, t.ttft_ms.label("v"), sa.cast(sa.func.sum(t.n), sa.BigInteger).label("n"))
-                .where(*_scope(analytics_ttft, tenant_id, persona_id, first, end))
-                .group_by(t.day, t.ttft_ms).subquery())
-        hi = sa.cast(sa.func.sum(bars.c.n).over(partition_by=bars.c.day, order_by=bars.c.v, rows=(None, 0)),
-                     sa.BigInteger)
-        total = sa.cast(sa.func.sum(bars.c.n).over(partition_by=bars.c.day), sa.BigInteger)
-        cumulative = sa.select(bars.c.day, bars.c.v, bars.c.n, hi.label("hi"), total.label("total")).subquery()
-        k = cumulative.c
-        # rank r = (total - 1) * p // 100 and r + 1 are wanted: a bar [hi - n, hi) holds one if r is in [hi-n-1, hi-1]
-        near = [((k.total - 1) * percent // 100).between(k.hi - k.n - 1, k.hi - 1) for percent in PERCENTS.values()]
-        query = sa.select(k.day, k.v, k.hi - k.n, k.hi, k.total).where(sa.or_(*near))
-        ranks: dict[str, dict[int, float]] = {}
-        totals: dict[str, int] = {}
-        for day, v, lo, hi_, n in (await conn.execute(query)).all():
-            totals[day] = int(n)
-            got = ranks.setdefault(day, {})
-            for percent in PERCENTS.values():
-                for r in ((n - 1) * percent // 100, (n - 1) * percent // 100 + 1):
-                    if lo <= r < hi_:
-                        got[r] = float(v)
-        return {day: {"count": totals[day], **_interpolated(got, totals[day])} for day, got in ranks.items()}
+        at = {day: _locate(counts, _wanted(sum(counts.values()))) for day, counts in buckets.items()}
+        pairs = sorted({(day, b) for day, got in at.items() for b, _ in got.values()})
+        bars: dict[tuple[str, int], Counter[float]] = {}
+        for i in range(0, len(pairs), PAIRS):  # (SQLite parses a long OR as a deep tree: at most 1,000 levels)
+            chosen = sa.or_(*(sa.and_(t.day == day, t.bucket == b) for day, b in pairs[i:i + PAIRS]))
+            query = (sa.select(t.day, t.bucket, t.ttft_ms, sa.func.sum(t.n)).where(*scope, chosen)
+                     .group_by(t.day, t.bucket, t.ttft_ms))
+            for day, b, v, k in (await conn.execute(query)).all():
+                bars.setdefault((day, b), Counter())[float(v)] += int(k)
+        out = {}
+        for day, got in at.items():
+            n = sum(buckets[day].values())
+            values: dict[int, float] = {}
+            for b in {b for b, _ in got.values()}:
+                values |= _pick(bars.get((day, b), Counter()), {r: o for r, (b_, o) in got.items() if b_ == b})
+            if n:
+                out[day] = {"count": n, **_interpolated(values, n)}
+        return out
 
     async def _add_edges(self, conn: AsyncConnection, edge: list[sa.ColumnElement[bool]], out: dict[str, Any],
-                         hist: Counter[float], ttft_days: dict[str, dict[str, Any]]) -> None:
-        """Merge in the events of the cut days' parts (never a whole day: the rollup holds none of theirs)."""
+                         ttft_days: dict[str, dict[str, Any]]) -> list[float]:
+        """Merge in the events of the cut days' parts (never a whole day: the rollup holds none of theirs); returns
+        their times to first token."""
         by_type, days = await self.aggregates._counted(conn, edge)
         for typ, n in by_type.items():
             out["by_type"][typ] = out["by_type"].get(typ, 0) + n
@@ -187,11 +201,11 @@ class RolledSummary:
             summed = [summed[0] + (tokens_in or 0), summed[1] + (tokens_out or 0)]
             if ttft is not None:
                 by_day.setdefault(str(day)[:10], []).append(float(ttft))
-                hist[float(ttft)] += 1
         if out["tokens"] is not None:
             out["tokens"] = (int(summed[0]), int(summed[1]))
         for day, values in by_day.items():
-            ttft_days[day] = {"count": len(values), **_ranked(values)}
+            ttft_days[day] = {"count": len(values), **_ranked(list(values))}
+        return [v for values in by_day.values() for v in values]
 
 
 def _scope(table: sa.Table, tenant_id: str, persona_id: str | None, first: date | None,
@@ -206,14 +220,27 @@ def _scope(table: sa.Table, tenant_id: str, persona_id: str | None, first: date 
     return out
 
 
-def _percentiles(hist: Counter[float]) -> dict[str, Any]:
-    """The count and percentiles of a histogram of values, as `_ranked` would give them from the values."""
-    n = sum(hist.values())
-    wanted = {r for percent in PERCENTS.values() for r in ((n - 1) * percent // 100, (n - 1) * percent // 100 + 1)}
-    ranks: dict[int, float] = {}
+def _wanted(n: int) -> set[int]:
+    """The ranks the percentiles of `n` values are interpolated between (`_interpolated`)."""
+    lows = [(n - 1) * percent // 100 for percent in PERCENTS.values()] if n else []
+    return {r for low in lows for r in (low, low + 1) if r < n}
+
+
+def _locate(counts: Counter[int], ranks: set[int]) -> dict[int, tuple[int, int]]:
+    """Each rank's bucket and its offset within the bucket."""
+    out: dict[int, tuple[int, int]] = {}
     seen = 0
-    for value in sorted(hist):
-        count = hist[value]
-        ranks |= {r: value for r in wanted if seen <= r < seen + count}
-        seen += count
-    return {"count": n, **_interpolated(ranks, n)}
+    for b in sorted(counts):
+        out |= {r: (b, r - seen) for r in ranks if seen <= r < seen + counts[b]}
+        seen += counts[b]
+    return out
+
+
+def _pick(bars: Counter[float], offsets: dict[int, int]) -> dict[int, float]:
+    """The value at each offset of a bucket's bars (rank -> offset within the bucket)."""
+    out: dict[int, float] = {}
+    seen = 0
+    for value in sorted(bars):
+        out |= {r: value for r, offset in offsets.items() if seen <= offset < seen + bars[value]}
+        seen += bars[value]
+    return out

@@ -32,9 +32,10 @@ def upgrade() -> None:
     op.create_table(
         "analytics_ttft",
         sa.Column("tenant_id", sa.String(40), primary_key=True), sa.Column("day", sa.String(10), primary_key=True),
-        sa.Column("ttft_ms", sa.Double, primary_key=True), sa.Column("persona_id", sa.String(40), primary_key=True),
-        sa.Column("n", sa.BigInteger, nullable=False),
+        sa.Column("bucket", sa.Integer, primary_key=True), sa.Column("ttft_ms", sa.Double, primary_key=True),
+        sa.Column("persona_id", sa.String(40), primary_key=True), sa.Column("n", sa.BigInteger, nullable=False),
     )
+    op.create_index("ix_analytics_ttft_bucket", "analytics_ttft", ["tenant_id", "bucket", "ttft_ms", "day"])
     _fill(op.get_bind())
 
 
