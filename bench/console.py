@@ -1,6 +1,7 @@
 """Console benchmark: the server time of every console page with 100,000 conversations stored.
 
-Run from the repository root: `.venv/bin/python -m bench.console [--conversations 100000] [--no-postgres]`
+Run from the repository root: `.venv/bin/python -m bench.console [--conversations 100000] [--no-postgres]
+[--no-sqlite]`
 (about four minutes per database on two cores, most of it seeding). Prints figures next to their target; asserts
 nothing.
 
@@ -264,12 +265,14 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--transcripts-filter", default="q=refund&status=escalated")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-sqlite", action="store_true")
     args = p.parse_args()
     random.seed(12)
     print(f"console benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; "
           f"{args.conversations:,} conversations over {args.days} days")
     with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/console.db", tmp, args)
+        if not args.no_sqlite:
+            run("SQLite", f"sqlite:///{tmp}/console.db", tmp, args)
         if not args.no_postgres:
             name, url = asyncio.run(_pg_database())
             try:

@@ -82,7 +82,7 @@ class RolledSummary:
             where = [*filters.where(tenant_id), c.seq + 0 <= upto]
             out, buckets = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
             scope = _scope(analytics_ttft, tenant_id, filters.persona_id, first, end)
-            ttft_days = await self._days_ttft(conn, scope, buckets) if per_day else {}
+            ttft_days = await self._days_ttft(conn, tenant_id, filters.persona_id, buckets) if per_day else {}
             edge_values: list[float] = []
             if edges := _edges(filters, first, end):
                 edge = [*EventFilter(persona_id=filters.persona_id).where(tenant_id), c.seq + 0 <= upto,
@@ -157,18 +157,26 @@ class RolledSummary:
             values |= _pick(bars, {r: offset for r, (b_, offset) in at.items() if b_ == b})
         return {"count": n, **_interpolated(values, n)}
 
-    async def _days_ttft(self, conn: AsyncConnection, scope: list[sa.ColumnElement[bool]],
+    async def _days_ttft(self, conn: AsyncConnection, tenant_id: str, persona_id: str | None,
                          buckets: dict[str, Counter[int]]) -> dict[str, dict[str, Any]]:
-        """Each whole day's percentiles, from the bars of only the buckets its ranks fall in."""
-        t = analytics_ttft.c
+        """Each whole day's percentiles, from the bars of only the buckets its ranks fall in: the (day, bucket)
+        pairs joined to the bars' primary key (an OR of the pairs was read by SQLite as a scan of every bar)."""
         at = {day: _locate(counts, _wanted(sum(counts.values()))) for day, counts in buckets.items()}
         pairs = sorted({(day, b) for day, got in at.items() for b, _ in got.values()})
         bars: dict[tuple[str, int], Counter[float]] = {}
-        for i in range(0, len(pairs), PAIRS):  # (SQLite parses a long OR as a deep tree: at most 1,000 levels)
-            chosen = sa.or_(*(sa.and_(t.day == day, t.bucket == b) for day, b in pairs[i:i + PAIRS]))
-            query = (sa.select(t.day, t.bucket, t.ttft_ms, sa.func.sum(t.n)).where(*scope, chosen)
-                     .group_by(t.day, t.bucket, t.ttft_ms))
-            for day, b, v, k in (await conn.execute(query)).all():
+        for i in range(0, len(pairs), PAIRS):
+            chunk = pairs[i:i + PAIRS]
+            params: dict[str, Any] = {"tenant": tenant_id, "persona": persona_id}
+            rows = []
+            for k, (day, b) in enumerate(chunk):
+                params |= {f"d{k}": day, f"b{k}": b}
+                rows.append(f"(CAST(:d{k} AS VARCHAR(10)), CAST(:b{k} AS INTEGER))")
+            persona = "AND t.persona_id = :persona" if persona_id else ""
+            sql = (f"WITH want(day, bucket) AS (VALUES {', '.join(rows)}) "
+                   "SELECT t.day, t.bucket, t.ttft_ms, sum(t.n) FROM want CROSS JOIN analytics_ttft t "
+                   f"WHERE t.tenant_id = :tenant AND t.day = want.day AND t.bucket = want.bucket {persona} "
+                   "GROUP BY t.day, t.bucket, t.ttft_ms")
+            for day, b, v, k in (await conn.execute(sa.text(sql), params)).all():
                 bars.setdefault((day, b), Counter())[float(v)] += int(k)
         out = {}
         for day, got in at.items():
