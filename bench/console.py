@@ -20,7 +20,8 @@ requests each page `--runs` times one after another (after three warm-up request
 spent on it from `Server-Timing: app;dur=` (the console's middleware: request in to response start, so the whole
 render). The baseline, measured in the same run and the same way, is the sign-in page: a template and no query.
 The ratio is page p50 / baseline p50. Pages that are not built yet answer whatever they answer: the status is
-printed beside the figures.
+printed beside the figures. Last, the dashboard's summary (14 and 90 days) is timed in this process both ways,
+interleaved: from the events alone (`from_events`, the way before the rollup) and from the rollup.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from tests.support.console import PASSWORD, csrf_of, sign_in
 from widget_server.backends.storage import Storage, open_storage, rollup
 from widget_server.backends.storage.tables import conversations, events, feedback, messages
 from widget_server.domain import console_users, personas, tenants
+from widget_server.domain.analytics.query import parse_filter
+from widget_server.domain.analytics.summary import summarize
 
 TARGET_MS = 100.0
 BATCH = 5000
@@ -247,6 +250,30 @@ def pages_of(seeded: dict[str, Any], today: datetime, transcripts_filter: str) -
             ("/console/tests", "/console/tests"), ("/console/inbox", "/console/inbox")]
 
 
+async def summary_ways(url: str, tenant_id: str, runs: int) -> list[tuple[str, list[float], list[float]]]:
+    """The dashboard's summary (14 and 90 days, every persona), read from the events (the way before the rollup)
+    and from the rollup, interleaved, in this process: (label, events ms, rollup ms)."""
+    storage = await open_storage(url)
+    out = []
+    try:
+        today = datetime.now(UTC).date()
+        for days in (14, 90):
+            params = {"from": (today - timedelta(days=days - 1)).isoformat(),
+                      "to": (today + timedelta(days=1)).isoformat()}
+            filters = await parse_filter(storage, tenant_id, params)
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for i in range(runs + 2):
+                for old in (True, False):
+                    began = time.perf_counter()
+                    await summarize(storage, tenant_id, filters, ttft_per_day=True, tokens=False, from_events=old)
+                    if i >= 2:
+                        times[old].append((time.perf_counter() - began) * 1000)
+            out.append((f"summary, {days} days", times[True], times[False]))
+    finally:
+        await storage.close()
+    return out
+
+
 def run(label: str, url: str, tmp: str, args: argparse.Namespace) -> None:
     tenant_id, email, seeded = asyncio.run(prepare(url, args.conversations, args.days, label == "PostgreSQL"))
     print(f"\n{label}: seeded {seeded['conversations']:,} conversations, {seeded['messages']:,} messages, "
@@ -256,6 +283,10 @@ def run(label: str, url: str, tmp: str, args: argparse.Namespace) -> None:
     with Served(AppSpec("server", settings)) as server:
         results = measure(server.url, email, pages_of(seeded, datetime.now(UTC), args.transcripts_filter), args.runs)
     report(f"{label}: server time per page ({args.runs} requests each, Server-Timing app;dur)", results)
+    print(f"\n{label}: the dashboard's summary in process, from the events (before) and from the rollup (after)")
+    for name, before, after in asyncio.run(summary_ways(url, tenant_id, args.runs)):
+        print(f"    {name:20} events p50 {_q(before, 0.5):7.1f} p95 {_q(before, 0.95):7.1f} ms   rollup p50 "
+              f"{_q(after, 0.5):7.1f} p95 {_q(after, 0.95):7.1f} ms   ratio p50 {_q(after, 0.5) / _q(before, 0.5):.2f}")
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """The summary's figures from the per-day rollup (`rollup.py`) for whole UTC days, and from the events for the rest.
 
 Read from the rollup: the counts of each type (conversations and messages per day), the guardrail rules, the
-tokens, and the time to first token, exactly: its histogram holds each value with its count, so the percentiles
-of a range come from the bars around their ranks, and each day's from one windowed query over that day's bars
-(the few rows at the ranks, not the replies). Read from the events: the parts of a day a range cuts (a `from` or a
-`to` that is not a midnight UTC), the ratings (the latest of each reply within the range, which no per-day count can
-say), the takeover figures (an order of events), and every figure of a filter by visitor or conversation or of a
+tokens, and the time to first token, exactly. Its bars hold each value with its count, grouped in buckets of values
+within 10% of each other whose counts per day sit beside the other counts: a percentile's rank is placed in its
+bucket from those counts, then only that bucket's bars are read (for the range, over its days; for each day, the
+one or two buckets of that day), not the replies. Read from the events: the parts of a day a range cuts (a `from` or
+a `to` that is not a midnight UTC), the ratings (the latest of each reply within the range, which no per-day count
+can say), the takeover figures (an order of events), and every figure of a filter by visitor or conversation or of a
 range within one day (`Aggregates.summary`, the reference the rollup is tested against).
 
 Every read runs in one snapshot (PostgreSQL: REPEATABLE READ; SQLite: one read transaction), so the rollup and the
