@@ -15,6 +15,7 @@ events it is merged with are one set of events. Measured at 100,000 conversation
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -81,21 +82,32 @@ class RolledSummary:
         async with self._snapshot() as conn:
             upto = await self._high_water(conn, tenant_id)
             where = [*filters.where(tenant_id), c.seq + 0 <= upto]
-            out, buckets = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
-            scope = _scope(analytics_ttft, tenant_id, filters.persona_id, first, end)
-            ttft_days = await self._days_ttft(conn, tenant_id, filters.persona_id, buckets) if per_day else {}
-            edge_values: list[float] = []
-            if edges := _edges(filters, first, end):
-                edge = [*EventFilter(persona_id=filters.persona_id).where(tenant_id), c.seq + 0 <= upto,
-                        sa.or_(*edges)]
-                edge_values = await self._add_edges(conn, edge, out, ttft_days)
-            counts: Counter[int] = Counter(rollup.bucket(v) for v in edge_values)
-            for day_counts in buckets.values():
-                counts.update(day_counts)
-            out["ttft"] = await self._whole_ttft(conn, scope, counts, edge_values)
-            out["ttft_days"] = ttft_days
-            out["ratings"] = await self.aggregates._ratings(conn, where, upto, filters.ts_to)
-            out["handoffs"] = await self.aggregates._handoffs(conn, where)
+            # The events' reads, bounded by `upto`, each on a connection of its own meanwhile (as the old way did):
+            # what was committed up to `upto` is what this snapshot sees.
+            async with asyncio.TaskGroup() as group:
+                ratings = group.create_task(self.aggregates._on_own(self.aggregates._ratings, where, upto,
+                                                                    filters.ts_to))
+                handoffs = group.create_task(self.aggregates._on_own(self.aggregates._handoffs, where))
+                out = await self._from_rollup(conn, tenant_id, filters, (first, end), upto, per_day, tokens)
+        out["ratings"], out["handoffs"] = ratings.result(), handoffs.result()
+        return out
+
+    async def _from_rollup(self, conn: AsyncConnection, tenant_id: str, filters: EventFilter,
+                           span: tuple[date | None, date | None], upto: int, per_day: bool,
+                           tokens: bool) -> dict[str, Any]:
+        first, end = span
+        out, buckets = await self._rolled(conn, tenant_id, filters.persona_id, first, end, tokens)
+        ttft_days = await self._days_ttft(conn, tenant_id, filters.persona_id, buckets) if per_day else {}
+        edge_values: list[float] = []
+        if edges := _edges(filters, first, end):
+            edge = [*EventFilter(persona_id=filters.persona_id).where(tenant_id), c.seq + 0 <= upto, sa.or_(*edges)]
+            edge_values = await self._add_edges(conn, edge, out, ttft_days)
+        counts: Counter[int] = Counter(rollup.bucket(v) for v in edge_values)
+        for day_counts in buckets.values():
+            counts.update(day_counts)
+        scope = _scope(analytics_ttft, tenant_id, filters.persona_id, first, end)
+        out["ttft"] = await self._whole_ttft(conn, scope, counts, edge_values)
+        out["ttft_days"] = ttft_days
         out["days"] = [(d, convs, msgs) for d, (convs, msgs) in sorted(out["days"].items())]
         return out
 
