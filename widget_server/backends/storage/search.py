@@ -187,8 +187,10 @@ class TranscriptSearch:
         return chosen, onward, scanned
 
     async def _few(self, conn: AsyncConnection, tenant_id: str, f: TranscriptFilter) -> list[str] | None:
-        """The conversations a filter leaves, when it is one and leaves at most `FILTER_FIRST` of them."""
-        if f == TranscriptFilter(text=f.text):
+        """The conversations a filter leaves, when it is one and leaves at most `FILTER_FIRST` of them. Not for the
+        filters that look into each conversation's messages (guardrail, escalated): to count what they leave would
+        read the messages of every conversation."""
+        if f == TranscriptFilter(text=f.text) or f.guardrail or f.escalated:
             return None
         query = sa.select(conversations.c.id).where(*_where(tenant_id, f)).limit(FILTER_FIRST + 1)
         ids = list((await conn.execute(query)).scalars())
