@@ -85,6 +85,11 @@ def test_words_must_all_match_and_phrases_keep_their_order(db: Db) -> None:
     assert db.texts("tomorr") == ["Your order ships tomorrow."]  # the last word is a prefix while typing
     assert db.texts("tomorr ") == []  # … until the word is finished
     assert db.texts("ships tomorrow!") == ["Your order ships tomorrow."]
+    # a term that is no plain words is read by PostgreSQL's parser too (one lexeme there), plain ones once
+    db.conversation(["write to bob@example.com today", "Herr Müller ships"])
+    assert db.texts("bob@example.com today") == ["write to bob@example.com today"]
+    assert db.texts('"Herr Müller" ships') == ["Herr Müller ships"]
+    assert db.texts('"ORDER STATUS"') == ["order status: delayed"]
 
 
 def test_every_language_is_split_into_words_and_sqlite_folds_diacritics(db: Db, db_url: str) -> None:
