@@ -1,6 +1,7 @@
 """Console benchmark: the server time of every console page with 100,000 conversations stored.
 
-Run from the repository root: `.venv/bin/python -m bench.console [--conversations 100000] [--no-postgres]`
+Run from the repository root: `.venv/bin/python -m bench.console [--conversations 100000] [--no-postgres]
+[--no-sqlite]`
 (about four minutes per database on two cores, most of it seeding). Prints figures next to their target; asserts
 nothing.
 
@@ -9,7 +10,8 @@ stores (a fixed seed makes every run the same): 1 to 4 turns each (a visitor mes
 five messages per conversation), and the events of each (conversation.started, widget.opened/closed,
 message.received, reply.completed with a time to first token of 150 ms to a few seconds, a guardrail trigger in
 8% of them, an escalation in 3%, a rating in 10%). Rows are written straight into the tables in bulk
-(`backends/storage/tables.py`): seeding through the API would take an hour. PostgreSQL is ANALYZEd afterwards, as
+(`backends/storage/tables.py`), with the per-day rollup the writer would have kept (`backends/storage/rollup.py`,
+the same function): seeding through the API would take an hour. PostgreSQL is ANALYZEd afterwards, as
 its autovacuum would have done long before a tenant had this many conversations; SQLite is left as the app leaves
 it.
 
@@ -18,7 +20,8 @@ requests each page `--runs` times one after another (after three warm-up request
 spent on it from `Server-Timing: app;dur=` (the console's middleware: request in to response start, so the whole
 render). The baseline, measured in the same run and the same way, is the sign-in page: a template and no query.
 The ratio is page p50 / baseline p50. Pages that are not built yet answer whatever they answer: the status is
-printed beside the figures.
+printed beside the figures. Last, the dashboard's summary (14 and 90 days) is timed in this process both ways,
+interleaved: from the events alone (`from_events`, the way before the rollup) and from the rollup.
 """
 
 from __future__ import annotations
@@ -41,9 +44,11 @@ import sqlalchemy as sa
 from bench.analytics import _drop_pg, _pg_database
 from bench.serve import AppSpec, Served
 from tests.support.console import PASSWORD, csrf_of, sign_in
-from widget_server.backends.storage import Storage, open_storage
+from widget_server.backends.storage import Storage, open_storage, rollup
 from widget_server.backends.storage.tables import conversations, events, feedback, messages
 from widget_server.domain import console_users, personas, tenants
+from widget_server.domain.analytics.query import parse_filter
+from widget_server.domain.analytics.summary import summarize
 
 TARGET_MS = 100.0
 BATCH = 5000
@@ -159,6 +164,10 @@ async def seed(storage: Storage, tenant_id: str, n: int, days: int) -> dict[str,
             pending[key] += value
         if len(pending["events"]) >= BATCH or i == n - 1:
             async with storage.engine.begin() as conn:
+                if pending["events"]:  # the per-day rollup the writer keeps in the events' transaction
+                    for statement, params in rollup.statements(storage.dialect, *rollup.fold(pending["events"],
+                                                                                             storage.dialect)):
+                        await conn.execute(statement, params)
                 for key in ("conversation", "messages", "feedback", "events"):  # feedback needs its message
                     if pending[key]:
                         await conn.execute(sa.insert(tables[key]), pending[key])
@@ -241,6 +250,30 @@ def pages_of(seeded: dict[str, Any], today: datetime, transcripts_filter: str) -
             ("/console/tests", "/console/tests"), ("/console/inbox", "/console/inbox")]
 
 
+async def summary_ways(url: str, tenant_id: str, runs: int) -> list[tuple[str, list[float], list[float]]]:
+    """The dashboard's summary (14 and 90 days, every persona), read from the events (the way before the rollup)
+    and from the rollup, interleaved, in this process: (label, events ms, rollup ms)."""
+    storage = await open_storage(url)
+    out = []
+    try:
+        today = datetime.now(UTC).date()
+        for days in (14, 90):
+            params = {"from": (today - timedelta(days=days - 1)).isoformat(),
+                      "to": (today + timedelta(days=1)).isoformat()}
+            filters = await parse_filter(storage, tenant_id, params)
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for i in range(runs + 2):
+                for old in (True, False):
+                    began = time.perf_counter()
+                    await summarize(storage, tenant_id, filters, ttft_per_day=True, tokens=False, from_events=old)
+                    if i >= 2:
+                        times[old].append((time.perf_counter() - began) * 1000)
+            out.append((f"summary, {days} days", times[True], times[False]))
+    finally:
+        await storage.close()
+    return out
+
+
 def run(label: str, url: str, tmp: str, args: argparse.Namespace) -> None:
     tenant_id, email, seeded = asyncio.run(prepare(url, args.conversations, args.days, label == "PostgreSQL"))
     print(f"\n{label}: seeded {seeded['conversations']:,} conversations, {seeded['messages']:,} messages, "
@@ -250,6 +283,10 @@ def run(label: str, url: str, tmp: str, args: argparse.Namespace) -> None:
     with Served(AppSpec("server", settings)) as server:
         results = measure(server.url, email, pages_of(seeded, datetime.now(UTC), args.transcripts_filter), args.runs)
     report(f"{label}: server time per page ({args.runs} requests each, Server-Timing app;dur)", results)
+    print(f"\n{label}: the dashboard's summary in process, from the events (before) and from the rollup (after)")
+    for name, before, after in asyncio.run(summary_ways(url, tenant_id, args.runs)):
+        print(f"    {name:20} events p50 {_q(before, 0.5):7.1f} p95 {_q(before, 0.95):7.1f} ms   rollup p50 "
+              f"{_q(after, 0.5):7.1f} p95 {_q(after, 0.95):7.1f} ms   ratio p50 {_q(after, 0.5) / _q(before, 0.5):.2f}")
 
 
 def main() -> None:
@@ -259,12 +296,14 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--transcripts-filter", default="q=refund&status=escalated")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-sqlite", action="store_true")
     args = p.parse_args()
     random.seed(12)
     print(f"console benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores; "
           f"{args.conversations:,} conversations over {args.days} days")
     with tempfile.TemporaryDirectory() as tmp:
-        run("SQLite", f"sqlite:///{tmp}/console.db", tmp, args)
+        if not args.no_sqlite:
+            run("SQLite", f"sqlite:///{tmp}/console.db", tmp, args)
         if not args.no_postgres:
             name, url = asyncio.run(_pg_database())
             try:

@@ -85,6 +85,11 @@ def test_words_must_all_match_and_phrases_keep_their_order(db: Db) -> None:
     assert db.texts("tomorr") == ["Your order ships tomorrow."]  # the last word is a prefix while typing
     assert db.texts("tomorr ") == []  # … until the word is finished
     assert db.texts("ships tomorrow!") == ["Your order ships tomorrow."]
+    # a term that is no plain words is read by PostgreSQL's parser too (one lexeme there), plain ones once
+    db.conversation(["write to bob@example.com today", "Herr Müller ships"])
+    assert db.texts("bob@example.com today") == ["write to bob@example.com today"]
+    assert db.texts('"Herr Müller" ships') == ["Herr Müller ships"]
+    assert db.texts('"ORDER STATUS"') == ["order status: delayed"]
 
 
 def test_every_language_is_split_into_words_and_sqlite_folds_diacritics(db: Db, db_url: str) -> None:
@@ -183,9 +188,12 @@ def _walk(db: Db, f: TranscriptFilter, limit: int) -> tuple[list[str], list[str]
 
 @pytest.mark.parametrize("max_scan", [20_000, 7])
 @pytest.mark.parametrize("windowed", [2, 7, 30_000])
+@pytest.mark.parametrize("filter_first", [0, 2000])
 def test_pages_have_no_gap_and_no_duplicate_either_way(db: Db, monkeypatch: pytest.MonkeyPatch,
-                                                       max_scan: int, windowed: int) -> None:
+                                                       max_scan: int, windowed: int, filter_first: int) -> None:
     monkeypatch.setattr(search_module, "MAX_SCAN", max_scan)  # 7: pages cut short by the scan's bound
+    # 0: a filter never applied first (the index scanned, each match met checked); 2000: the channel filter first
+    monkeypatch.setattr(search_module, "FILTER_FIRST", filter_first)
     monkeypatch.setattr(search_module, "FIRST_BATCH", 3)
     # PostgreSQL: windows of two messages first, then growing ones up to `windowed` messages a batch, then the
     # GIN index past them (2: the index right after the first window; 30,000: windows only, to the end)
@@ -194,7 +202,8 @@ def test_pages_have_no_gap_and_no_duplicate_either_way(db: Db, monkeypatch: pyte
     ids = []
     for i in range(23):
         words = ["lamp"] * (1 + i % 3) + (["broken"] if i % 4 == 0 else [])
-        ids.append(db.conversation([f"{w} {i}" for w in words] + ["unrelated"], channel="api" if i % 2 else "widget"))
+        ids.append(db.conversation([f"{w} {i}" for w in words] + ["unrelated"], channel="api" if i % 2 else "widget",
+                                   status="escalated" if i % 5 == 0 else "bot"))
     # Conversations written in an order their matches do not follow: a newer match in an older conversation.
     db.message(ids[3], "lamp again")
     db.message(ids[10], "lamp once more")
@@ -203,6 +212,8 @@ def test_pages_have_no_gap_and_no_duplicate_either_way(db: Db, monkeypatch: pyte
         (TranscriptFilter(), list(reversed(ids))),
         (TranscriptFilter(text=parse("lamp")), expected_text),
         (TranscriptFilter(text=parse("lamp"), channel="api"), [c for c in expected_text if ids.index(c) % 2]),
+        (TranscriptFilter(text=parse("lamp"), status="escalated"), [c for c in expected_text if ids.index(c) % 5 == 0]),
+        (TranscriptFilter(text=parse("broken"), status="escalated"), [ids[20], ids[0]]),
         (TranscriptFilter(text=parse("broken")), [c for c in reversed(ids) if ids.index(c) % 4 == 0]),
     ]:
         for limit in (1, 4, 50):

@@ -127,13 +127,12 @@ class Aggregates:
             handoffs = group.create_task(self._on_own(self._handoffs, where))
             replies = group.create_task(self._on_own(self._replies_per_day, where, tokens) if per_day
                                         else self._on_own(self._replies, where))
-            others = group.create_task(self._on_own(self._rules_and_ratings, where, upto, filters.ts_to))
-        (by_type, days), (summed, ttft, ttft_days), (rules, ratings) = (counted.result(), replies.result(),
-                                                                       others.result())
+            rules = group.create_task(self._on_own(self._rules, where))
+            ratings = group.create_task(self._on_own(self._ratings, where, upto, filters.ts_to))
+        (by_type, days), (summed, ttft, ttft_days) = counted.result(), replies.result()
         return {"by_type": by_type, "days": days,
                 "tokens": (int(summed[0]), int(summed[1])) if summed is not None else None,
-                "rules": {r: int(n) for r, n in rules},
-                "ratings": {r: int(n) for r, n in ratings}, "ttft": ttft, "ttft_days": ttft_days,
+                "rules": rules.result(), "ratings": ratings.result(), "ttft": ttft, "ttft_days": ttft_days,
                 "handoffs": handoffs.result()}
 
     async def _handoffs(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]) -> list[tuple[Any, ...]]:
@@ -141,7 +140,7 @@ class Aggregates:
         whether a transfer). Far fewer than the replies; `takeover_figures` reads them."""
         query = (sa.select(c.conversation_id, c.type, c.ts, c.attributes["waited_ms"].as_float(),
                            c.attributes["escalated_ms"].as_float(), c.attributes["from_agent_id"].as_string())
-                 .where(*where, c.type.in_(HANDOFF_TYPES)).order_by(c.seq))
+                 .where(*where, c.type.in_(HANDOFF_TYPES)).order_by(c.seq + 0))  # (by seq, SQLite read them all)
         return [tuple(row) for row in (await conn.execute(query)).all()]
 
     async def _on_own(self, read: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -158,13 +157,16 @@ class Aggregates:
         ).where(*where, c.type == "reply.completed"))).one()
         return (int(tokens[0]), int(tokens[1])), await _percentiles(conn, where), {}
 
-    async def _rules_and_ratings(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]], upto: int,
-                                 ts_to: datetime | None) -> tuple[list[Any], list[Any]]:
+    async def _rules(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]]) -> dict[Any, int]:
         rules = (await conn.execute(sa.select(_text("rule"), sa.func.count()).where(
             *where, c.type == "guardrail.triggered").group_by(FIRST))).all()
+        return {r: int(n) for r, n in rules}
+
+    async def _ratings(self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]], upto: int,
+                       ts_to: datetime | None) -> dict[str, int]:
         ratings = (await conn.execute(sa.select(_text("rating"), sa.func.count()).where(
             *where, _latest_feedback(upto, ts_to)).group_by(FIRST))).all()
-        return list(rules), list(ratings)
+        return {r: int(n) for r, n in ratings}
 
     async def _replies_per_day(
         self, conn: AsyncConnection, where: list[sa.ColumnElement[bool]], tokens: bool = True

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from widget_server.backends.storage import rollup
 from widget_server.backends.storage.deliveries import enqueue
 from widget_server.backends.storage.rows import Row, as_row
 from widget_server.backends.storage.tables import (
@@ -94,7 +95,10 @@ class EventStore:
                     await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
                 stored = set((await conn.execute(insert, list(rows))).scalars())
                 if stored:
-                    await enqueue(conn, [r for r in rows if r["id"] in stored])
+                    new = [r for r in rows if r["id"] in stored]
+                    await enqueue(conn, new)
+                    for statement, params in rollup.statements(self.dialect, *rollup.fold(new, self.dialect)):
+                        await conn.execute(statement, params)
         except sa.exc.StatementError as exc:
             if refused_for_values(exc):
                 raise RowsRefused(str(exc.orig)[:300]) from exc  # the rows, not the database: retrying changes nothing
@@ -138,8 +142,7 @@ class EventStore:
         ).scalar_subquery()
         async with self.engine.begin() as conn:
             counts = {
-                "events": await _delete(conn, events, events.c.tenant_id == tenant_id,
-                                        events.c.visitor_id == visitor_id),
+                "events": await self._delete_events(conn, tenant_id, events.c.visitor_id == visitor_id),
                 "feedback": await _delete(conn, feedback, feedback.c.tenant_id == tenant_id,
                                           feedback.c.conversation_id.in_(convs)),
                 "messages": await _delete(conn, messages, messages.c.tenant_id == tenant_id,
@@ -156,7 +159,7 @@ class EventStore:
         ).scalar_subquery()
         async with self.engine.begin() as conn:
             return {
-                "events": await _delete(conn, events, events.c.tenant_id == tenant_id, events.c.ts < cutoff),
+                "events": await self._delete_events(conn, tenant_id, events.c.ts < cutoff),
                 "feedback": await _delete(conn, feedback, feedback.c.tenant_id == tenant_id,
                                           feedback.c.conversation_id.in_(old)),
                 "messages": await _delete(conn, messages, messages.c.tenant_id == tenant_id,
@@ -164,6 +167,21 @@ class EventStore:
                 "conversations": await _delete(conn, conversations, conversations.c.tenant_id == tenant_id,
                                                conversations.c.updated_at < cutoff),
             }
+
+    async def _delete_events(self, conn: AsyncConnection, tenant_id: str, where: sa.ColumnElement[bool]) -> int:
+        """Delete events and take what they counted out of the rollup, in the caller's transaction. On PostgreSQL
+        under the writers' lock: a batch committed between the delete and the rollup's update cannot slip past
+        either."""
+        if self.dialect == "postgresql":
+            await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
+        deleted = (await conn.execute(sa.delete(events).where(events.c.tenant_id == tenant_id, where).returning(
+            *(events.c[name] for name in rollup.FOLDED)))).mappings().all()
+        if deleted:
+            for statement, params in rollup.statements(self.dialect, *rollup.fold(deleted, self.dialect), sign=-1):
+                await conn.execute(statement, params)
+            for statement in rollup.emptied(tenant_id):
+                await conn.execute(statement)
+        return len(deleted)
 
     async def get_retention(self, tenant_id: str) -> int | None:
         query = sa.select(analytics_settings.c.retention_days).where(analytics_settings.c.tenant_id == tenant_id)

@@ -29,6 +29,10 @@ from widget_server.backends.storage.tables import conversations, feedback, messa
 __all__ = ["BadCursor", "TranscriptFilter", "TranscriptPage", "TranscriptSearch"]
 MAX_SCAN = 20_000
 FIRST_BATCH = 64
+# A filter that leaves at most this many conversations is applied first: their newest matches are found in one
+# read, rather than the index read a batch at a time until enough of its matches pass (a common word under a rare
+# filter: `refund` and `status=escalated` at 100,000 conversations read 20,000 matches for a short page, 297 ms).
+FILTER_FIRST = 2000
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,12 @@ def _where(tenant_id: str, f: TranscriptFilter) -> list[sa.ColumnElement[bool]]:
     return out
 
 
+def _beyond(hit: Hit, bound: Key | None, inclusive: bool, down: bool) -> bool:
+    """Whether a conversation's newest match lies past the page's bound, in its direction."""
+    return (bound is None or (inclusive and hit.key == bound)
+            or (below(hit.key, bound) if down else below(bound, hit.key)))
+
+
 class TranscriptSearch:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -122,7 +132,12 @@ class TranscriptSearch:
         cursor = after if after is not None else before
         inclusive = cursor is not None and cursor.startswith("=")
         bound = self.fulltext.key_of(cursor.removeprefix("=")) if cursor is not None else None
-        found, onward, scanned = await self._scan(conn, tenant_id, f, (bound, inclusive), after is None, limit)
+        few = await self._few(conn, tenant_id, f)
+        if few is not None:
+            found, onward, scanned = await self._among(conn, tenant_id, f, few, (bound, inclusive), after is None,
+                                                       limit)
+        else:
+            found, onward, scanned = await self._scan(conn, tenant_id, f, (bound, inclusive), after is None, limit)
         page = TranscriptPage(await self._rows(conn, tenant_id, found), stats={"scanned": scanned})
         keys = [str(hit.key) for _, hit in found]
         # Back the other way: past this page's first row or, on a page left empty by the scan's bound, from this
@@ -171,6 +186,37 @@ class TranscriptSearch:
             onward = str(ready[limit - 1][1].key)
         return chosen, onward, scanned
 
+    async def _few(self, conn: AsyncConnection, tenant_id: str, f: TranscriptFilter) -> list[str] | None:
+        """The conversations a filter leaves, when it is one and leaves at most `FILTER_FIRST` of them. Not for the
+        filters that look into each conversation's messages (guardrail, escalated): to count what they leave would
+        read the messages of every conversation."""
+        if f == TranscriptFilter(text=f.text) or f.guardrail or f.escalated:
+            return None
+        query = sa.select(conversations.c.id).where(*_where(tenant_id, f)).limit(FILTER_FIRST + 1)
+        ids = list((await conn.execute(query)).scalars())
+        return ids if len(ids) <= FILTER_FIRST else None
+
+    async def _among(self, conn: AsyncConnection, tenant_id: str, f: TranscriptFilter, ids: list[str],
+                     start: tuple[Key | None, bool], down: bool,
+                     limit: int) -> tuple[list[tuple[Row, Hit]], str | None, int]:
+        """`_scan`'s answer for a filter applied first: the newest match of each of these conversations, those
+        beyond the bound in the page's direction, the nearest `limit` of them (and the cursor on, if more)."""
+        assert f.text is not None
+        bound, inclusive = start
+        newest = await self.fulltext.newest(conn, tenant_id, f.text, ids) if ids else {}
+        hits = [hit for hit in newest.values() if _beyond(hit, bound, inclusive, down)]
+        ready = sorted(hits, key=lambda h: h.key, reverse=down)  # nearest to the bound first
+        chosen = ready[:limit]
+        rows = {}
+        if chosen:
+            query = sa.select(conversations).where(conversations.c.tenant_id == tenant_id,
+                                                   conversations.c.id.in_([h.conversation_id for h in chosen]))
+            rows = {r["id"]: as_row(r) for r in (await conn.execute(query)).mappings().all()}
+        found = sorted(((rows[h.conversation_id], h) for h in chosen if h.conversation_id in rows),
+                       key=lambda p: p[1].key, reverse=True)
+        onward = str(ready[limit - 1].key) if len(ready) > limit else None
+        return found, onward, len(newest)
+
     async def _place(self, conn: AsyncConnection, tenant_id: str, f: TranscriptFilter, ids: list[str],
                      start: tuple[Key | None, bool], down: bool) -> list[tuple[Row, Hit]]:
         """The conversations (of `ids`, met for the first time) that pass the filters and whose newest match is
@@ -184,9 +230,7 @@ class TranscriptSearch:
         out = []
         for cid in ids:
             hit = newest.get(cid)
-            beyond = (bound is None or hit is None or (inclusive and hit.key == bound)
-                      or (below(hit.key, bound) if down else below(bound, hit.key)))
-            if cid in passing and hit is not None and beyond:
+            if cid in passing and hit is not None and _beyond(hit, bound, inclusive, down):
                 out.append((passing[cid], hit))
         return out
 

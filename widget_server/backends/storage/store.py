@@ -26,6 +26,7 @@ from widget_server.backends.storage.rows import Row, now
 from widget_server.backends.storage.rows import as_row as _row
 from widget_server.backends.storage.search import TranscriptSearch
 from widget_server.backends.storage.sessions import SessionStore
+from widget_server.backends.storage.summary_rollup import RolledSummary
 from widget_server.backends.storage.tables import (
     api_keys,
     conversations,
@@ -82,6 +83,7 @@ class Storage:
         self.webhooks = WebhookStore(engine)
         self.deliveries = DeliveryStore(engine)
         self.aggregates = Aggregates(engine)
+        self.summaries = RolledSummary(engine, self.aggregates)
         self.export_rows = ExportReader(engine)
         self.console = ConsoleStore(engine)
         self.test_runs = TestRunStore(engine)

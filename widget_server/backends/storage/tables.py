@@ -155,6 +155,35 @@ events = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# The per-day rollup of the events (migration 0023, `rollup.py`): written in the transaction of the events it counts
+# (and of their erasure and expiry), so it never disagrees with them. `persona_id` is '' for an event without one.
+analytics_days = sa.Table(
+    "analytics_days",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # the UTC day, YYYY-MM-DD
+    sa.Column("persona_id", sa.String(40), primary_key=True),
+    # type | rule | no-rule | tokens-in | tokens-out | ttft-bucket
+    sa.Column("figure", sa.String(16), primary_key=True),
+    sa.Column("item", sa.Text, primary_key=True),  # the event type, the rule, the bucket ('' for the others)
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+# Each day's replies by their exact time to first token (a histogram with one bar per value), the bars grouped in
+# buckets (`rollup.bucket`) whose counts per day are in `analytics_days`: a percentile finds its bucket from those,
+# then reads the bars of that bucket only.
+analytics_ttft = sa.Table(
+    "analytics_ttft",
+    metadata,
+    sa.Column("tenant_id", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("bucket", sa.Integer, primary_key=True),
+    sa.Column("ttft_ms", sa.Double, primary_key=True),
+    sa.Column("persona_id", sa.String(40), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Index("ix_analytics_ttft_bucket", "tenant_id", "bucket", "ttft_ms", "day"),  # a bucket over many days
+)
+
 analytics_settings = sa.Table(
     "analytics_settings",
     metadata,

@@ -22,16 +22,20 @@ async def parse_summary(storage: Storage, tenant_id: str, params: Mapping[str, s
 
 
 async def summarize(storage: Storage, tenant_id: str, filters: EventFilter, *,
-                    ttft_per_day: bool = False, tokens: bool = True) -> dict[str, Any]:
+                    ttft_per_day: bool = False, tokens: bool = True, from_events: bool = False) -> dict[str, Any]:
     """Conversations and messages per UTC day, time to first token p50/p95 (ms), tokens in and out, guardrail
     triggers by reason, escalations and their takeover by people (`takeover_figures`), feedback (the latest rating
     of each reply). `days` is a continuous series
     (days without events count zero) over `from`..`to`, or from the first to the last day with events. With
     `ttft_per_day` (the console's dashboard), each day also has its own `ttft_ms` {p50, p95, replies}, from the same
     snapshot of events. Without `tokens` (a page that does not show them, such as the dashboard), `tokens` is None
-    and the rest is the same."""
-    upto = await storage.events.high_water(tenant_id)
-    raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day, tokens=tokens)
+    and the rest is the same. Whole days are read from the per-day rollup (`storage/summary_rollup.py`), exactly;
+    `from_events` reads every figure from the events instead (the reference the rollup is tested against)."""
+    if from_events:
+        upto = await storage.events.high_water(tenant_id)
+        raw = await storage.aggregates.summary(tenant_id, filters, upto, per_day=ttft_per_day, tokens=tokens)
+    else:
+        raw = await storage.summaries.summary(tenant_id, filters, per_day=ttft_per_day, tokens=tokens)
     by_type: dict[str, int] = raw["by_type"]
     ttft = raw["ttft"]
     rules = dict(sorted(raw["rules"].items(), key=lambda kv: (-kv[1], kv[0] or "")))
