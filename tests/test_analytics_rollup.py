@@ -15,11 +15,13 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from widget_server.backends.storage import Storage, open_storage
+from widget_server.backends.storage import analytics as analytics_storage
 from widget_server.backends.storage.connect import migrate
-from widget_server.backends.storage.tables import analytics_days, analytics_ttft
+from widget_server.backends.storage.tables import analytics_days, analytics_ttft, events
 from widget_server.domain import tenants
 from widget_server.domain.analytics.query import parse_filter
 from widget_server.domain.analytics.summary import summarize
@@ -123,13 +125,22 @@ async def seeded(url: str) -> tuple[Storage, str, random.Random]:
     return storage, tenant, rng
 
 
-def test_the_rollup_gives_the_events_summary_through_writes_erasure_and_retention(db_url: str) -> None:
+@pytest.mark.parametrize("batch", [5_000, 7])
+def test_the_rollup_gives_the_events_summary_through_writes_erasure_and_retention(
+        db_url: str, batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (batch 7: erasure and retention delete in many batches, each taken out of the rollup)
+    monkeypatch.setattr(analytics_storage, "DELETE_BATCH", batch)
+
     async def run() -> None:
         storage, tenant, rng = await seeded(db_url)
         try:
             await compare(storage, tenant, rng)
             erased = await storage.events.erase_visitor(tenant, "vis_7")
             assert erased["events"] > 0
+            async with storage.engine.connect() as conn:  # every batch of them, not the first only
+                left = (await conn.execute(sa.select(sa.func.count()).select_from(events).where(
+                    events.c.tenant_id == tenant, events.c.visitor_id == "vis_7"))).scalar()
+            assert left == 0
             await compare(storage, tenant, rng)
             purged = await storage.events.purge_before(tenant, START + timedelta(days=3, hours=5))  # cuts a day
             assert purged["events"] > 0

@@ -22,6 +22,8 @@ from widget_server.backends.storage.tables import (
     messages,
 )
 
+DELETE_BATCH = 5_000  # events deleted (and taken out of the rollup) per statement by erasure and retention
+
 
 class RowsRefused(Exception):
     """The database refused the values of a batch (a NUL byte, a lone surrogate, a number out of range), not
@@ -174,14 +176,23 @@ class EventStore:
         either."""
         if self.dialect == "postgresql":
             await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
-        deleted = (await conn.execute(sa.delete(events).where(events.c.tenant_id == tenant_id, where).returning(
-            *(events.c[name] for name in rollup.FOLDED)))).mappings().all()
-        if deleted:
+        total = 0
+        while True:  # in batches, so a first sweep over years of events holds one batch in memory, not all of them
+            batch = sa.select(events.c.seq).where(events.c.tenant_id == tenant_id, where).order_by(
+                events.c.seq).limit(DELETE_BATCH).scalar_subquery()
+            deleted = (await conn.execute(sa.delete(events).where(events.c.seq.in_(batch)).returning(
+                *(events.c[name] for name in rollup.FOLDED)))).mappings().all()
+            if not deleted:
+                break
+            total += len(deleted)
             for statement, params in rollup.statements(self.dialect, *rollup.fold(deleted, self.dialect), sign=-1):
                 await conn.execute(statement, params)
+            if len(deleted) < DELETE_BATCH:
+                break
+        if total:
             for statement in rollup.emptied(tenant_id):
                 await conn.execute(statement)
-        return len(deleted)
+        return total
 
     async def get_retention(self, tenant_id: str) -> int | None:
         query = sa.select(analytics_settings.c.retention_days).where(analytics_settings.c.tenant_id == tenant_id)
