@@ -156,12 +156,12 @@ async def open_widget(deps: Deps, tenant_id: str, persona: dict[str, Any], visit
 
 
 async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, conversation_id: Any,
-                   visitor: Any, channel: str = "api") -> Conversation:
+                   visitor: Any, channel: str = "api", persona: dict[str, Any] | None = None) -> Conversation:
     """The conversation a REST prompt goes to: the one named (404 unless it is this persona's, and this
     visitor's when one is named), or a new one on `channel` (`api`; `openai` for the OpenAI-compatible
     endpoint, `mcp` for the MCP server's `chat` tool). The message is checked first, so a refused message leaves
-    no empty conversation behind."""
-    persona = await personas.get(deps.storage, tenant_id, persona_ref)
+    no empty conversation behind. `persona`: the row `persona_ref` names, when the caller has read it already."""
+    persona = persona or await personas.get(deps.storage, tenant_id, persona_ref)
     check_message(message, deps.settings.max_message_chars)
     named_visitor = visitor_id(visitor) if visitor is not None else None
     if conversation_id is None:
