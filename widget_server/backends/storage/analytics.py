@@ -77,15 +77,15 @@ class EventStore:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    async def insert(self, rows: Sequence[Row]) -> None:
+    async def insert(self, rows: Sequence[Row]) -> int:
         """Write a batch in one transaction. An event already stored (a retried batch) is skipped by its `id`.
 
         The same transaction enqueues each newly stored event's webhook deliveries (the outbox), so a crash
-        never leaves an event without them, and a retried batch never enqueues one twice.
+        never leaves an event without them, and a retried batch never enqueues one twice; their number is returned.
         On PostgreSQL an advisory lock makes batches from every node commit one after another, so `seq` (drawn
         inside the lock) grows in commit order and a cursor that passed `seq` N never misses a later commit."""
         if not rows:
-            return
+            return 0
         insert: Any = (postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events))
         insert = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
         try:
@@ -93,8 +93,7 @@ class EventStore:
                 if self.dialect == "postgresql":
                     await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
                 stored = set((await conn.execute(insert, list(rows))).scalars())
-                if stored:
-                    await enqueue(conn, [r for r in rows if r["id"] in stored])
+                return await enqueue(conn, [r for r in rows if r["id"] in stored]) if stored else 0
         except sa.exc.StatementError as exc:
             if refused_for_values(exc):
                 raise RowsRefused(str(exc.orig)[:300]) from exc  # the rows, not the database: retrying changes nothing
