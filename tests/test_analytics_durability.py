@@ -227,3 +227,23 @@ def test_workers_sharing_a_data_dir_each_take_a_spill_file_of_their_own(tmp_path
     assert third == first
     for lock in (lock2, lock3):
         lock.close()
+
+
+def test_the_webhook_worker_is_woken_only_for_batches_that_enqueued_deliveries() -> None:
+    """`on_written` (the webhook worker's wake-up) follows a batch that enqueued deliveries, or whose write does
+    not say; a batch with none (a tenant without webhooks) wakes nobody, saving the worker a claim query."""
+    enqueued: list[int | None] = [0, 2, None]
+    woken: list[int] = []
+
+    async def write(rows: Any) -> int | None:
+        return enqueued.pop(0)
+
+    async def run() -> None:
+        writer = EventWriter(write, Metrics(), on_written=lambda batch: woken.append(len(batch)))
+        for n in (1, 2, 3):
+            for _ in range(n):
+                writer.emit(Event("widget.closed", "t", visitor_id="v"))
+            await writer.flush()
+
+    asyncio.run(run())
+    assert woken == [2, 3]

@@ -119,3 +119,43 @@ def test_keys_and_identity_over_rest(stack: Stack) -> None:
     assert secret.startswith("idsec_")
     assert httpx.put(f"{api}/identity", json={"require_identity": True}, headers=stack.auth).json() == {
         "require_identity": True, "secret_set": True}
+
+
+def _prompt(stack: Stack, sk: str, persona: str, body: Any = None) -> httpx.Response:
+    return httpx.post(f"{stack.url}/v1/personas/{persona}/prompt", json={"message": "hi"} if body is None else body,
+                      headers={"Authorization": f"Bearer {sk}"}, timeout=30)
+
+
+def _completion(stack: Stack, sk: str, model: str, stream: bool = False) -> httpx.Response:
+    body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(f"{stack.url}/v1/openai/chat/completions", json=body, headers={"Authorization": f"Bearer {sk}"},
+                      timeout=30)
+
+
+def test_a_key_the_server_has_seen_stops_at_once_on_the_prompt_paths(stack: Stack) -> None:
+    """The prompt and OpenAI paths check a key they have seen work with their persona read: a key ended outside
+    the server's API (the CLI, another node) is refused by the very next request, on each path."""
+    persona = stack.persona()
+    old_id = key_id_of(stack, "secret")
+    new, made = with_storage(stack, lambda s: keys.rotate(s, stack.tenant_id, old_id, 3600))
+    assert _prompt(stack, new, persona).status_code == 200  # seen: its tenant is known on this node now
+    assert _completion(stack, new, persona).status_code == 200
+    assert _completion(stack, new, persona, stream=True).status_code == 200
+    with_storage(stack, lambda s: keys.rotate(s, stack.tenant_id, made["id"], 0))  # ends now, in storage only
+    assert_error(_prompt(stack, new, persona), 401, "auth.invalid_key")
+    assert _completion(stack, new, persona).status_code == 401
+    assert _completion(stack, new, persona, stream=True).status_code == 401
+    assert_error(_prompt(stack, new, "no-such-persona"), 401, "auth.invalid_key")  # not a 404: the key is told first
+    assert_error(_prompt(stack, new, persona, {"nope": 1}), 401, "auth.invalid_key")  # nor a 400
+    assert _prompt(stack, stack.sk, persona).status_code == 200  # its grace period is still running
+
+
+def test_a_seen_key_reads_its_persona_and_its_errors_as_any_key(stack: Stack) -> None:
+    persona = stack.persona()
+    assert _prompt(stack, stack.sk, persona).status_code == 200
+    assert_error(_prompt(stack, stack.sk, "no-such-persona"), 404, "persona.not_found")
+    assert_error(_prompt(stack, stack.sk, "no-such-persona", {"nope": 1}), 400, "request.invalid")  # body first
+    assert _completion(stack, stack.sk, "no-such-persona").status_code == 404
+    other = stack.tenant()
+    assert _prompt(stack, other["sk"], persona).status_code == 404  # another tenant's key never reads it
+    assert _prompt(stack, other["sk"], persona).status_code == 404  # nor once this node has seen that key

@@ -2,6 +2,10 @@
 for browsers. Shown once when made, stored only as a SHA-256 hash (192-bit random keys: a fast hash cannot be
 brute-forced and allows lookup).
 
+A node remembers the tenant of each secret key it has seen work (`KeyTenants`), only so that a REST prompt can
+check its key in the same round trip as its persona read (`persona_by_secret`): whether the key is active is always
+what storage says in that request, so a key revoked or ended anywhere (another node, the CLI) stops at once.
+
 A key is revoked at once, or rotated: a new key of the same kind (and origins) is made, and the old one keeps
 working for a grace period so that a deployment can switch over; then it stops. A widget session remembers the
 publishable key it was made with, and a socket opened with it is refused once that key has ended.
@@ -13,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from widget_server.backends.storage import Storage
+from widget_server.backends.storage.rows import Row
 from widget_server.clock import now
 from widget_server.domain import origins as origins_
 from widget_server.errors import AuthError, Conflict, InvalidRequest, NotFound, TenantNotFound, UnknownKey
@@ -72,14 +77,58 @@ async def create_key(storage: Storage, tenant_id: str, kind: Any, origins: Any =
     return key, to_public(row)
 
 
-async def authenticate_secret(storage: Storage, key: str | None) -> str:
-    """The tenant id of an active secret key, or `AuthError`."""
+class KeyTenants:
+    """The tenant of each secret key (by hash) seen active on this node, the newest `MAX` of them. A hint, never
+    a credential: it says which tenant to ask storage about, not that the key still works."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._by_hash: dict[str, str] = {}
+
+    def get(self, key_hash: str) -> str | None:
+        return self._by_hash.get(key_hash)
+
+    def knows(self, key: str) -> bool:
+        return hash_key(key) in self._by_hash
+
+    def put(self, key_hash: str, tenant_id: str) -> None:
+        if key_hash not in self._by_hash and len(self._by_hash) >= self.MAX:
+            del self._by_hash[next(iter(self._by_hash))]  # the oldest
+        self._by_hash[key_hash] = tenant_id
+
+    def drop(self, key_hash: str) -> None:
+        self._by_hash.pop(key_hash, None)
+
+
+ENDED = "unknown, revoked or expired API key"
+
+
+async def authenticate_secret(storage: Storage, key: str | None, seen: KeyTenants | None = None) -> str:
+    """The tenant id of an active secret key, or `AuthError`; `seen` remembers it."""
     if not key or not key.startswith("sk_"):
         raise AuthError("missing or malformed API key: send Authorization: Bearer sk_…")
-    row = await storage.find_key(hash_key(key), "secret")
+    key_hash = hash_key(key)
+    row = await storage.find_key(key_hash, "secret")
     if row is None:
-        raise AuthError("unknown, revoked or expired API key")
+        raise AuthError(ENDED)
+    if seen is not None:
+        seen.put(key_hash, str(row["tenant_id"]))
     return str(row["tenant_id"])
+
+
+async def persona_by_secret(storage: Storage, seen: KeyTenants, key: str | None, ref: str
+                            ) -> tuple[str, Row | None] | None:
+    """For a secret key this node has seen work: its tenant and the persona `ref` names (None: no such persona),
+    both read in one round trip; `AuthError` when the key has ended since. None for a key not seen (the caller
+    authenticates it first, as any request)."""
+    if not key or not key.startswith("sk_") or (tenant_id := seen.get(key_hash := hash_key(key))) is None:
+        return None
+    row, active = await storage.persona_and_secret(tenant_id, ref, key_hash)
+    if not active:
+        seen.drop(key_hash)
+        raise AuthError(ENDED)
+    return tenant_id, row
 
 
 async def secret_key_row(storage: Storage, key: str | None) -> dict[str, Any]:
@@ -89,7 +138,7 @@ async def secret_key_row(storage: Storage, key: str | None) -> dict[str, Any]:
         raise AuthError("missing or malformed API key: send Authorization: Bearer sk_…")
     row = await storage.find_key(hash_key(key), "secret")
     if row is None:
-        raise UnknownKey("unknown, revoked or expired API key")
+        raise UnknownKey(ENDED)
     return row
 
 

@@ -152,10 +152,33 @@ async def tenant_of(request: Request) -> str:
     if isinstance(known, str):
         return known
     deps = app_state(request).deps
-    tenant_id = await keys.authenticate_secret(deps.storage, secret_key(request))
-    await deps.limits.enforce("api", tenant_id, "too many requests for this tenant")
+    tenant_id = await keys.authenticate_secret(deps.storage, secret_key(request), deps.seen_keys)
+    return await _counted(request, tenant_id)
+
+
+async def _counted(request: Request, tenant_id: str) -> str:
+    await app_state(request).deps.limits.enforce("api", tenant_id, "too many requests for this tenant")
     request.state.tenant_id = tenant_id
     return tenant_id
+
+
+def key_seen(request: Request) -> bool:
+    """Whether `tenant_and_persona` can check this request's key with its persona read (a key this node has seen
+    work, not yet checked in this request)."""
+    key = secret_key(request)
+    return (not isinstance(getattr(request.state, "tenant_id", None), str) and key is not None
+            and key.startswith("sk_") and app_state(request).deps.seen_keys.knows(key))
+
+
+async def tenant_and_persona(request: Request, ref: str) -> tuple[str, dict[str, Any] | None]:
+    """`tenant_of`, and the persona `ref` names (None when there is none, or when it was not read here): for a key
+    this node has seen work, both in one round trip (the key checked against storage all the same)."""
+    deps = app_state(request).deps
+    if key_seen(request):
+        found = await keys.persona_by_secret(deps.storage, deps.seen_keys, secret_key(request), ref)
+        if found is not None:
+            return await _counted(request, found[0]), found[1]
+    return await tenant_of(request), None
 
 
 MAX_BODY = 1024 * 1024

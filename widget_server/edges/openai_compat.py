@@ -33,7 +33,7 @@ from widget_server.domain.chat import completions
 from widget_server.domain.chat.completions import ChatCall
 from widget_server.domain.chat.conversations import Conversation
 from widget_server.domain.chat.turn import Reply
-from widget_server.edges.http import json_body, tenant_of
+from widget_server.edges.http import json_body, key_seen, tenant_and_persona, tenant_of
 from widget_server.edges.openai_errors import from_exception
 from widget_server.edges.state import app_state
 from widget_server.errors import (
@@ -87,11 +87,27 @@ def _usage(reply: Reply) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-async def chat_completions(request: Request) -> Response:
-    tenant_id = await _tenant(request)
+async def _tenant_and_call(request: Request) -> tuple[str, ChatCall, dict[str, Any] | None]:
+    """The tenant, the call, and its persona when read with the key (a key this node has seen work: its check and
+    the persona read are one round trip, after the body). A key that has ended is told before a bad body."""
     deps = app_state(request).deps
-    call = completions.parse_call(await json_body(request), deps.settings)
-    conv = await completions.open_call(deps, tenant_id, call, request.headers.get(CONVERSATION_HEADER))
+    if not key_seen(request):
+        tenant_id = await _tenant(request)
+        return tenant_id, completions.parse_call(await json_body(request), deps.settings), None
+    try:
+        call = completions.parse_call(await json_body(request), deps.settings)
+    except WidgetError:
+        await _tenant(request)
+        raise
+    tenant_id, persona = await tenant_and_persona(request, call.model[:200])
+    await deps.limits.enforce("openai", tenant_id, "too many requests to /v1/openai/")
+    return tenant_id, call, persona if len(call.model) <= 200 else None
+
+
+async def chat_completions(request: Request) -> Response:
+    tenant_id, call, persona = await _tenant_and_call(request)
+    deps = app_state(request).deps
+    conv = await completions.open_call(deps, tenant_id, call, request.headers.get(CONVERSATION_HEADER), persona)
     if call.stream:
         return await _stream(request, conv, call)
     reply = await completions.run_call(deps, conv, call, lambda frame: None)

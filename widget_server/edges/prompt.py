@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from widget_server.domain.chat import conversations, prompt_answer
 from widget_server.domain.chat.conversations import Conversation
 from widget_server.domain.chat.turn import run_turn
-from widget_server.edges.http import json_body, only_fields, tenant_of
+from widget_server.edges.http import json_body, only_fields, tenant_and_persona
 from widget_server.edges.state import app_state
 from widget_server.errors import WidgetError
 
@@ -22,10 +22,11 @@ FIELDS = {"message", "conversation_id", "visitor_id"}
 
 
 async def _conversation(request: Request) -> tuple[Conversation, dict[str, Any]]:
-    tenant_id = await tenant_of(request)
+    tenant_id, persona = await tenant_and_persona(request, request.path_params["id"])
     body = only_fields(await json_body(request), FIELDS, {"message"})
     conv = await conversations.open_api(app_state(request).deps, tenant_id, request.path_params["id"],
-                                        body["message"], body.get("conversation_id"), body.get("visitor_id"))
+                                        body["message"], body.get("conversation_id"), body.get("visitor_id"),
+                                        persona=persona)
     return conv, body
 
 

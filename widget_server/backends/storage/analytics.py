@@ -80,15 +80,15 @@ class EventStore:
         self.engine = engine
         self.dialect = engine.dialect.name
 
-    async def insert(self, rows: Sequence[Row]) -> None:
+    async def insert(self, rows: Sequence[Row]) -> int:
         """Write a batch in one transaction. An event already stored (a retried batch) is skipped by its `id`.
 
         The same transaction enqueues each newly stored event's webhook deliveries (the outbox), so a crash
-        never leaves an event without them, and a retried batch never enqueues one twice.
+        never leaves an event without them, and a retried batch never enqueues one twice; their number is returned.
         On PostgreSQL an advisory lock makes batches from every node commit one after another, so `seq` (drawn
         inside the lock) grows in commit order and a cursor that passed `seq` N never misses a later commit."""
         if not rows:
-            return
+            return 0
         insert: Any = (postgresql.insert(events) if self.dialect == "postgresql" else sqlite.insert(events))
         insert = insert.on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
         try:
@@ -96,11 +96,12 @@ class EventStore:
                 if self.dialect == "postgresql":
                     await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({EVENT_LOCK})"))
                 stored = set((await conn.execute(insert, list(rows))).scalars())
-                if stored:
-                    new = [r for r in rows if r["id"] in stored]
-                    await enqueue(conn, new)
-                    for statement, params in rollup.statements(self.dialect, *rollup.fold(new, self.dialect)):
-                        await conn.execute(statement, params)
+                if not stored:
+                    return 0
+                new = [r for r in rows if r["id"] in stored]
+                for statement, params in rollup.statements(self.dialect, *rollup.fold(new, self.dialect)):
+                    await conn.execute(statement, params)
+                return await enqueue(conn, new)
         except sa.exc.StatementError as exc:
             if refused_for_values(exc):
                 raise RowsRefused(str(exc.orig)[:300]) from exc  # the rows, not the database: retrying changes nothing

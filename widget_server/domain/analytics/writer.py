@@ -31,7 +31,9 @@ from widget_server.metrics import Metrics
 from widget_server.private_files import private_file
 
 log = logging.getLogger(__name__)
-Write = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+# Writes a batch; may return how many webhook deliveries it enqueued with it (0: `on_written` is not called, so the
+# webhook worker is not woken to look for deliveries there are none of: a claim query saved per batch).
+Write = Callable[[Sequence[dict[str, Any]]], Awaitable[int | None]]
 Written = Callable[[Sequence[Event]], None]
 
 
@@ -165,9 +167,9 @@ class EventWriter:
                 f.write(_spill_line(event))
 
     async def _write_batch(self, batch: Sequence[Event]) -> None:
-        await self._write([event_row(e) for e in batch])
+        enqueued = await self._write([event_row(e) for e in batch])
         self._metrics.events_written.inc(len(batch))
-        if self.on_written is not None:
+        if self.on_written is not None and enqueued != 0:
             try:
                 self.on_written(batch)
             except Exception:

@@ -186,13 +186,15 @@ class GivenContext(Memory):
         pass
 
 
-async def open_call(deps: Deps, tenant_id: str, call: ChatCall, conversation_id: str | None) -> Conversation:
+async def open_call(deps: Deps, tenant_id: str, call: ChatCall, conversation_id: str | None,
+                    persona: dict[str, Any] | None = None) -> Conversation:
     """The call's conversation: the stored one `X-Persona-Conversation-Id` names (404 unless it is this persona's,
-    and this `user`'s when one is given), or a new one on channel `openai`. An unknown model is `PersonaNotFound`."""
+    and this `user`'s when one is given), or a new one on channel `openai`. An unknown model is `PersonaNotFound`.
+    `persona`: the row `call.model` names, when the caller has read it already."""
     if len(call.model) > 200:
         raise PersonaNotFound(f"no persona {call.model[:40]!r}")
     conv = await conversations.open_api(deps, tenant_id, call.model, call.message, conversation_id, call.user,
-                                        channel="openai")
+                                        channel="openai", persona=persona)
     return dataclasses.replace(conv, instructions=call.instructions)
 
 

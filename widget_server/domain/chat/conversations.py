@@ -8,6 +8,7 @@ conversation gets a 404.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ class Conversation:
     guard: CheckContext = field(default_factory=CheckContext)  # as stored when the conversation was opened
     # A caller's own system messages for this turn (the OpenAI-compatible endpoint), after the persona's prompt
     instructions: tuple[str, ...] = ()
+    # Started by this API call and not yet handed to anyone else: it is `bot` and has no messages, so its one turn
+    # reads neither its status nor its history back from storage (two round trips before the first token).
+    fresh: bool = False
 
     @property
     def guard_context(self) -> GuardContext:
@@ -155,16 +159,17 @@ async def open_widget(deps: Deps, tenant_id: str, persona: dict[str, Any], visit
 
 
 async def open_api(deps: Deps, tenant_id: str, persona_ref: str, message: Any, conversation_id: Any,
-                   visitor: Any, channel: str = "api") -> Conversation:
+                   visitor: Any, channel: str = "api", persona: dict[str, Any] | None = None) -> Conversation:
     """The conversation a REST prompt goes to: the one named (404 unless it is this persona's, and this
     visitor's when one is named), or a new one on `channel` (`api`; `openai` for the OpenAI-compatible
     endpoint, `mcp` for the MCP server's `chat` tool). The message is checked first, so a refused message leaves
-    no empty conversation behind."""
-    persona = await personas.get(deps.storage, tenant_id, persona_ref)
+    no empty conversation behind. `persona`: the row `persona_ref` names, when the caller has read it already."""
+    persona = persona or await personas.get(deps.storage, tenant_id, persona_ref)
     check_message(message, deps.settings.max_message_chars)
     named_visitor = visitor_id(visitor) if visitor is not None else None
     if conversation_id is None:
-        return await start(deps, tenant_id, persona, named_visitor or visitor_id(None), channel)
+        conv = await start(deps, tenant_id, persona, named_visitor or visitor_id(None), channel)
+        return dataclasses.replace(conv, fresh=True)
     found = await _own(deps, tenant_id, persona, conversation_id, named_visitor)
     if found is None:
         raise ConversationNotFound(f"no conversation {str(conversation_id)[:40]!r} with this persona")

@@ -100,6 +100,9 @@ async def history(deps: Deps, conv: Conversation, before_message_id: str, memory
     """The turns before this one: from memory when it has them, else from storage."""
     if memory.loaded:
         return tuple(memory.turns)
+    if conv.fresh:  # nothing was said in it before this turn
+        memory.load([])
+        return ()
     n = deps.settings.history_turns
     rows = await deps.storage.list_messages(conv.tenant_id, conv.id, limit=n + 1)
     turns = [Turn(r["role"], _as_context(r)) for r in rows
@@ -153,7 +156,7 @@ async def run_turn(
     to a conversation a person has goes to them (elsewhere it is refused: the caller could not hear them)."""
     memory = memory or new_memory(deps, conv)
     visitor_id, reply_id = ids or (new_id("msg"), new_id("msg"))  # in this order: messages are listed by id
-    row = await _status(deps, conv, memory, live)
+    row = None if conv.fresh else await _status(deps, conv, memory, live)
     if row is not None and row["status"] in TAKEN:
         return await _to_agents(deps, conv, row, text, client_id, emit, memory, visitor_id)
     acc = await accept(deps, conv, text, client_id, emit, memory, visitor_id)
