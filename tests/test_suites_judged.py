@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tests.conftest import Stack
-from tests.support.scripted import Scripted
+from tests.support.scripted import Scripted, scripted_model
 from tests.support.servers import serve_in_thread
 from tests.support.sse import Events
 from tests.test_suites import POLICY, Command
@@ -31,9 +31,8 @@ RUBRIC = "The reply talks about helmets."
 
 @pytest.fixture
 def judge() -> Iterator[tuple[Scripted, str]]:
-    fake = Scripted()
-    with serve_in_thread(fake.app()) as url:
-        yield fake, url + "/v1"
+    with scripted_model() as served:
+        yield served
 
 
 @pytest.fixture

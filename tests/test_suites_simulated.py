@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.support.errors import assert_error
-from tests.support.scripted import Scripted
+from tests.support.scripted import Scripted, scripted_model
 from tests.support.servers import serve_in_thread
 from tests.support.sse import Events
 from tests.support.upstream import Upstream
@@ -33,9 +33,8 @@ REFUSED = "script:Hello there|Is RivalCycles cheaper?|Thanks, bye"
 
 @pytest.fixture
 def visitor_model() -> Iterator[tuple[Scripted, str]]:
-    fake = Scripted()
-    with serve_in_thread(fake.app()) as url:
-        yield fake, url + "/v1"
+    with scripted_model() as served:
+        yield served
 
 
 @pytest.fixture

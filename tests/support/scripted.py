@@ -10,7 +10,8 @@ streams chat completions as OpenAI does, its behaviour spelled in the model's na
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.support.servers import serve_in_thread
 from tests.support.upstream import _chunk
 
 ANSWERS = {"P": json.dumps({"pass": True, "reason": "the reply meets the rubric"}),
@@ -61,3 +63,11 @@ class Scripted:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v1/chat/completions", self.completions, methods=["POST"])])
+
+
+@contextmanager
+def scripted_model() -> Iterator[tuple[Scripted, str]]:
+    """A `Scripted` model served on a local port, and its OpenAI-compatible base URL."""
+    fake = Scripted()
+    with serve_in_thread(fake.app()) as url:
+        yield fake, url + "/v1"
