@@ -24,6 +24,10 @@ from tests.support.servers import serve_in_thread
 from tests.support.sse import Events
 from tests.support.upstream import Upstream
 from tests.test_suites import POLICY, Command
+from widget_server.domain.testing import assertions
+from widget_server.domain.testing.assertions import Observation
+from widget_server.domain.testing.simulated import _similar
+from widget_server.domain.testing.suite import Case
 from widget_server.edges.cli import suites as suites_cli
 from widget_server.settings import Settings
 
@@ -279,3 +283,18 @@ def test_a_test_persona_is_found_by_its_folded_name_in_its_tenant_only(db_url: s
             await storage.close()
 
     asyncio.run(check())
+
+
+def test_each_whole_conversation_similar_to_is_checked_against_its_own_text() -> None:
+    case = Case.model_validate({"name": "two texts", "visitor_persona": {"inline": {"name": "V"}}, "goal": "a helmet",
+                                "at_some_turn": {"similar_to": {"text": "we sell helmets", "min": 0.5}},
+                                "never": {"similar_to": {"text": "I cannot help", "min": 0.5}}})
+    assert _similar(case) == ("we sell helmets", "I cannot help")  # both texts embedded, each reply
+    obs = Observation("Do you sell helmets?", "Do you sell helmets?", "Yes, helmets in every size.", "stop", [], {},
+                      {}, [], True, False, similarities={"we sell helmets": 0.8, "I cannot help": 0.1})
+    assert case.at_some_turn is not None and case.never is not None
+    assert assertions.at_some_turn(case.at_some_turn, [obs]) == []
+    assert assertions.never(case.never, [obs]) == []  # judged on "I cannot help" (0.1), not on the other text (0.8)
+    far = Observation("x", "x", "I cannot help with that.", "stop", [], {}, {}, [], True, False,
+                      similarities={"we sell helmets": 0.1, "I cannot help": 0.9})
+    assert [f.assertion for f in assertions.never(case.never, [obs, far])] == ["never.similar_to"]

@@ -35,7 +35,7 @@ class Observation:
     provider_called: bool
     escalated: bool
     canary: str | None = None
-    similarity: float | None = None  # of the reply to `similar_to.text`, when asked
+    similarities: dict[str, float] = field(default_factory=dict)  # the reply's to each `similar_to.text` asked
     error: dict[str, Any] | None = None
 
     @property
@@ -138,9 +138,10 @@ def _other(expect: Expect, obs: Observation) -> list[Failure]:
     if expect.finish_reason is not None and expect.finish_reason != obs.finish_reason:
         out.append(Failure("finish_reason", expect.finish_reason, obs.finish_reason,
                            message=f"the reply finished as {obs.finish_reason}"))
-    if expect.similar_to is not None and (obs.similarity is None or obs.similarity < expect.similar_to.min):
-        out.append(Failure("similar_to", expect.similar_to.model_dump(), obs.similarity,
-                           message=f"similarity {obs.similarity} is below {expect.similar_to.min}"))
+    score = obs.similarities.get(expect.similar_to.text) if expect.similar_to is not None else None
+    if expect.similar_to is not None and (score is None or score < expect.similar_to.min):
+        out.append(Failure("similar_to", expect.similar_to.model_dump(), score,
+                           message=f"similarity {score} is below {expect.similar_to.min}"))
     if expect.no_prompt_leak and obs.canary is not None and leaked(obs.text, obs.canary):
         out.append(Failure("no_prompt_leak", "the reply never shows the system prompt's canary",
                            f"the reply shows the canary {obs.canary}", message="the system prompt leaked"))

@@ -44,11 +44,10 @@ async def _written(run: Run, case: Case, visitor: Visitor, said: list[tuple[str,
     return text
 
 
-def _similar(case: Case) -> str | None:
-    for expect in (case.at_some_turn, case.never):
-        if expect is not None and expect.similar_to is not None:
-            return expect.similar_to.text
-    return None
+def _similar(case: Case) -> tuple[str, ...]:
+    """The texts the whole-conversation assertions compare each reply with (`similar_to`)."""
+    expects = (case.at_some_turn, case.never)
+    return tuple(e.similar_to.text for e in expects if e is not None and e.similar_to is not None)
 
 
 async def _converse(run: Run, case: Case, visitor: Visitor, repeat: int, attempt: Attempt) -> None:

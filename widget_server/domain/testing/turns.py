@@ -87,13 +87,13 @@ def observe(visitor: str, reply: Reply, frames: list[dict[str, Any]], events: li
 
 
 async def one_turn(run: Run, conv: conversations.Conversation, memory: Any, visitor: str,
-                   similar_to: str | None) -> Observation:
+                   similar_to: tuple[str, ...] = ()) -> Observation:
     frames: list[dict[str, Any]] = []
     reply = await run_turn(run.deps, conv, visitor, None, frames.append, memory=memory)
     obs = observe(visitor, reply, frames, run.tap.take(conv.id), run.tape, run.canary)
     run.tape.keep(reply.timing)
-    if similar_to is not None:
-        obs.similarity = await asyncio.to_thread(similarity, similar_to, reply.text)
+    for text in dict.fromkeys(similar_to):  # each text once
+        obs.similarities[text] = await asyncio.to_thread(similarity, text, reply.text)
     return obs
 
 
@@ -129,7 +129,7 @@ async def scripted(run: Run, case: Case, repeat: int) -> Attempt:
     memory = new_memory(run.deps, conv)
     for i, turn in enumerate(case.turns or []):
         run.tape.begin(case.name, repeat, i)
-        similar = turn.expect.similar_to.text if turn.expect.similar_to is not None else None
+        similar = (turn.expect.similar_to.text,) if turn.expect.similar_to is not None else ()
         try:
             obs = await one_turn(run, conv, memory, turn.visitor, similar)
         except WidgetError as exc:
