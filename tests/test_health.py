@@ -74,3 +74,42 @@ def test_metrics_without_a_token_answer_only_this_machine(settings_factory: Call
 
 def test_metrics_without_a_token_answer_a_loopback_client(stack: Stack) -> None:
     assert httpx.get(f"{stack.url}/metrics").status_code == 200
+
+
+def test_stopping_waits_for_a_sweep_to_leave_storage_before_closing_it(
+    settings_factory: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep cancelled in the middle of a query hands its connection back before the engine goes: closing storage
+    under it once left the event loop's teardown waiting forever on a connection thread that was gone."""
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    import widget_server.app as app_module
+    from widget_server.backends.storage.store import Storage
+
+    order: list[str] = []
+    in_query = asyncio.Event()
+
+    async def sweep_in_a_query(storage: Any, days: Any, every_s: float) -> None:
+        try:
+            in_query.set()
+            await asyncio.Event().wait()  # a query that has not answered yet
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # handing the connection back takes a round trip to its thread
+            await storage.ping()
+            order.append("sweep left storage")
+            raise
+
+    close = Storage.close
+
+    async def recorded_close(self: Storage) -> None:
+        order.append("storage closed")
+        await close(self)
+
+    monkeypatch.setattr(app_module, "sweep_forever", sweep_in_a_query)
+    monkeypatch.setattr(Storage, "close", recorded_close)
+    with TestClient(app_module.create_app(settings_factory()), base_url="http://localhost") as client:
+        assert client.get("/health").status_code == 200
+        assert in_query.is_set()
+    assert order == ["sweep left storage", "storage closed"]

@@ -55,6 +55,21 @@ from widget_server.settings import Settings
 
 log = logging.getLogger(__name__)
 IDEMPOTENCY_SWEEP_S = 3600.0  # expired keys are read as absent anyway: the sweep only keeps the table small
+SWEEPS_STOP_S = 5.0  # the longest shutdown waits for a cancelled sweep to leave the query it was in
+
+
+async def stop_sweeps(tasks: list[asyncio.Task[None]], timeout_s: float = SWEEPS_STOP_S) -> None:
+    """Cancel the background sweeps and wait (bounded) until each has left storage: one cancelled in the middle of
+    a query still hands its connection back, and must do so before the engine is disposed, or the loop's own
+    teardown waits forever on a connection thread that is gone."""
+    for task in tasks:
+        task.cancel()
+    _, late = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in tasks:
+        if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("a background sweep ended with an error", exc_info=exc)
+    if late:
+        log.warning("background sweeps still running at shutdown", extra={"count": len(late)})
 
 
 def create_app(settings: Settings | None = None, *, events: EventSink | None = None,
@@ -117,11 +132,7 @@ def create_app(settings: Settings | None = None, *, events: EventSink | None = N
                 await images.aclose()
             await test_runs.aclose()  # each ends as error ("interrupted"), stored before storage closes
             await prompt_jobs.aclose()  # running ones queued again, for the next process or another node
-            sweeper.cancel()
-            session_sweeper.cancel()
-            lapsed_sweeper.cancel()
-            wait_sweeper.cancel()
-            idempotency_sweeper.cancel()
+            await stop_sweeps([sweeper, session_sweeper, lapsed_sweeper, wait_sweeper, idempotency_sweeper])
             if bus.shared and (running := deps.hub.running()) and settings.drain_s:
                 await asyncio.wait(running, timeout=settings.drain_s)  # their visitors resume on other nodes
             tasks = deps.hub.cancel_all()
